@@ -1,0 +1,148 @@
+"""RabbitMQ through Dramatiq: the broker, the three priority-tier queues, and publishing jobs.
+
+Every actor is declared on the normal tier; a job's message goes to the tier of its priority
+with `message.copy(queue_name=...)`. All three tiers are declared in every process.
+"""
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import pika
+from dramatiq import Message, Middleware
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import BrokerConnectionError
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TIERS = ("high", "normal", "low")
+
+#: What a publish raises when RabbitMQ cannot take the message.
+PublishErrors = (BrokerConnectionError, pika.exceptions.AMQPError, OSError)
+
+# Fail fast when RabbitMQ is away: an enqueue must answer, not hang, during an outage.
+_CONNECTION_DEFAULTS = {
+    "connection_attempts": "1",
+    "socket_timeout": "3",
+    "stack_timeout": "5",
+    "blocked_connection_timeout": "10",
+    "heartbeat": "30",
+}
+
+
+def tier_of(priority: int) -> str:
+    """Priorities 8-10 run on `high`, 4-7 on `normal`, 1-3 on `low`."""
+    if priority >= 8:
+        return "high"
+    if priority >= 4:
+        return "normal"
+    return "low"
+
+
+def queue_name(settings: Settings, tier: str) -> str:
+    return f"{settings.queue_prefix}.{tier}"
+
+
+def queue_names(settings: Settings) -> list[str]:
+    return [queue_name(settings, tier) for tier in TIERS]
+
+
+def connection_url(url: str) -> str:
+    """`url` with Warren's connection defaults added where the URL sets none."""
+    parts = urlsplit(url)
+    query = {**_CONNECTION_DEFAULTS, **dict(parse_qsl(parts.query))}
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def build_broker(settings: Settings, middleware: Iterable[Middleware] = ()) -> RabbitmqBroker:
+    """A RabbitMQ broker with publisher confirms and the three tier queues declared."""
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    broker = RabbitmqBroker(
+        url=connection_url(settings.broker_url),
+        confirm_delivery=True,
+        middleware=list(middleware),
+    )
+    for name in queue_names(settings):
+        broker.declare_queue(name)
+    return broker
+
+
+def pika_parameters(settings: Settings) -> pika.URLParameters:
+    return pika.URLParameters(connection_url(settings.broker_url))
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What publishing a job needs to know about it."""
+
+    id: uuid.UUID
+    type: str
+    payload: dict[str, Any]
+    priority: int
+    timeout_seconds: int
+    due_at: datetime | None = None
+
+
+class Publisher:
+    """Turns jobs into Dramatiq messages and hands them to RabbitMQ with confirms."""
+
+    def __init__(self, broker: RabbitmqBroker, settings: Settings) -> None:
+        self.broker = broker
+        self.settings = settings
+
+    def message(self, job: Dispatch) -> Message:
+        return Message(
+            queue_name=queue_name(self.settings, tier_of(job.priority)),
+            actor_name=job.type,
+            args=(),
+            kwargs=job.payload,
+            options={"time_limit": job.timeout_seconds * 1000},
+            message_id=str(job.id),
+        )
+
+    def publish(self, job: Dispatch) -> None:
+        """Publish one job, delayed until `due_at`. Raises the broker's error on failure."""
+        delay = None
+        if job.due_at is not None:
+            wait_ms = int((job.due_at - datetime.now(UTC)).total_seconds() * 1000)
+            delay = wait_ms if wait_ms > 0 else None
+        self.broker.enqueue(self.message(job), delay=delay)
+
+    def publish_many(self, jobs: Iterable[Dispatch]) -> list[uuid.UUID]:
+        """Publish each job; return the ids RabbitMQ confirmed. Stops at the first connection
+        failure: the rest stay unpublished rows for the dispatcher."""
+        published: list[uuid.UUID] = []
+        for job in jobs:
+            try:
+                self.publish(job)
+            except PublishErrors as exc:
+                log.warning("publishing failed, the dispatcher will retry: %s", exc)
+                break
+            published.append(job.id)
+        return published
+
+    def redeliver(self, message: Message, delay_ms: int) -> None:
+        """Put `message` back on its queue to arrive again in `delay_ms` milliseconds."""
+        clean = message.copy(options={"eta": None})
+        clean.options.pop("eta", None)
+        self.broker.enqueue(clean, delay=max(delay_ms, 1))
+
+
+def wait_for_broker(settings: Settings, timeout: float) -> bool:
+    """Whether RabbitMQ accepts a connection within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pika.BlockingConnection(pika_parameters(settings)).close()
+            return True
+        except pika.exceptions.AMQPError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)

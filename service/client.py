@@ -1,0 +1,295 @@
+"""Warren's Python API: the same operations as the HTTP API, for service-to-service callers.
+
+    warren = Warren.connect()                       # settings from WARREN_* variables
+    job_id = warren.enqueue("send-email", {"to": "a@example.com", "subject": "Hi", "body": "…"})
+    warren.get(job_id).status
+
+`enqueue` and `enqueue_many` accept the caller's own SQLAlchemy/SQLModel `Session`: the job rows
+join the caller's transaction and are published only if it commits.
+"""
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pika
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from service import db, jobs, queries
+from service.broker import (
+    Dispatch,
+    Publisher,
+    PublishErrors,
+    build_broker,
+    pika_parameters,
+    queue_names,
+)
+from service.enqueue import EnqueueRequest, build_row, parse
+from service.errors import NotFound, ValidationFailed
+from service.models import STATUSES, Job, JobAttempt, JobStatus
+from service.registry import Registry
+from service.registry import registry as default_registry
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+_PENDING_KEY = "warren.unpublished"
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The outcome of one enqueue: the job's id, and False when its idempotency key had been
+    seen before (the id is then the first job's)."""
+
+    id: uuid.UUID
+    created: bool
+
+
+class Warren:
+    """A handle on one Warren deployment: its database, its broker and its job types."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        registry: Registry | None = None,
+        publisher: Publisher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine or db.make_engine(settings)
+        self.registry = registry or default_registry.load(settings.job_modules)
+        self.publisher = publisher or Publisher(build_broker(settings), settings)
+
+    @classmethod
+    def connect(cls, settings: Settings | None = None) -> "Warren":
+        return cls(settings or Settings())
+
+    def close(self) -> None:
+        self.publisher.broker.close()
+        self.engine.dispose()
+
+    # -- enqueue ------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        type: str,
+        payload: Mapping[str, Any],
+        *,
+        session: Session | None = None,
+        **options: Any,
+    ) -> Enqueued:
+        """Enqueue one job. Options are the enqueue fields in snake_case (`priority`,
+        `max_attempts`, `timeout_seconds`, `delay_seconds`, `scheduled_at`, `idempotency_key`,
+        `retry`). Raises `UnknownJobType` or `ValidationFailed`; nothing is written then."""
+        body = {"type": type, "payload": dict(payload)}
+        body.update({key: value for key, value in options.items() if value is not None})
+        return self.submit([body], session=session)[0]
+
+    def submit(
+        self,
+        bodies: Sequence[Mapping[str, Any] | EnqueueRequest],
+        *,
+        session: Session | None = None,
+    ) -> list[Enqueued]:
+        """Enqueue many jobs, all or nothing: each body is an enqueue request (the JSON of
+        `POST /jobs`, or an `EnqueueRequest`). Errors name the item (`jobs[3].payload.to`)."""
+        if len(bodies) > MAX_BATCH:
+            raise ValidationFailed(
+                f"a batch holds at most {MAX_BATCH} jobs",
+                [{"field": "jobs", "message": f"{len(bodies)} items, at most {MAX_BATCH}"}],
+            )
+        single = len(bodies) == 1
+        now = datetime.now(UTC)
+        rows, details = [], []
+        for index, body in enumerate(bodies):
+            prefix = "" if single else f"jobs[{index}]"
+            try:
+                request = body if isinstance(body, EnqueueRequest) else parse(body, prefix)
+                rows.append(build_row(request, self.registry, prefix, now))
+            except ValidationFailed as exc:
+                details.extend(exc.details)
+        if details:
+            message = (
+                "invalid enqueue request" if single else "invalid jobs in batch; none enqueued"
+            )
+            raise ValidationFailed(message, details)
+        return self._store(rows, session)
+
+    def _store(self, rows: list[dict[str, Any]], session: Session | None) -> list[Enqueued]:
+        if session is not None:
+            outcome = jobs.insert(session.connection(), rows)
+            self._publish_after_commit(session, rows, outcome)
+            return [Enqueued(*pair) for pair in outcome]
+        with self.engine.begin() as conn:
+            outcome = jobs.insert(conn, rows)
+        self.publish_new(rows, outcome)
+        return [Enqueued(*pair) for pair in outcome]
+
+    def _publish_after_commit(self, session: Session, rows, outcome) -> None:
+        session.info.setdefault(_PENDING_KEY, []).append((rows, outcome))
+        if not event.contains(session, "after_commit", self._after_commit):
+            event.listen(session, "after_commit", self._after_commit)
+            event.listen(session, "after_soft_rollback", self._after_rollback)
+
+    def _after_commit(self, session: Session) -> None:
+        for rows, outcome in session.info.pop(_PENDING_KEY, []):
+            self.publish_new(rows, outcome)
+
+    def _after_rollback(self, session: Session, previous_transaction: Any) -> None:
+        session.info.pop(_PENDING_KEY, None)
+
+    def publish_new(
+        self, rows: list[dict[str, Any]], outcome: list[tuple[uuid.UUID, bool]]
+    ) -> None:
+        """Publish freshly inserted rows that are due within the horizon; mark them published.
+        What fails to publish stays an unpublished row, which the dispatcher picks up."""
+        horizon = datetime.now(UTC) + timedelta(seconds=self.settings.delay_horizon_seconds)
+        due = [
+            _dispatch(row)
+            for row, (_, created) in zip(rows, outcome, strict=True)
+            if created and (row["scheduled_at"] is None or row["scheduled_at"] <= horizon)
+        ]
+        if not due:
+            return
+        published = self.publisher.publish_many(due)
+        if not published:
+            return
+        try:
+            with self.engine.begin() as conn:
+                jobs.mark_published(conn, published)
+        except sa.exc.OperationalError as exc:
+            log.warning("could not mark %d jobs published: %s", len(published), exc)
+
+    # -- read ---------------------------------------------------------------------------------
+
+    def get(self, job_id: uuid.UUID | str) -> Job:
+        with self.engine.connect() as conn:
+            return queries.get(conn, _uuid(job_id))
+
+    def attempts(self, job_id: uuid.UUID | str) -> list[JobAttempt]:
+        with self.engine.connect() as conn:
+            return queries.attempts(conn, _uuid(job_id))
+
+    def list(self, filters: queries.Filters | Mapping[str, str] | None = None) -> queries.Page:
+        if not isinstance(filters, queries.Filters):
+            filters = queries.Filters.parse(filters or {})
+        with self.engine.connect() as conn:
+            return queries.page(conn, filters)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts by status and type, rates, and RabbitMQ's view of each tier queue."""
+        with self.engine.connect() as conn:
+            by_type = queries.counts(conn)
+        totals = dict.fromkeys(STATUSES, 0)
+        for per_status in by_type.values():
+            for status, n in per_status.items():
+                totals[status] += n
+        total = sum(totals.values())
+        return {
+            "total": total,
+            **totals,
+            "completionRate": _rate(totals[JobStatus.COMPLETED], total),
+            "failureRate": _rate(totals[JobStatus.FAILED], total),
+            "byType": {
+                name: {"total": sum(c.values()), **dict.fromkeys(STATUSES, 0), **c}
+                for name, c in sorted(by_type.items())
+            },
+            "queues": self.queue_depths(),
+        }
+
+    def queue_depths(self) -> dict[str, dict[str, int]]:
+        """Messages ready and consumers per tier queue, as RabbitMQ reports them; empty when
+        RabbitMQ is unreachable."""
+        depths: dict[str, dict[str, int]] = {}
+        try:
+            connection = pika.BlockingConnection(pika_parameters(self.settings))
+        except PublishErrors:
+            return depths
+        try:
+            channel = connection.channel()
+            for name in queue_names(self.settings):
+                for queue in (name, f"{name}.DQ", f"{name}.XQ"):
+                    try:
+                        ok = channel.queue_declare(queue, passive=True).method
+                    except pika.exceptions.ChannelClosedByBroker:
+                        channel = connection.channel()
+                        continue
+                    depths[queue] = {"messages": ok.message_count, "consumers": ok.consumer_count}
+        finally:
+            connection.close()
+        return depths
+
+    def health(self) -> dict[str, str]:
+        """`{"database": "ok" | reason, "broker": "ok" | reason}`."""
+        checks = {}
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            checks["database"] = "ok"
+        except sa.exc.SQLAlchemyError as exc:
+            checks["database"] = f"unreachable: {exc.__class__.__name__}"
+        try:
+            pika.BlockingConnection(pika_parameters(self.settings)).close()
+            checks["broker"] = "ok"
+        except PublishErrors as exc:
+            checks["broker"] = f"unreachable: {exc.__class__.__name__}"
+        return checks
+
+    # -- steer --------------------------------------------------------------------------------
+
+    def retry(self, job_id: uuid.UUID | str) -> None:
+        """Run a failed or cancelled job again with fresh attempts."""
+        job_id = _uuid(job_id)
+        with self.engine.begin() as conn:
+            jobs.retry(conn, job_id)
+            job = queries.get(conn, job_id)
+        self.publish_new([_row(job)], [(job.id, True)])
+
+    def cancel(self, job_id: uuid.UUID | str) -> JobStatus:
+        """Cancel a job; returns the status it had (`pending`: it never starts; `processing`:
+        it is asked to stop and ends `cancelled`)."""
+        with self.engine.begin() as conn:
+            return jobs.cancel(conn, _uuid(job_id))
+
+
+def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise NotFound(f"job {value} not found") from None
+
+
+def _rate(part: int, total: int) -> str:
+    return f"{(100 * part / total) if total else 0:.2f}%"
+
+
+def _dispatch(row: Mapping[str, Any]) -> Dispatch:
+    return Dispatch(
+        id=row["id"],
+        type=row["type"],
+        payload=row["payload"],
+        priority=row["priority"],
+        timeout_seconds=row["timeout_seconds"],
+        due_at=row.get("scheduled_at"),
+    )
+
+
+def _row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "type": job.type,
+        "payload": job.payload,
+        "priority": job.priority,
+        "timeout_seconds": job.timeout_seconds,
+        "scheduled_at": job.scheduled_at,
+    }

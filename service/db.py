@@ -1,0 +1,67 @@
+"""Connections to PostgreSQL and the schema's life: create the database, migrate it."""
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine, make_url
+
+from service.settings import Settings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x5741_5252  # "WARR": one migrator at a time per database
+
+
+def make_engine(settings: Settings, **options: object) -> Engine:
+    """The engine every process builds once. Connections are checked before use, so a
+    PostgreSQL restart costs one failed statement at most, not a dead pool."""
+    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, **options}
+    return sa.create_engine(settings.database_url, **options)
+
+
+def create_database(url: str) -> bool:
+    """Create the database named in `url` if it does not exist. Returns whether it did."""
+    target = make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                {"name": target.database},
+            )
+            if exists:
+                return False
+            conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+            return True
+    finally:
+        admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drop the database named in `url`, closing its sessions. Used by tests and benchmarks."""
+    target = make_url(url)
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def upgrade(settings: Settings) -> None:
+    """Create the database if needed and bring its schema to the newest revision.
+
+    Safe to run twice and from several processes at once: migrators queue on an advisory lock.
+    """
+    create_database(settings.database_url)
+    engine = sa.create_engine(settings.database_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()

@@ -1,0 +1,95 @@
+"""The dispatcher loop of `warren scheduler`: it makes sure every pending job has a message.
+
+Each tick, in short transactions that lock rows with `SKIP LOCKED` (so several schedulers can
+run side by side):
+
+1. release jobs whose worker died: a `processing` job whose lease expired is recorded as lost and
+   returned to `pending` (or `failed` when its attempts are spent);
+2. publish pending jobs that have no message in RabbitMQ and are due within the delay horizon:
+   enqueues whose publish failed, far-future schedules and long retries coming due, released
+   jobs, manual retries.
+"""
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from service import jobs
+from service.broker import Dispatch, Publisher
+from service.models import Job, JobStatus
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tick:
+    published: int = 0
+    released: int = 0
+    failed: int = 0
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine, publisher: Publisher, settings: Settings) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.settings = settings
+
+    def tick(self) -> Tick:
+        tick = Tick()
+        self._release_expired(tick)
+        self._publish_due(tick)
+        return tick
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every `dispatch_interval_seconds` until `stop` is set; survive outages."""
+        log.info("dispatcher started (every %ss)", self.settings.dispatch_interval_seconds)
+        while not stop.is_set():
+            try:
+                tick = self.tick()
+            except Exception as exc:  # an outage must not end the loop
+                log.warning("dispatcher tick failed: %s", exc)
+            else:
+                if tick.published or tick.released or tick.failed:
+                    log.info(
+                        "published %d, released %d, failed %d",
+                        tick.published,
+                        tick.released,
+                        tick.failed,
+                    )
+            stop.wait(self.settings.dispatch_interval_seconds)
+
+    def _release_expired(self, tick: Tick) -> None:
+        with self.engine.begin() as conn:
+            for job_id in jobs.expired_leases(conn, grace=self.settings.lease_seconds):
+                status = jobs.release_expired(conn, job_id)
+                if status == JobStatus.PENDING:
+                    tick.released += 1
+                elif status == JobStatus.FAILED:
+                    tick.failed += 1
+
+    def _publish_due(self, tick: Tick) -> None:
+        while True:
+            with self.engine.begin() as conn:
+                due = jobs.due_unpublished(
+                    conn, self.settings.delay_horizon_seconds, self.settings.stranded_after_seconds
+                )
+                published = self.publisher.publish_many(dispatch_of(job) for job in due)
+                jobs.mark_published(conn, published)
+            tick.published += len(published)
+            if len(published) < len(due) or len(due) < 500:
+                return
+
+
+def dispatch_of(job: Job) -> Dispatch:
+    """How to publish a stored job: delayed until its retry time or schedule."""
+    return Dispatch(
+        id=job.id,
+        type=job.type,
+        payload=job.payload,
+        priority=job.priority,
+        timeout_seconds=job.timeout_seconds,
+        due_at=job.next_attempt_at or job.scheduled_at,
+    )

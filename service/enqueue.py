@@ -1,0 +1,129 @@
+"""What an enqueue asks for, validated the same way for HTTP, Python and CLI callers."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from service.errors import ValidationFailed
+from service.models import JobStatus
+from service.registry import Registry
+from service.settings import RetryStrategy
+
+PRIORITY_NAMES = {"high": 10, "normal": 5, "low": 1}
+MAX_DELAY_SECONDS = 10 * 366 * 86400
+
+_camel = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class RetryOverride(BaseModel):
+    """A job's own retry policy; unset fields come from its job type, then from settings."""
+
+    model_config = _camel
+
+    strategy: RetryStrategy | None = None
+    base_seconds: float | None = Field(default=None, ge=0, le=86400 * 7)
+    max_seconds: float | None = Field(default=None, ge=0, le=86400 * 7)
+    jitter: float | None = Field(default=None, ge=0, le=1)
+
+
+class EnqueueRequest(BaseModel):
+    """The enqueue body of CONTRACT.md. Only `type` and `payload` are required."""
+
+    model_config = _camel
+
+    type: str = Field(min_length=1, max_length=200)
+    payload: dict[str, Any]
+    priority: Annotated[int, Field(strict=True, ge=1, le=10)] | Literal["high", "normal", "low"] = (
+        Field(default=None)
+    )
+    max_attempts: Annotated[int, Field(strict=True, ge=1, le=25)] | None = None
+    timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] | None = None
+    delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
+    scheduled_at: AwareDatetime | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    retry: RetryOverride | None = None
+
+    @field_validator("priority", mode="after")
+    @classmethod
+    def _priority_number(cls, value: int | str | None) -> int | None:
+        return PRIORITY_NAMES[value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_way_to_delay(self) -> "EnqueueRequest":
+        if self.delay_seconds is not None and self.scheduled_at is not None:
+            raise ValueError("delaySeconds and scheduledAt exclude each other")
+        return self
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
+    """Pydantic's errors as `[{field, message}]`, fields named as the caller spelled them."""
+    details = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"] if not _is_union_tag(part))
+        field = ".".join(part for part in (prefix, path) if part)
+        details.append({"field": field or "(body)", "message": error["msg"]})
+    return details
+
+
+def _is_union_tag(part: object) -> bool:
+    return isinstance(part, str) and (
+        part.startswith(("function-", "literal[", "constrained-")) or part in ("int", "str")
+    )
+
+
+def parse(body: Any, prefix: str = "") -> EnqueueRequest:
+    """Validate an enqueue body; raise `ValidationFailed` naming each bad field."""
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            "an enqueue request is a JSON object",
+            [{"field": prefix or "(body)", "message": "expected an object"}],
+        )
+    try:
+        return EnqueueRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed("invalid enqueue request", field_errors(exc, prefix)) from None
+
+
+def build_row(
+    request: EnqueueRequest, registry: Registry, prefix: str = "", now: datetime | None = None
+) -> dict[str, Any]:
+    """The `jobs` row for a validated request: type known, payload valid, defaults applied.
+    Raises `UnknownJobType` or `ValidationFailed`."""
+    job = registry.get(request.type)
+    try:
+        payload = job.validate(request.payload)
+    except ValidationError as exc:
+        field = ".".join(p for p in (prefix, "payload") if p)
+        raise ValidationFailed("invalid payload", field_errors(exc, field)) from None
+    now = now or datetime.now(UTC)
+    scheduled_at = request.scheduled_at
+    if request.delay_seconds:
+        scheduled_at = now + timedelta(seconds=request.delay_seconds)
+    return {
+        "id": uuid.uuid4(),
+        "type": job.name,
+        "status": JobStatus.PENDING.value,
+        "priority": request.priority or job.priority,
+        "payload": payload.model_dump(mode="json", by_alias=True),
+        "attempts": 0,
+        "max_attempts": request.max_attempts or job.max_attempts,
+        "timeout_seconds": request.timeout_seconds or job.timeout_seconds,
+        "retry": request.retry.model_dump(by_alias=True, exclude_none=True)
+        if request.retry
+        else None,
+        "idempotency_key": request.idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+        "scheduled_at": scheduled_at.astimezone(UTC) if scheduled_at else None,
+    }

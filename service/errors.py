@@ -1,0 +1,62 @@
+"""Warren's error types. The API maps each to an HTTP status and a stable code in one place
+(`api/errors.py`); the CLI prints their message on one line."""
+
+from typing import Any
+
+from dramatiq.middleware import MiddlewareError
+from dramatiq.threading import Interrupt
+
+
+class WarrenError(Exception):
+    """Base of every error a caller of Warren may see. `code` is stable; `details` name fields."""
+
+    code = "internal"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class BadRequest(WarrenError):
+    code = "bad_request"
+
+
+class UnknownJobType(BadRequest):
+    code = "unknown_job_type"
+
+
+class ValidationFailed(WarrenError):
+    code = "validation_error"
+
+
+class PayloadTooLarge(WarrenError):
+    code = "payload_too_large"
+
+
+class NotFound(WarrenError):
+    code = "not_found"
+
+
+class Conflict(WarrenError):
+    code = "conflict"
+
+
+class Unauthorized(WarrenError):
+    code = "unauthorized"
+
+
+class Unavailable(WarrenError):
+    code = "unavailable"
+
+
+class PermanentError(Exception):
+    """Raised by a handler when retrying cannot help: the job fails at once, `retryable=false`."""
+
+
+class JobCancelled(Interrupt):
+    """Raised inside a running handler's thread when someone cancelled its job."""
+
+
+class DatabaseUnavailable(MiddlewareError):
+    """The worker could not reach PostgreSQL to claim or record a job."""

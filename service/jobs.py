@@ -1,0 +1,365 @@
+"""The job store: every write to `jobs` and `job_attempts`.
+
+Every transition is one conditional UPDATE (`WHERE id = :id AND status = :expected ...`); a write
+that matches no row lost a race and changes nothing. Writes made on behalf of a running attempt
+are fenced by `current_attempt_id`, so a worker that lost its job cannot overwrite the row.
+"""
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection
+
+from service.errors import Conflict, NotFound
+from service.models import Job, JobAttempt, JobStatus
+
+jobs = Job.__table__
+attempts = JobAttempt.__table__
+
+
+def insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, bool]]:
+    """Insert job rows; return `(id, created)` per row, in order. A row whose idempotency key
+    was seen before is not inserted: it gets the first job's id and `created=False`."""
+    if not rows:
+        return []
+    statement = (
+        pg_insert(jobs)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(jobs.c.id)
+    )
+    inserted = set(conn.scalars(statement))
+    missing = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
+    existing = {}
+    if missing:
+        existing = dict(
+            conn.execute(
+                sa.select(jobs.c.idempotency_key, jobs.c.id).where(
+                    jobs.c.idempotency_key.in_(missing)
+                )
+            ).all()
+        )
+    return [
+        (r["id"], True) if r["id"] in inserted else (existing[r["idempotency_key"]], False)
+        for r in rows
+    ]
+
+
+def mark_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
+    """Record that RabbitMQ confirmed the messages of these pending jobs."""
+    if ids:
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id.in_(ids), jobs.c.status == JobStatus.PENDING)
+            .values(published_at=sa.func.now())
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker now runs: the fence for every write about the attempt."""
+
+    job_id: uuid.UUID
+    attempt_id: int
+    number: int
+    max_attempts: int
+    type: str
+    priority: int
+    payload: dict[str, Any]
+    timeout_seconds: int
+    retry: dict[str, Any] | None
+
+
+_CLAIM = sa.text(
+    """
+    WITH claimed AS (
+        UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),
+               updated_at = now(), worker = :worker, next_attempt_at = NULL,
+               lease_until = now() + make_interval(secs => :lease),
+               current_attempt_id = nextval(pg_get_serial_sequence('job_attempts', 'id'))
+         WHERE id = :id AND status = 'pending'
+           AND coalesce(next_attempt_at, scheduled_at, created_at) <= now() + interval '1 second'
+        RETURNING id, current_attempt_id, attempts, max_attempts, type, priority, payload,
+                  timeout_seconds, retry, started_at
+    ), attempt AS (
+        INSERT INTO job_attempts (id, job_id, number, status, worker, started_at)
+        SELECT current_attempt_id, id, attempts, 'running', :worker, started_at FROM claimed
+    )
+    SELECT id, current_attempt_id, attempts, max_attempts, type, priority, payload,
+           timeout_seconds, retry FROM claimed
+    """
+)
+
+
+def claim(conn: Connection, job_id: uuid.UUID, worker: str, lease: float) -> Claim | None:
+    """Take a due pending job: `processing`, one more attempt, a lease. None if not claimable."""
+    row = conn.execute(_CLAIM, {"id": job_id, "worker": worker, "lease": lease}).first()
+    return Claim(*row) if row else None
+
+
+@dataclass(frozen=True)
+class State:
+    """Where a job stands, as seen by a worker that could not claim it."""
+
+    status: JobStatus
+    lease_left: float | None
+    due_in: float
+
+
+def state(conn: Connection, job_id: uuid.UUID) -> State | None:
+    row = conn.execute(
+        sa.text(
+            """
+            SELECT status,
+                   extract(epoch FROM lease_until - now()),
+                   extract(epoch FROM coalesce(next_attempt_at, scheduled_at, created_at) - now())
+              FROM jobs WHERE id = :id
+            """
+        ),
+        {"id": job_id},
+    ).first()
+    if row is None:
+        return None
+    status, lease_left, due_in = row
+    return State(
+        JobStatus(status), float(lease_left) if lease_left is not None else None, float(due_in)
+    )
+
+
+def forget_publication(conn: Connection, job_id: uuid.UUID) -> None:
+    """A pending job's message came too early: let the dispatcher publish it when due."""
+    conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING)
+        .values(published_at=None)
+    )
+
+
+def _finish_attempt(
+    conn: Connection,
+    attempt_id: int,
+    status: str,
+    error: dict[str, Any] | None = None,
+    traceback: str | None = None,
+) -> None:
+    conn.execute(
+        sa.update(attempts)
+        .where(attempts.c.id == attempt_id, attempts.c.status == "running")
+        .values(status=status, finished_at=sa.func.now(), error=error, traceback=traceback)
+    )
+
+
+def _fenced(claim: Claim) -> sa.Update:
+    return sa.update(jobs).where(
+        jobs.c.id == claim.job_id,
+        jobs.c.status == JobStatus.PROCESSING,
+        jobs.c.current_attempt_id == claim.attempt_id,
+    )
+
+
+def complete(conn: Connection, claim: Claim, result: Any) -> bool:
+    """Record success. False if the job was no longer this attempt's."""
+    done = conn.execute(
+        _fenced(claim).values(
+            status=JobStatus.COMPLETED,
+            result=sa.null() if result is None else result,
+            error=None,
+            completed_at=sa.func.now(),
+            updated_at=sa.func.now(),
+            lease_until=None,
+        )
+    ).rowcount
+    if done:
+        _finish_attempt(conn, claim.attempt_id, "completed")
+    return bool(done)
+
+
+def fail(
+    conn: Connection,
+    claim: Claim,
+    error: dict[str, Any],
+    traceback: str | None,
+    retry_at: datetime | None,
+) -> bool:
+    """Record a failed attempt: back to `pending` until `retry_at`, or `failed` for good when
+    `retry_at` is None. False if the job was no longer this attempt's."""
+    if retry_at is not None:
+        values: dict[str, Any] = {
+            "status": JobStatus.PENDING,
+            "next_attempt_at": retry_at,
+            "published_at": None,
+        }
+    else:
+        values = {"status": JobStatus.FAILED, "completed_at": sa.func.now()}
+    done = conn.execute(
+        _fenced(claim).values(**values, error=error, updated_at=sa.func.now(), lease_until=None)
+    ).rowcount
+    if done:
+        _finish_attempt(conn, claim.attempt_id, "failed", error, traceback)
+    return bool(done)
+
+
+def cancelled(conn: Connection, claim: Claim) -> bool:
+    """Record that a running job honoured its cancellation."""
+    error = {"type": "JobCancelled", "message": "cancelled while running", "retryable": False}
+    done = conn.execute(
+        _fenced(claim).values(
+            status=JobStatus.CANCELLED,
+            completed_at=sa.func.now(),
+            updated_at=sa.func.now(),
+            lease_until=None,
+        )
+    ).rowcount
+    if done:
+        _finish_attempt(conn, claim.attempt_id, "cancelled", error)
+    return bool(done)
+
+
+WORKER_LOST = {
+    "type": "WorkerLost",
+    "message": "worker lost: its lease expired while the job was processing",
+    "retryable": True,
+}
+
+
+def release_expired(conn: Connection, job_id: uuid.UUID) -> JobStatus | None:
+    """Take back a `processing` job whose worker stopped renewing its lease: its attempt is
+    recorded `lost`, and the job is `pending` again, or `failed` if no attempts remain.
+    Returns the new status, or None if the lease had not expired."""
+    row = conn.execute(
+        sa.text(
+            """
+            UPDATE jobs SET
+                   status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
+                   completed_at = CASE WHEN attempts >= max_attempts THEN now() END,
+                   error = CAST(:error AS jsonb), published_at = NULL, lease_until = NULL,
+                   updated_at = now()
+             WHERE id = :id AND status = 'processing' AND lease_until < now()
+            RETURNING status, current_attempt_id
+            """
+        ),
+        {"id": job_id, "error": json.dumps(WORKER_LOST)},
+    ).first()
+    if row is None:
+        return None
+    _finish_attempt(conn, row.current_attempt_id, "lost", WORKER_LOST)
+    return JobStatus(row.status)
+
+
+def expired_leases(conn: Connection, grace: float, limit: int = 100) -> list[uuid.UUID]:
+    """Processing jobs whose lease ran out more than `grace` seconds ago, locked for release."""
+    return list(
+        conn.scalars(
+            sa.text(
+                """
+                SELECT id FROM jobs
+                 WHERE status = 'processing' AND lease_until < now() - make_interval(secs => :g)
+                 ORDER BY lease_until LIMIT :limit FOR UPDATE SKIP LOCKED
+                """
+            ),
+            {"g": grace, "limit": limit},
+        )
+    )
+
+
+def renew_leases(conn: Connection, attempt_ids: Sequence[int], lease: float) -> list[int]:
+    """Extend the leases of running attempts; return those whose job was asked to cancel."""
+    if not attempt_ids:
+        return []
+    return list(
+        conn.scalars(
+            sa.text(
+                """
+                UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
+                 WHERE current_attempt_id = ANY(:ids) AND status = 'processing'
+                RETURNING CASE WHEN cancel_requested_at IS NOT NULL THEN current_attempt_id END
+                """
+            ),
+            {"ids": list(attempt_ids), "lease": lease},
+        )
+    )
+
+
+def cancel(conn: Connection, job_id: uuid.UUID) -> JobStatus:
+    """Cancel a job: a pending one becomes `cancelled` and never starts; a processing one is
+    asked to stop. Returns the status it had. Raises `NotFound` or `Conflict` (already final)."""
+    row = conn.execute(
+        sa.text(
+            """
+            WITH old AS (
+                SELECT id, status FROM jobs
+                 WHERE id = :id AND status IN ('pending', 'processing') FOR UPDATE
+            )
+            UPDATE jobs SET
+                   status = CASE old.status WHEN 'pending' THEN 'cancelled' ELSE 'processing' END,
+                   completed_at = CASE old.status WHEN 'pending' THEN now() END,
+                   next_attempt_at = NULL,
+                   cancel_requested_at = CASE old.status WHEN 'processing' THEN now() END,
+                   updated_at = now()
+              FROM old WHERE jobs.id = old.id
+            RETURNING old.status
+            """
+        ),
+        {"id": job_id},
+    ).first()
+    if row is not None:
+        return JobStatus(row[0])
+    current = conn.scalar(sa.select(jobs.c.status).where(jobs.c.id == job_id))
+    if current is None:
+        raise NotFound(f"job {job_id} not found")
+    raise Conflict(f"job {job_id} is already {current}")
+
+
+def retry(conn: Connection, job_id: uuid.UUID) -> None:
+    """Give a failed or cancelled job fresh attempts: `pending`, due now, to be published.
+    Raises `NotFound`, or `Conflict` for any other status."""
+    done = conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.FAILED, JobStatus.CANCELLED]))
+        .values(
+            status=JobStatus.PENDING,
+            attempts=0,
+            scheduled_at=None,
+            next_attempt_at=None,
+            published_at=None,
+            completed_at=None,
+            cancel_requested_at=None,
+            current_attempt_id=None,
+            result=None,
+            updated_at=sa.func.now(),
+        )
+    ).rowcount
+    if done:
+        return
+    current = conn.scalar(sa.select(jobs.c.status).where(jobs.c.id == job_id))
+    if current is None:
+        raise NotFound(f"job {job_id} not found")
+    raise Conflict(f"job {job_id} is {current}; only failed or cancelled jobs can be retried")
+
+
+def due_unpublished(
+    conn: Connection, horizon: float, stranded_after: float, limit: int = 500
+) -> list[Job]:
+    """Pending jobs with no message in RabbitMQ that are due within `horizon` seconds, locked
+    for publishing. Fresh rows (younger than `stranded_after`) are left to their enqueuer."""
+    statement = (
+        sa.select(jobs)
+        .where(
+            jobs.c.status == JobStatus.PENDING,
+            jobs.c.published_at.is_(None),
+            sa.func.coalesce(jobs.c.next_attempt_at, jobs.c.scheduled_at, jobs.c.created_at)
+            <= sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, horizon),
+            jobs.c.updated_at
+            < sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, stranded_after),
+        )
+        .order_by(sa.func.coalesce(jobs.c.next_attempt_at, jobs.c.scheduled_at, jobs.c.created_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [Job.model_validate(row._mapping) for row in conn.execute(statement)]

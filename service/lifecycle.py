@@ -1,0 +1,305 @@
+"""The worker middleware that keeps each job's row true while Dramatiq runs it.
+
+Before a message runs, its job is claimed by a conditional UPDATE; after it runs, the outcome is
+written fenced by the attempt, one `job_attempts` row per attempt. Retries are decided here from
+the durable row (attempts, `maxAttempts`, the job's retry policy), not from message headers:
+a retry due within the delay horizon is a delayed message, a later one waits as a row for the
+dispatcher. A job that fails for good has its message nacked into the `.XQ` dead-letter queue.
+
+A heartbeat thread per worker process renews the leases of running jobs and interrupts a job
+whose cancellation was requested.
+"""
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from dramatiq import Middleware
+from dramatiq.middleware import SkipMessage
+from dramatiq.middleware.time_limit import TimeLimitExceeded
+from dramatiq.threading import raise_thread_exception
+from sqlalchemy.engine import Connection, Engine
+
+from service import jobs
+from service.broker import Dispatch, Publisher, PublishErrors
+from service.errors import DatabaseUnavailable, JobCancelled, PermanentError
+from service.jobs import Claim
+from service.models import JobStatus
+from service.registry import Registry, RunningJob, set_current
+from service.retries import RetryPolicy
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
+class Lifecycle(Middleware):
+    """Claims, records and retries jobs around each Dramatiq message. Add it first."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: Publisher,
+        registry: Registry,
+        settings: Settings,
+        *,
+        db_patience: float = 120.0,
+    ) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.registry = registry
+        self.settings = settings
+        self.db_patience = db_patience
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.default_retry = RetryPolicy.from_settings(settings)
+        self._local = threading.local()
+        self._running: dict[int, tuple[int, RunningJob]] = {}
+        self._lock = threading.Lock()
+        self._heartbeat: Heartbeat | None = None
+
+    # -- worker boot and shutdown -------------------------------------------------------------
+
+    def after_worker_boot(self, broker, worker) -> None:
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self._heartbeat = Heartbeat(self, interval=max(self.settings.lease_seconds / 3, 0.2))
+        self._heartbeat.start()
+
+    def before_worker_shutdown(self, broker, worker) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+
+    # -- before: claim ------------------------------------------------------------------------
+
+    def before_process_message(self, broker, message) -> None:
+        self._local.claim = None
+        try:
+            job_id = uuid.UUID(message.message_id)
+        except ValueError:
+            log.error("message %s is not a Warren job; dead-lettering it", message.message_id)
+            message.fail()
+            raise SkipMessage("not a Warren job") from None
+
+        try:
+            outcome = self._retrying(lambda: self._claim(job_id))
+        except DatabaseUnavailable:
+            self._redeliver(message, 5.0)
+            raise SkipMessage("database unavailable; message deferred") from None
+
+        if isinstance(outcome, Claim):
+            self._start(outcome)
+            return
+        action, seconds = outcome
+        if action == "defer":
+            self._redeliver(message, seconds)
+        elif action == "dead":
+            message.fail()
+        raise SkipMessage(f"job {job_id}: {action}")
+
+    def _claim(self, job_id: uuid.UUID) -> Claim | tuple[str, float]:
+        lease = self.settings.lease_seconds
+        with self.engine.begin() as conn:
+            claim = jobs.claim(conn, job_id, self.worker_name, lease)
+            if claim is not None:
+                return claim
+            state = jobs.state(conn, job_id)
+            if state is None or state.status.is_final:
+                return ("skip", 0.0)
+            if state.status == JobStatus.PENDING:
+                jobs.forget_publication(conn, job_id)
+                return ("early", 0.0)
+            if state.lease_left is not None and state.lease_left > 0:
+                return ("defer", state.lease_left + 0.5)
+            released = jobs.release_expired(conn, job_id)
+            if released == JobStatus.PENDING:
+                claim = jobs.claim(conn, job_id, self.worker_name, lease)
+                if claim is not None:
+                    return claim
+            return ("dead", 0.0) if released == JobStatus.FAILED else ("skip", 0.0)
+
+    def _start(self, claim: Claim) -> None:
+        running = RunningJob(
+            id=str(claim.job_id),
+            attempt=claim.number,
+            max_attempts=claim.max_attempts,
+            settings=self.settings,
+        )
+        self._local.claim = claim
+        self._local.running = running
+        with self._lock:
+            self._running[claim.attempt_id] = (threading.get_ident(), running)
+        set_current(running)
+
+    # -- after: record ------------------------------------------------------------------------
+
+    def after_process_message(self, broker, message, *, result=None, exception=None) -> None:
+        claim: Claim | None = getattr(self._local, "claim", None)
+        if claim is None:
+            return
+        self._local.claim = None
+        running: RunningJob = self._local.running
+        with self._lock:
+            self._running.pop(claim.attempt_id, None)
+        set_current(None)
+        try:
+            if exception is None:
+                exception = self._record_success(claim, running.result)
+            if exception is not None:
+                self._record_failure(message, claim, running, exception)
+        except DatabaseUnavailable:
+            log.error(
+                "job %s: could not record its outcome; its lease will expire and it will run again",
+                claim.job_id,
+            )
+
+    def after_skip_message(self, broker, message) -> None:
+        self._local.claim = None
+
+    def _record_success(self, claim: Claim, result: Any) -> BaseException | None:
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            return PermanentError(f"the handler's result is not JSON: {exc}")
+        self._retrying(lambda: self._in_tx(lambda c: jobs.complete(c, claim, result)))
+        return None
+
+    def _record_failure(
+        self, message, claim: Claim, running: RunningJob, exc: BaseException
+    ) -> None:
+        if isinstance(exc, JobCancelled) or (running.is_cancelled() and _is_interrupt(exc)):
+            self._retrying(lambda: self._in_tx(lambda c: jobs.cancelled(c, claim)))
+            return
+        error = describe(exc, self._retryable(claim, exc))
+        trace = "".join(traceback.format_exception(exc))
+        if error["retryable"] and claim.number < claim.max_attempts:
+            delay = self._policy(claim).delay(claim.number)
+            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+            recorded = self._retrying(
+                lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, retry_at))
+            )
+            if recorded and delay <= self.settings.delay_horizon_seconds:
+                self._publish_retry(claim, retry_at)
+            return
+        self._retrying(lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, None)))
+        message.fail()
+
+    def _publish_retry(self, claim: Claim, retry_at: datetime) -> None:
+        dispatch = Dispatch(
+            claim.job_id, claim.type, claim.payload, claim.priority, claim.timeout_seconds, retry_at
+        )
+        try:
+            self.publisher.publish(dispatch)
+        except PublishErrors as exc:
+            log.warning("job %s: retry not published (%s); the dispatcher will", claim.job_id, exc)
+            return
+        # If this fails the dispatcher publishes it again; a duplicate message is harmless.
+        with contextlib.suppress(DatabaseUnavailable):
+            self._retrying(lambda: self._in_tx(lambda c: jobs.mark_published(c, [claim.job_id])))
+
+    def _retryable(self, claim: Claim, exc: BaseException) -> bool:
+        if isinstance(exc, PermanentError):
+            return False
+        permanent = self.registry.get(claim.type).permanent if claim.type in self.registry else ()
+        return not (permanent and isinstance(exc, permanent))
+
+    def _policy(self, claim: Claim) -> RetryPolicy:
+        policy = self.default_retry
+        if claim.type in self.registry and self.registry.get(claim.type).retry is not None:
+            policy = self.registry.get(claim.type).retry
+        return policy.merged(claim.retry)
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _in_tx(self, fn: Callable[[Connection], T]) -> T:
+        with self.engine.begin() as conn:
+            return fn(conn)
+
+    def _retrying(self, fn: Callable[[], T]) -> T:
+        """Run `fn`, retrying while PostgreSQL is unreachable, for up to `db_patience` seconds.
+        A job's outcome is worth waiting for: giving up means running it again later."""
+        deadline = time.monotonic() + self.db_patience
+        pause = 0.2
+        while True:
+            try:
+                return fn()
+            except _DB_ERRORS as exc:
+                if time.monotonic() >= deadline:
+                    raise DatabaseUnavailable(str(exc)) from exc
+                log.warning("database unavailable (%s); retrying", exc.__class__.__name__)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _redeliver(self, message, seconds: float) -> None:
+        try:
+            self.publisher.redeliver(message, int(seconds * 1000))
+        except PublishErrors as exc:
+            log.error("message %s could not be deferred: %s", message.message_id, exc)
+            raise
+
+    def running(self) -> dict[int, tuple[int, RunningJob]]:
+        with self._lock:
+            return dict(self._running)
+
+    def interrupt(self, attempt_id: int) -> None:
+        """Raise `JobCancelled` in the thread running this attempt, if it still runs."""
+        with self._lock:
+            entry = self._running.get(attempt_id)
+            if entry is None or entry[1].is_cancelled():
+                return
+            thread_id, running = entry
+            running.cancel_requested.set()
+            raise_thread_exception(thread_id, JobCancelled)
+
+
+class Heartbeat(threading.Thread):
+    """Renews the leases of this process's running jobs and interrupts cancelled ones."""
+
+    def __init__(self, lifecycle: Lifecycle, interval: float) -> None:
+        super().__init__(name="warren-heartbeat", daemon=True)
+        self.lifecycle = lifecycle
+        self.interval = interval
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            running = self.lifecycle.running()
+            if not running:
+                continue
+            try:
+                with self.lifecycle.engine.begin() as conn:
+                    cancelled = jobs.renew_leases(
+                        conn, list(running), self.lifecycle.settings.lease_seconds
+                    )
+            except _DB_ERRORS as exc:
+                log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
+                continue
+            for attempt_id in cancelled:
+                if attempt_id is not None:
+                    self.lifecycle.interrupt(attempt_id)
+
+
+def describe(exc: BaseException, retryable: bool) -> dict[str, Any]:
+    """The stored `error` of a failed attempt: `{type, message, retryable}`."""
+    name = "TimeoutError" if isinstance(exc, TimeLimitExceeded) else type(exc).__name__
+    message = str(exc) or name
+    if isinstance(exc, TimeLimitExceeded):
+        message = "the attempt ran past its timeoutSeconds"
+    return {"type": name, "message": message[:2000], "retryable": retryable}
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    return not isinstance(exc, Exception)

@@ -1,0 +1,105 @@
+"""The durable record: one `jobs` row per job and one `job_attempts` row per attempt."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, ForeignKey, Index, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlmodel import Field, SQLModel
+
+
+class JobStatus(StrEnum):
+    """The one status vocabulary: stored, returned by the API and printed by the CLI alike."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+STATUSES = tuple(s.value for s in JobStatus)
+
+
+def _time(**kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), **kw))
+
+
+def _json(**kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(JSONB, **kw))
+
+
+class Job(SQLModel, table=True):
+    """A job. Sub-states are columns, not statuses: `scheduled_at` (not before), `published_at`
+    (handed to RabbitMQ), `next_attempt_at` (waiting for a retry), `cancel_requested_at`
+    (running, asked to stop), `lease_until` (its worker is alive until then)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES!r}", name="jobs_status_check"),
+        CheckConstraint("priority BETWEEN 1 AND 10", name="jobs_priority_check"),
+        Index("jobs_created_idx", text("created_at DESC"), text("id DESC")),
+        Index("jobs_status_created_idx", "status", text("created_at DESC"), text("id DESC")),
+        Index("jobs_type_created_idx", "type", text("created_at DESC"), text("id DESC")),
+        Index(
+            "jobs_unpublished_idx",
+            text("coalesce(next_attempt_at, scheduled_at, created_at)"),
+            postgresql_where=text("status = 'pending' AND published_at IS NULL"),
+        ),
+        Index("jobs_lease_idx", "lease_until", postgresql_where=text("status = 'processing'")),
+    )
+
+    id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
+    type: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    priority: int = Field(nullable=False)
+    payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    result: Any = _json()
+    error: dict[str, Any] | None = _json()
+    attempts: int = Field(default=0, nullable=False)
+    max_attempts: int = Field(nullable=False)
+    timeout_seconds: int = Field(nullable=False)
+    retry: dict[str, Any] | None = _json()
+    idempotency_key: str | None = Field(default=None, sa_column=Column(Text, unique=True))
+    worker: str | None = Field(default=None, sa_column=Column(Text))
+    current_attempt_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    created_at: datetime = _time(nullable=False)
+    updated_at: datetime = _time(nullable=False)
+    scheduled_at: datetime | None = _time()
+    published_at: datetime | None = _time()
+    started_at: datetime | None = _time()
+    completed_at: datetime | None = _time()
+    next_attempt_at: datetime | None = _time()
+    lease_until: datetime | None = _time()
+    cancel_requested_at: datetime | None = _time()
+
+    @property
+    def due_at(self) -> datetime:
+        """When the job may start next: its retry time, its schedule, or its creation."""
+        return self.next_attempt_at or self.scheduled_at or self.created_at
+
+
+class JobAttempt(SQLModel, table=True):
+    """One attempt of a job: `running` while it runs, then `completed`, `failed`, `cancelled` or
+    `lost` (its worker died). `number` restarts at 1 when a job is retried by hand."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (Index("job_attempts_job_idx", "job_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    job_id: uuid.UUID = Field(
+        sa_column=Column(UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"))
+    )
+    number: int = Field(nullable=False)
+    status: str = Field(sa_column=Column(Text, nullable=False))
+    worker: str | None = Field(default=None, sa_column=Column(Text))
+    started_at: datetime = _time(nullable=False)
+    finished_at: datetime | None = _time()
+    error: dict[str, Any] | None = _json()
+    traceback: str | None = Field(default=None, sa_column=Column(Text))

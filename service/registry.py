@@ -1,0 +1,162 @@
+"""Job types: a name, a payload model, a handler and its options.
+
+A job type module declares itself with `@job_type(...)`; that records it and touches no broker.
+Entry points `load()` the job modules (default package `actors`) and `bind()` the registry to
+the broker they built, which turns each job type into a Dramatiq actor.
+"""
+
+import importlib
+import pkgutil
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dramatiq
+from pydantic import BaseModel, ValidationError
+
+from service.errors import PermanentError, UnknownJobType
+from service.retries import RetryPolicy
+from service.settings import Settings
+
+Handler = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A registered job type. Options are its defaults; an enqueue may override the first four."""
+
+    name: str
+    payload: type[BaseModel]
+    handler: Handler
+    priority: int = 5
+    max_attempts: int = 3
+    timeout_seconds: int = 300
+    retry: RetryPolicy | None = None
+    permanent: tuple[type[BaseException], ...] = field(default=())
+
+    def validate(self, payload: Any) -> BaseModel:
+        return self.payload.model_validate(payload)
+
+
+class Registry:
+    """The job types a process knows, by name."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def job_type(
+        self, name: str, *, payload: type[BaseModel], **options: Any
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: register the decorated function as the handler of job type `name`."""
+
+        def register(handler: Handler) -> Handler:
+            self.add(JobType(name=name, payload=payload, handler=handler, **options))
+            return handler
+
+        return register
+
+    def add(self, job: JobType) -> None:
+        self._types[job.name] = job
+
+    def get(self, name: str) -> JobType:
+        try:
+            return self._types[name]
+        except KeyError:
+            known = ", ".join(self.names()) or "none"
+            raise UnknownJobType(f"unknown job type {name!r}; known types: {known}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def __iter__(self):
+        return iter(self._types.values())
+
+    def load(self, modules: Iterable[str]) -> "Registry":
+        """Import job modules; a package brings all its submodules. Returns the registry."""
+        for name in modules:
+            module = importlib.import_module(name)
+            for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+                importlib.import_module(f"{name}.{info.name}")
+        return self
+
+    def bind(self, broker: dramatiq.Broker, queue_name: str) -> None:
+        """Declare one Dramatiq actor per job type on `broker`, on `queue_name`."""
+        for job in self:
+            dramatiq.Actor(
+                _runner(job),
+                broker=broker,
+                actor_name=job.name,
+                queue_name=queue_name,
+                priority=0,
+                options={},
+            )
+
+
+registry = Registry()
+job_type = registry.job_type
+
+_current = threading.local()
+
+
+@dataclass
+class RunningJob:
+    """What a handler may learn about the job it runs: `current_job()` returns this."""
+
+    id: str
+    attempt: int
+    max_attempts: int
+    settings: Settings | None = None
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+
+    def is_cancelled(self) -> bool:
+        return self.cancel_requested.is_set()
+
+
+def current_job() -> RunningJob:
+    """The job this thread runs. Use `current_job().id` as an idempotency key for outside
+    effects: a job may run more than once (at-least-once delivery)."""
+    job = getattr(_current, "job", None)
+    if job is None:
+        raise RuntimeError("current_job() called outside a running job")
+    return job
+
+
+def is_cancelled() -> bool:
+    """Whether someone asked the running job to stop; long handlers check it between steps."""
+    job = getattr(_current, "job", None)
+    return bool(job and job.is_cancelled())
+
+
+def current_settings() -> Settings:
+    """The settings of the worker running this job; outside a job, read from the environment.
+    Handlers read their configuration (SMTP server, webhook secret) from here."""
+    job = getattr(_current, "job", None)
+    if job is not None and job.settings is not None:
+        return job.settings
+    return Settings()
+
+
+def set_current(job: RunningJob | None) -> None:
+    _current.job = job
+
+
+def _runner(job: JobType) -> Callable[..., None]:
+    def run(**payload: Any) -> None:
+        try:
+            model = job.validate(payload)
+        except ValidationError as exc:
+            raise PermanentError(f"payload no longer valid: {exc}") from None
+        result = job.handler(model)
+        if isinstance(result, BaseModel):
+            result = result.model_dump(mode="json", by_alias=True)
+        running = getattr(_current, "job", None)
+        if running is not None:
+            running.result = result
+
+    run.__name__ = job.name.replace("-", "_")
+    return run

@@ -1,0 +1,53 @@
+"""Warren's configuration: one pydantic-settings class, read once by each entry point."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+RetryStrategy = Literal["exponential", "linear", "fixed"]
+
+
+class Settings(BaseSettings):
+    """Every knob Warren has, from `WARREN_*` environment variables.
+
+    The defaults fit a developer machine with RabbitMQ and PostgreSQL on 127.0.0.1, so nothing
+    needs setting to start. Lists are comma-separated in the environment.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WARREN_", extra="ignore")
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/warren"
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    queue_prefix: str = Field(default="warren", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 2
+    api_threads: int = 8
+    api_tokens: Annotated[list[str], NoDecode] = []
+    max_payload_bytes: int = 131072
+
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    webhook_secret: str | None = None
+
+    job_modules: Annotated[list[str], NoDecode] = ["actors"]
+    worker_processes: int = 2
+    worker_threads: int = 8
+
+    delay_horizon_seconds: float = 600.0
+    lease_seconds: float = 30.0
+    dispatch_interval_seconds: float = 1.0
+    stranded_after_seconds: float = 5.0
+
+    retry_strategy: RetryStrategy = "exponential"
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 3600.0
+    retry_jitter: float = 0.1
+
+    @field_validator("api_tokens", "job_modules", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

@@ -1,0 +1,52 @@
+"""The public JSON shapes of CONTRACT.md: camelCase fields, UTC times with a `Z`."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from service.models import Job, JobAttempt
+
+
+def timestamp(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "type": job.type,
+        "status": job.status,
+        "priority": job.priority,
+        "payload": job.payload,
+        "result": job.result,
+        "error": job.error,
+        "attempts": job.attempts,
+        "maxAttempts": job.max_attempts,
+        "timeoutSeconds": job.timeout_seconds,
+        "retry": job.retry,
+        "idempotencyKey": job.idempotency_key,
+        "createdAt": timestamp(job.created_at),
+        "updatedAt": timestamp(job.updated_at),
+        "scheduledAt": timestamp(job.scheduled_at),
+        "startedAt": timestamp(job.started_at),
+        "completedAt": timestamp(job.completed_at),
+        "nextAttemptAt": timestamp(job.next_attempt_at),
+        "cancelRequestedAt": timestamp(job.cancel_requested_at),
+    }
+
+
+def attempt_json(attempt: JobAttempt) -> dict[str, Any]:
+    duration = None
+    if attempt.finished_at is not None:
+        duration = round((attempt.finished_at - attempt.started_at).total_seconds() * 1000)
+    return {
+        "number": attempt.number,
+        "status": attempt.status,
+        "startedAt": timestamp(attempt.started_at),
+        "finishedAt": timestamp(attempt.finished_at),
+        "durationMs": duration,
+        "worker": attempt.worker,
+        "error": attempt.error,
+        "traceback": attempt.traceback,
+    }

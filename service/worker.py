@@ -1,0 +1,34 @@
+"""The worker's broker: what `warren worker` hands the `dramatiq` CLI (`service.worker:setup`).
+
+`build()` is also what tests call to run a real worker in-process on their own settings.
+"""
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.middleware import ShutdownNotifications, TimeLimit
+
+from service.broker import Publisher, build_broker, queue_name
+from service.db import make_engine
+from service.lifecycle import Lifecycle
+from service.registry import Registry
+from service.registry import registry as default_registry
+from service.settings import Settings
+
+
+def build(settings: Settings, registry: Registry | None = None) -> RabbitmqBroker:
+    """A broker with Warren's middleware and one actor per job type, set as Dramatiq's global
+    broker. The lifecycle middleware comes first so that it claims before anything runs and
+    records last, after the time limit has been lifted."""
+    registry = registry or default_registry.load(settings.job_modules)
+    broker = build_broker(settings)
+    lifecycle = Lifecycle(make_engine(settings), Publisher(broker, settings), registry, settings)
+    for middleware in (lifecycle, TimeLimit(), ShutdownNotifications()):
+        broker.add_middleware(middleware)
+    registry.bind(broker, queue_name(settings, "normal"))
+    dramatiq.set_broker(broker)
+    return broker
+
+
+def setup() -> None:
+    """Entry point for `dramatiq service.worker:setup`: settings from the environment."""
+    build(Settings())

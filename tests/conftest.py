@@ -1,0 +1,95 @@
+"""Test fixtures for Warren: each run gets its own PostgreSQL database and its own RabbitMQ
+queue prefix, created here and removed at the end, so two runs never see each other's jobs."""
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+
+import pika
+import pytest
+import sqlalchemy as sa
+
+from service import db
+from service.broker import TIERS, connection_url, pika_parameters
+from service.settings import Settings
+from tests.jobtypes import RUNS_DDL
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+def test_settings(**overrides) -> Settings:
+    """Settings of this test run: its own database and queue prefix, short timings."""
+    values = {
+        "database_url": os.environ.get(
+            "WARREN_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+        ).rsplit("/", 1)[0]
+        + f"/warren_test_{RUN_ID}",
+        "broker_url": os.environ.get("WARREN_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
+        "queue_prefix": f"warren_test_{RUN_ID}",
+        "job_modules": ["actors", "tests.jobtypes"],
+        "lease_seconds": 3.0,
+        "delay_horizon_seconds": 600.0,
+        "dispatch_interval_seconds": 0.2,
+        "stranded_after_seconds": 1.0,
+        "retry_base_seconds": 0.2,
+        "retry_max_seconds": 2.0,
+        "retry_jitter": 0.0,
+        "smtp_url": "smtp://127.0.0.1:1",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    settings = test_settings()
+    db.upgrade(settings)
+    with sa.create_engine(settings.database_url).begin() as conn:
+        conn.execute(sa.text(RUNS_DDL))
+    yield settings
+    delete_queues(settings)
+    db.drop_database(settings.database_url)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[sa.Engine]:
+    engine = db.make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+def queue_family(settings: Settings) -> list[str]:
+    return [
+        f"{settings.queue_prefix}.{tier}{suffix}" for tier in TIERS for suffix in ("", ".DQ", ".XQ")
+    ]
+
+
+def delete_queues(settings: Settings) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(connection_url(settings.broker_url)))
+    try:
+        channel = connection.channel()
+        for name in queue_family(settings):
+            channel.queue_delete(name)
+    finally:
+        connection.close()
+
+
+def purge_queues(settings: Settings) -> None:
+    connection = pika.BlockingConnection(pika_parameters(settings))
+    try:
+        for name in queue_family(settings):
+            channel = connection.channel()
+            with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+                channel.queue_purge(name)  # fails when the queue was never declared
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def clean(settings: Settings, engine: sa.Engine) -> None:
+    """Start a test with no jobs and empty queues."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE jobs CASCADE"))
+        conn.execute(sa.text("TRUNCATE test_runs"))
+    purge_queues(settings)

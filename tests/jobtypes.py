@@ -1,0 +1,77 @@
+"""Job types that exist only for tests. Loaded with `WARREN_JOB_MODULES=actors,tests.jobtypes`.
+
+`test-record` does a real side effect: each run inserts a row into `test_runs` (created by
+the test fixtures) in the test database with its start and finish times, so tests can count
+executions and check for overlaps.
+"""
+
+import time
+from functools import cache
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from service.errors import PermanentError
+from service.registry import current_job, current_settings, is_cancelled, job_type
+
+RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS test_runs (
+    id bigserial PRIMARY KEY,
+    job_id uuid NOT NULL,
+    attempt int NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz
+)
+"""
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    seconds: float = 0.0
+    fail_times: int = 0
+    permanent: bool = False
+    tag: str | None = None
+
+
+@cache
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(url, pool_size=4, pool_pre_ping=True)
+
+
+@job_type("test-record", payload=Record, max_attempts=3, timeout_seconds=60)
+def record(payload: Record) -> dict:
+    """Record the run, work for `seconds` (checking for cancellation), fail the first
+    `fail_times` attempts."""
+    job = current_job()
+    engine = _engine(current_settings().database_url)
+    with engine.begin() as conn:
+        run_id = conn.scalar(
+            sa.text("INSERT INTO test_runs (job_id, attempt) VALUES (:j, :a) RETURNING id"),
+            {"j": job.id, "a": job.attempt},
+        )
+    deadline = time.monotonic() + payload.seconds
+    while time.monotonic() < deadline and not is_cancelled():
+        time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE test_runs SET finished_at = clock_timestamp() WHERE id = :id"),
+            {"id": run_id},
+        )
+    if job.attempt <= payload.fail_times:
+        if payload.permanent:
+            raise PermanentError(f"attempt {job.attempt} refused for good")
+        raise RuntimeError(f"attempt {job.attempt} failed on purpose")
+    return {"attempt": job.attempt, "tag": payload.tag}
+
+
+class Noop(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = 0
+
+
+@job_type("test-noop", payload=Noop, max_attempts=1, timeout_seconds=30)
+def noop(payload: Noop) -> dict:
+    return {"n": payload.n}
