@@ -91,35 +91,34 @@ class Warren:
         `retry`). Raises `UnknownJobType` or `ValidationFailed`; nothing is written then."""
         body = {"type": type, "payload": dict(payload)}
         body.update({key: value for key, value in options.items() if value is not None})
-        return self.submit([body], session=session)[0]
+        return self.submit([body], session=session, batch=False)[0]
 
     def submit(
         self,
         bodies: Sequence[Mapping[str, Any] | EnqueueRequest],
         *,
         session: Session | None = None,
+        batch: bool = True,
     ) -> list[Enqueued]:
         """Enqueue many jobs, all or nothing: each body is an enqueue request (the JSON of
-        `POST /jobs`, or an `EnqueueRequest`). Errors name the item (`jobs[3].payload.to`)."""
+        `POST /jobs`, or an `EnqueueRequest`). In a batch, errors name the item
+        (`jobs[3].payload.to`); otherwise the field alone (`payload.to`)."""
         if len(bodies) > MAX_BATCH:
             raise ValidationFailed(
                 f"a batch holds at most {MAX_BATCH} jobs",
                 [{"field": "jobs", "message": f"{len(bodies)} items, at most {MAX_BATCH}"}],
             )
-        single = len(bodies) == 1
         now = datetime.now(UTC)
         rows, details = [], []
         for index, body in enumerate(bodies):
-            prefix = "" if single else f"jobs[{index}]"
+            prefix = f"jobs[{index}]" if batch else ""
             try:
                 request = body if isinstance(body, EnqueueRequest) else parse(body, prefix)
                 rows.append(build_row(request, self.registry, prefix, now))
             except ValidationFailed as exc:
                 details.extend(exc.details)
         if details:
-            message = (
-                "invalid enqueue request" if single else "invalid jobs in batch; none enqueued"
-            )
+            message = "invalid jobs in batch; none enqueued" if batch else "invalid enqueue request"
             raise ValidationFailed(message, details)
         return self._store(rows, session)
 

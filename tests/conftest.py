@@ -9,9 +9,12 @@ from collections.abc import Iterator
 import pika
 import pytest
 import sqlalchemy as sa
+from dramatiq import Worker
 
 from service import db
-from service.broker import TIERS, connection_url, pika_parameters
+from service import worker as worker_entry
+from service.broker import TIERS, build_broker, connection_url, pika_parameters, queue_names
+from service.client import Warren
 from service.settings import Settings
 from tests.jobtypes import RUNS_DDL
 
@@ -47,6 +50,7 @@ def settings() -> Iterator[Settings]:
     db.upgrade(settings)
     with sa.create_engine(settings.database_url).begin() as conn:
         conn.execute(sa.text(RUNS_DDL))
+    declare_queues(settings)
     yield settings
     delete_queues(settings)
     db.drop_database(settings.database_url)
@@ -63,6 +67,15 @@ def queue_family(settings: Settings) -> list[str]:
     return [
         f"{settings.queue_prefix}.{tier}{suffix}" for tier in TIERS for suffix in ("", ".DQ", ".XQ")
     ]
+
+
+def declare_queues(settings: Settings) -> None:
+    broker = build_broker(settings)
+    try:
+        for name in queue_names(settings):
+            broker.declare_queue(name, ensure=True)
+    finally:
+        broker.close()
 
 
 def delete_queues(settings: Settings) -> None:
@@ -93,3 +106,48 @@ def clean(settings: Settings, engine: sa.Engine) -> None:
         conn.execute(sa.text("TRUNCATE jobs CASCADE"))
         conn.execute(sa.text("TRUNCATE test_runs"))
     purge_queues(settings)
+
+
+@pytest.fixture
+def warren(settings: Settings, engine: sa.Engine, clean: None) -> Iterator[Warren]:
+    client = Warren(settings, engine=engine)
+    yield client
+    client.publisher.broker.close()
+
+
+class RunningWorker:
+    """A started Dramatiq worker with Warren's middleware; `stop()` is idempotent."""
+
+    def __init__(self, settings: Settings, threads: int) -> None:
+        self.broker = worker_entry.build(settings)
+        self.broker.emit_after("process_boot")
+        self.worker = Worker(self.broker, worker_threads=threads, worker_timeout=100)
+        self.worker.start()
+        self.stopped = False
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.worker.stop()
+            self.broker.emit_before("process_stop")
+            self.broker.close()
+
+
+@pytest.fixture
+def start_worker(settings: Settings, clean: None) -> Iterator:
+    """Start workers on demand: `start_worker(threads=4, **setting_overrides)`."""
+    started: list[RunningWorker] = []
+
+    def start(threads: int = 4, **overrides) -> RunningWorker:
+        running = RunningWorker(settings.model_copy(update=overrides), threads)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def worker(start_worker) -> RunningWorker:
+    return start_worker()

@@ -1,0 +1,31 @@
+"""The HTTP API: `create_app()` is what gunicorn serves (`warren api`)."""
+
+import logging
+
+import falcon
+
+from api import errors
+from api.auth import BearerTokens
+from api.health import Health
+from api.jobs import Attempts, Batch, Job, Jobs, Retry
+from api.stats import Stats
+from service.client import Warren
+from service.settings import Settings
+
+
+def create_app(settings: Settings | None = None, warren: Warren | None = None) -> falcon.App:
+    """Build the API on `warren` (or a client made from `settings`, or the environment)."""
+    logging.getLogger("pika").setLevel(logging.WARNING)
+    warren = warren or Warren(settings or Settings())
+    app = falcon.App(middleware=[BearerTokens(warren.settings.api_tokens)])
+    app.req_options.keep_blank_qs_values = True
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+    app.add_route("/jobs", Jobs(warren))
+    app.add_route("/jobs/batch", Batch(warren))
+    app.add_route("/jobs/{job_id:uuid}", Job(warren))
+    app.add_route("/jobs/{job_id:uuid}/attempts", Attempts(warren))
+    app.add_route("/jobs/{job_id:uuid}/retry", Retry(warren))
+    app.add_route("/stats", Stats(warren))
+    app.add_route("/health", Health(warren))
+    return app

@@ -1,0 +1,80 @@
+"""The one place where errors become HTTP responses: `{success: false, error: {code, message,
+details}}` with a stable code, and never a stack trace."""
+
+import logging
+
+import falcon
+import sqlalchemy as sa
+
+from service import errors
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    errors.BadRequest: falcon.HTTP_400,
+    errors.ValidationFailed: falcon.HTTP_422,
+    errors.PayloadTooLarge: falcon.HTTP_413,
+    errors.NotFound: falcon.HTTP_404,
+    errors.Conflict: falcon.HTTP_409,
+    errors.Unauthorized: falcon.HTTP_401,
+    errors.Unavailable: falcon.HTTP_503,
+}
+
+FALCON_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "bad_request",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "bad_request",
+    503: "unavailable",
+}
+
+
+def body(code: str, message: str, details: list | None = None) -> dict:
+    return {"success": False, "error": {"code": code, "message": message, "details": details or []}}
+
+
+def status_of(exc: errors.WarrenError) -> str:
+    for kind in type(exc).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return falcon.HTTP_500
+
+
+def warren_error(req: falcon.Request, resp: falcon.Response, exc: errors.WarrenError, params):
+    resp.status = status_of(exc)
+    resp.media = body(exc.code, exc.message, exc.details)
+    if isinstance(exc, errors.Unauthorized):
+        resp.set_header("WWW-Authenticate", "Bearer")
+
+
+def http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params):
+    resp.status = exc.status
+    code = FALCON_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
+    message = exc.title if not exc.description else f"{exc.title}: {exc.description}"
+    resp.media = body(code, message)
+    for name, value in (exc.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def database_error(req: falcon.Request, resp: falcon.Response, exc: sa.exc.SQLAlchemyError, params):
+    log.warning("database unavailable during %s %s: %s", req.method, req.path, exc)
+    resp.status = falcon.HTTP_503
+    resp.media = body("unavailable", "the database is unavailable; try again shortly")
+
+
+def unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params):
+    log.exception("unhandled error during %s %s", req.method, req.path)
+    resp.status = falcon.HTTP_500
+    resp.media = body("internal", "internal error; it has been logged")
+
+
+def install(app: falcon.App) -> None:
+    """Register the handlers; Falcon picks the most specific one for each exception."""
+    app.add_error_handler(Exception, unexpected)
+    app.add_error_handler(sa.exc.OperationalError, database_error)
+    app.add_error_handler(sa.exc.InterfaceError, database_error)
+    app.add_error_handler(falcon.HTTPError, http_error)
+    app.add_error_handler(errors.WarrenError, warren_error)
