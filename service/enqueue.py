@@ -36,6 +36,15 @@ class RetryOverride(BaseModel):
     max_seconds: float | None = Field(default=None, ge=0, le=86400 * 7)
     jitter: float | None = Field(default=None, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _max_not_below_base(self) -> "RetryOverride":
+        if (
+            None not in (self.base_seconds, self.max_seconds)
+            and self.max_seconds < self.base_seconds
+        ):
+            raise ValueError("maxSeconds must not be below baseSeconds")
+        return self
+
 
 class EnqueueRequest(BaseModel):
     """The enqueue body of CONTRACT.md. Only `type` and `payload` are required."""

@@ -80,6 +80,9 @@ class Lifecycle(Middleware):
         if self._heartbeat is not None:
             self._heartbeat.stop()
 
+    def after_worker_shutdown(self, broker, worker) -> None:
+        self.engine.dispose()
+
     # -- before: claim ------------------------------------------------------------------------
 
     def before_process_message(self, broker, message) -> None:

@@ -48,10 +48,14 @@ class RetryPolicy(BaseModel):
         )
 
     def merged(self, override: dict[str, Any] | None) -> "RetryPolicy":
-        """This policy with the fields a job set (camelCase JSON, as stored) replaced."""
+        """This policy with the fields a job set (camelCase JSON, as stored) replaced. A job
+        that raises the base delay above the inherited cap raises the cap with it."""
         if not override:
             return self
-        return self.model_validate({**self.model_dump(by_alias=True), **override})
+        fields = {**self.model_dump(by_alias=True), **override}
+        if "maxSeconds" not in override:
+            fields["maxSeconds"] = max(fields["maxSeconds"], fields["baseSeconds"])
+        return self.model_validate(fields)
 
     def base_delay(self, attempt: int) -> float:
         """The delay after failed attempt `attempt`, before jitter."""

@@ -3,6 +3,7 @@ queue prefix, created here and removed at the end, so two runs never see each ot
 
 import contextlib
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -13,8 +14,16 @@ from dramatiq import Worker
 
 from service import db
 from service import worker as worker_entry
-from service.broker import TIERS, build_broker, connection_url, pika_parameters, queue_names
+from service.broker import (
+    TIERS,
+    Publisher,
+    build_broker,
+    connection_url,
+    pika_parameters,
+    queue_names,
+)
 from service.client import Warren
+from service.dispatcher import Dispatcher
 from service.settings import Settings
 from tests.jobtypes import RUNS_DDL
 
@@ -122,6 +131,7 @@ class RunningWorker:
         self.broker = worker_entry.build(settings)
         self.broker.emit_after("process_boot")
         self.worker = Worker(self.broker, worker_threads=threads, worker_timeout=100)
+        self.worker.queue_prefetch = threads  # as `warren worker` sets it
         self.worker.start()
         self.stopped = False
 
@@ -129,7 +139,6 @@ class RunningWorker:
         if not self.stopped:
             self.stopped = True
             self.worker.stop()
-            self.broker.emit_before("process_stop")
             self.broker.close()
 
 
@@ -151,3 +160,25 @@ def start_worker(settings: Settings, clean: None) -> Iterator:
 @pytest.fixture
 def worker(start_worker) -> RunningWorker:
     return start_worker()
+
+
+@pytest.fixture
+def dispatcher(settings: Settings, engine: sa.Engine, clean: None) -> Iterator:
+    """Start the dispatcher loop in a thread: `dispatcher(**setting_overrides)`."""
+    stops: list[tuple[threading.Event, threading.Thread, Publisher]] = []
+
+    def start(**overrides) -> Dispatcher:
+        tuned = settings.model_copy(update=overrides)
+        publisher = Publisher(build_broker(tuned), tuned)
+        loop = Dispatcher(engine, publisher, tuned)
+        stop = threading.Event()
+        thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+        thread.start()
+        stops.append((stop, thread, publisher))
+        return loop
+
+    yield start
+    for stop, thread, publisher in stops:
+        stop.set()
+        thread.join(timeout=10)
+        publisher.broker.close()

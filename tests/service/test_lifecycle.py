@@ -1,7 +1,11 @@
-"""What happens to a job between enqueue and its final status, on a real worker."""
+"""What happens to a job between enqueue and its final status, on a real worker: claims,
+retries with backoff, permanent errors, time limits, duplicates and cancellation."""
+
+import itertools
 
 import sqlalchemy as sa
 
+from service.broker import Dispatch
 from tests.helpers import wait_for
 
 
@@ -32,3 +36,124 @@ def test_a_job_runs_once_and_completes_with_its_result(warren, worker, engine):
     assert runs(engine, job_id) == 1
     [attempt] = warren.attempts(job_id)
     assert attempt.status == "completed" and attempt.number == 1
+
+
+def test_a_failing_job_retries_with_growing_delays_then_fails(warren, worker, engine):
+    job_id = warren.enqueue(
+        "test-record",
+        {"failTimes": 99},
+        max_attempts=4,
+        retry={"strategy": "exponential", "baseSeconds": 0.3, "jitter": 0},
+    ).id
+
+    job = final(warren, job_id)
+
+    assert job.status == "failed"
+    assert job.attempts == 4
+    assert job.error == {
+        "type": "RuntimeError",
+        "message": "attempt 4 failed on purpose",
+        "retryable": True,
+    }
+    attempts = warren.attempts(job_id)
+    assert [a.number for a in attempts] == [1, 2, 3, 4]
+    assert all(a.status == "failed" for a in attempts)
+    gaps = [(b.started_at - a.finished_at).total_seconds() for a, b in itertools.pairwise(attempts)]
+    assert gaps[0] >= 0.3
+    assert gaps[0] < gaps[1] < gaps[2]
+    assert runs(engine, job_id) == 4
+
+
+def test_a_pending_retry_shows_when_it_will_run(warren, worker):
+    job_id = warren.enqueue(
+        "test-record", {"failTimes": 1}, retry={"strategy": "fixed", "baseSeconds": 3}
+    ).id
+
+    waiting = wait_for(lambda: (j := warren.get(job_id)).attempts == 1 and j.error and j)
+
+    assert waiting.status == "pending"
+    assert waiting.next_attempt_at is not None
+    assert waiting.error["retryable"] is True
+    assert final(warren, job_id).status == "completed"
+
+
+def test_a_permanent_error_fails_after_one_attempt(warren, worker, engine):
+    job_id = warren.enqueue("test-record", {"failTimes": 5, "permanent": True}).id
+
+    job = final(warren, job_id)
+
+    assert job.status == "failed"
+    assert job.attempts == 1
+    assert job.error["retryable"] is False
+    assert job.error["type"] == "PermanentError"
+    assert runs(engine, job_id) == 1
+
+
+def test_a_time_limit_on_the_last_attempt_fails_the_job_with_timeout_error(warren, worker):
+    job_id = warren.enqueue("test-record", {"seconds": 5}, max_attempts=1, timeout_seconds=1).id
+
+    job = final(warren, job_id)
+
+    assert job.status == "failed"
+    assert job.error["type"] == "TimeoutError"
+    assert job.attempts == 1
+
+
+def test_the_same_message_delivered_twice_runs_the_handler_once(warren, worker, engine):
+    job_id = warren.enqueue("test-record", {"seconds": 0.5}).id
+    duplicate = Dispatch(job_id, "test-record", {"seconds": 0.5}, 5, 60)
+    warren.publisher.publish(duplicate)
+    warren.publisher.publish(duplicate)
+
+    assert final(warren, job_id).status == "completed"
+    sentinel = warren.enqueue("test-record", {"seconds": 4}).id
+    wait_for(lambda: warren.get(sentinel).status == "completed", timeout=30)
+
+    assert runs(engine, job_id) == 1
+    assert len(warren.attempts(job_id)) == 1
+
+
+def test_a_cancelled_pending_job_never_runs(warren, start_worker, engine):
+    job_id = warren.enqueue("test-record", {}).id
+    warren.cancel(job_id)
+    sentinel = warren.enqueue("test-record", {}).id
+
+    start_worker(threads=1)
+
+    wait_for(lambda: warren.get(sentinel).status == "completed")
+    assert warren.get(job_id).status == "cancelled"
+    assert runs(engine, job_id) == 0
+
+
+def test_a_cancelled_delayed_job_never_runs(warren, worker, engine):
+    job_id = warren.enqueue("test-record", {}, delay_seconds=1).id
+    warren.cancel(job_id)
+    sentinel = warren.enqueue("test-record", {}, delay_seconds=2).id
+
+    wait_for(lambda: warren.get(sentinel).status == "completed")
+    assert warren.get(job_id).status == "cancelled"
+    assert runs(engine, job_id) == 0
+
+
+def test_a_delayed_job_does_not_start_before_its_time(warren, worker):
+    job_id = warren.enqueue("test-record", {}, delay_seconds=1.5).id
+
+    job = final(warren, job_id)
+
+    assert job.started_at >= job.scheduled_at
+
+
+def test_high_priority_jumps_a_backlog_of_low_priority_jobs(warren, start_worker, engine):
+    backlog = [{"type": "test-record", "payload": {"seconds": 0.02}, "priority": "low"}] * 200
+    warren.submit(backlog)
+    urgent = warren.enqueue("test-record", {}, priority="high").id
+
+    start_worker(threads=2)
+    done = final(warren, urgent)
+
+    with engine.connect() as conn:
+        low_done_before = conn.scalar(
+            sa.text("SELECT count(*) FROM jobs WHERE priority = 1 AND completed_at < :t"),
+            {"t": done.completed_at},
+        )
+    assert low_done_before < 20
