@@ -1,0 +1,87 @@
+"""The dispatcher (`warren scheduler`) gives every pending job a message: enqueues whose
+publish failed, schedules and retries too far ahead to hold as delayed messages."""
+
+import time
+
+from falcon import testing
+from sqlmodel import Session
+
+from api.app import create_app
+from service.client import Warren
+from tests.helpers import wait_for
+
+CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
+
+
+def final(warren, job_id, timeout=20.0):
+    return wait_for(
+        lambda: (job := warren.get(job_id)).status in ("completed", "failed") and job,
+        timeout=timeout,
+        what=f"job {job_id} to finish",
+    )
+
+
+def test_with_rabbitmq_unreachable_enqueue_still_answers_201_and_the_job_runs_later(
+    warren, settings, engine, worker, dispatcher
+):
+    offline = Warren(settings.model_copy(update={"broker_url": CLOSED_BROKER}), engine=engine)
+    client = testing.TestClient(create_app(warren=offline))
+
+    started = time.monotonic()
+    response = client.simulate_post("/jobs", json={"type": "test-record", "payload": {}})
+
+    assert response.status_code == 201
+    assert time.monotonic() - started < 5
+    job_id = response.json["jobId"]
+    assert warren.get(job_id).published_at is None
+
+    dispatcher()
+    assert final(warren, job_id).status == "completed"
+
+
+def test_a_job_due_beyond_the_horizon_is_a_row_until_the_dispatcher_publishes_it(
+    warren, settings, engine, worker, dispatcher
+):
+    near = Warren(settings.model_copy(update={"delay_horizon_seconds": 1.0}), engine=engine)
+    job_id = near.enqueue("test-record", {}, delay_seconds=2.5).id
+
+    assert warren.get(job_id).published_at is None
+    dispatcher(delay_horizon_seconds=1.0)
+    published = wait_for(lambda: (j := warren.get(job_id)).published_at and j)
+
+    job = final(warren, job_id)
+    assert job.status == "completed"
+    assert published.published_at < job.scheduled_at
+    assert job.started_at >= job.scheduled_at
+
+
+def test_a_retry_due_beyond_the_horizon_waits_as_a_row(warren, start_worker, dispatcher):
+    start_worker(delay_horizon_seconds=1.0)
+    job_id = warren.enqueue(
+        "test-record", {"failTimes": 1}, retry={"strategy": "fixed", "baseSeconds": 2}
+    ).id
+
+    waiting = wait_for(lambda: (j := warren.get(job_id)).attempts == 1 and j.error and j)
+    assert waiting.status == "pending"
+    assert waiting.published_at is None
+    assert waiting.next_attempt_at is not None
+
+    dispatcher(delay_horizon_seconds=1.0)
+    job = final(warren, job_id)
+    assert job.status == "completed"
+    assert job.attempts == 2
+
+
+def test_enqueue_in_the_callers_transaction_publishes_only_on_commit(warren, engine, worker):
+    with Session(engine) as session:
+        kept = warren.enqueue("test-record", {"tag": "kept"}, session=session).id
+        assert warren.list({"payload.tag": "kept"}).jobs == []  # not visible before commit
+        session.commit()
+
+    with Session(engine) as session:
+        dropped = warren.enqueue("test-record", {"tag": "dropped"}, session=session).id
+        session.rollback()
+
+    assert final(warren, kept).status == "completed"
+    assert warren.list({"payload.tag": "dropped"}).jobs == []
+    assert dropped not in {job.id for job in warren.list().jobs}
