@@ -1,0 +1,9 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY actors ./actors
+COPY api ./api
+RUN pip install --no-cache-dir .
+ENV WARREN_API_HOST=0.0.0.0
+CMD ["warren", "api"]
