@@ -2,15 +2,15 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -24,6 +24,14 @@ PRIORITY_NAMES = {"high": 10, "normal": 5, "low": 1}
 MAX_DELAY_SECONDS = 10 * 366 * 86400
 
 _camel = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def _priority(value: Any) -> Any:
+    if isinstance(value, str) and value in PRIORITY_NAMES:
+        return PRIORITY_NAMES[value]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("priority is a whole number from 1 to 10, or high, normal or low")
+    return value
 
 
 class RetryOverride(BaseModel):
@@ -53,20 +61,13 @@ class EnqueueRequest(BaseModel):
 
     type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any]
-    priority: Annotated[int, Field(strict=True, ge=1, le=10)] | Literal["high", "normal", "low"] = (
-        Field(default=None)
-    )
+    priority: Annotated[int, BeforeValidator(_priority), Field(ge=1, le=10)] | None = None
     max_attempts: Annotated[int, Field(strict=True, ge=1, le=25)] | None = None
     timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] | None = None
     delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
     scheduled_at: AwareDatetime | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     retry: RetryOverride | None = None
-
-    @field_validator("priority", mode="after")
-    @classmethod
-    def _priority_number(cls, value: int | str | None) -> int | None:
-        return PRIORITY_NAMES[value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_way_to_delay(self) -> "EnqueueRequest":

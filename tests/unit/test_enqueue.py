@@ -1,0 +1,50 @@
+"""Validating an enqueue request (no services needed)."""
+
+import pytest
+
+from service.enqueue import parse
+from service.errors import ValidationFailed
+
+
+def fields(body):
+    with pytest.raises(ValidationFailed) as caught:
+        parse(body)
+    return [d["field"] for d in caught.value.details]
+
+
+def test_only_type_and_payload_are_required():
+    request = parse({"type": "x", "payload": {}})
+    assert request.priority is None and request.max_attempts is None
+
+
+def test_priority_names_map_to_numbers():
+    assert [
+        parse({"type": "x", "payload": {}, "priority": p}).priority
+        for p in ("high", "normal", "low", 3)
+    ] == [10, 5, 1, 3]
+
+
+def test_priority_must_be_a_whole_number_or_a_name():
+    assert fields({"type": "x", "payload": {}, "priority": "5"}) == ["priority"]
+    assert fields({"type": "x", "payload": {}, "priority": 5.5}) == ["priority"]
+    assert fields({"type": "x", "payload": {}, "priority": True}) == ["priority"]
+
+
+def test_errors_name_each_bad_field_as_the_caller_spelled_it():
+    body = {"type": "x", "payload": {}, "maxAttempts": 0, "timeoutSeconds": -1, "colour": 1}
+    assert sorted(fields(body)) == ["colour", "maxAttempts", "timeoutSeconds"]
+
+
+def test_retry_overrides_are_validated():
+    assert fields({"type": "x", "payload": {}, "retry": {"strategy": "random"}}) == [
+        "retry.strategy"
+    ]
+    assert fields({"type": "x", "payload": {}, "retry": {"baseSeconds": 10, "maxSeconds": 5}}) == [
+        "retry"
+    ]
+
+
+def test_a_scheduled_time_needs_a_time_zone():
+    assert fields({"type": "x", "payload": {}, "scheduledAt": "2030-01-01T00:00:00"}) == [
+        "scheduledAt"
+    ]
