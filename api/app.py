@@ -6,6 +6,7 @@ import falcon
 
 from api import errors
 from api.auth import BearerTokens
+from api.deadletters import DeadLetters, Groups, Replay
 from api.health import Health
 from api.jobs import Attempts, Batch, Job, Jobs, Retry
 from api.stats import Stats
@@ -26,6 +27,9 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/jobs/{job_id:uuid}", Job(warren))
     app.add_route("/jobs/{job_id:uuid}/attempts", Attempts(warren))
     app.add_route("/jobs/{job_id:uuid}/retry", Retry(warren))
+    app.add_route("/dlq", DeadLetters(warren))
+    app.add_route("/dlq/groups", Groups(warren))
+    app.add_route("/dlq/replay", Replay(warren))
     app.add_route("/stats", Stats(warren))
     app.add_route("/health", Health(warren))
     return app

@@ -8,6 +8,8 @@
 join the caller's transaction and are published only if it commits.
 """
 
+from __future__ import annotations
+
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import db, jobs, queries
+from service import db, deadletters, jobs, queries
 from service.broker import (
     Dispatch,
     Publisher,
@@ -32,7 +34,7 @@ from service.broker import (
 )
 from service.enqueue import EnqueueRequest, build_row, parse
 from service.errors import NotFound, ValidationFailed
-from service.models import STATUSES, Job, JobAttempt, JobStatus
+from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.settings import Settings
@@ -67,9 +69,10 @@ class Warren:
         self.engine = engine or db.make_engine(settings)
         self.registry = registry or default_registry.load(settings.job_modules)
         self.publisher = publisher or Publisher(build_broker(settings), settings)
+        self.dlq = DeadLetters(self)
 
     @classmethod
-    def connect(cls, settings: Settings | None = None) -> "Warren":
+    def connect(cls, settings: Settings | None = None) -> Warren:
         return cls(settings or Settings())
 
     def close(self) -> None:
@@ -257,6 +260,54 @@ class Warren:
         it is asked to stop and ends `cancelled`)."""
         with self.engine.begin() as conn:
             return jobs.cancel(conn, _uuid(job_id))
+
+
+class DeadLetters:
+    """The DLQ inspector: `warren.dlq.list()`, `.groups()`, `.replay(selection)`, `.purge(...)`."""
+
+    def __init__(self, warren: Warren) -> None:
+        self.warren = warren
+
+    def list(
+        self,
+        *,
+        type: str | None = None,
+        queue: str | None = None,
+        fingerprint: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[DeadLetter]:
+        if queue is not None and "." not in queue:
+            queue = f"{self.warren.settings.queue_prefix}.{queue}"
+        with self.warren.engine.connect() as conn:
+            return deadletters.page(
+                conn, type=type, queue=queue, fingerprint=fingerprint, limit=limit, before=before
+            )
+
+    def groups(self) -> list[dict[str, Any]]:
+        with self.warren.engine.connect() as conn:
+            return deadletters.groups(conn)
+
+    def replay(self, selection: deadletters.Selection | Mapping[str, Any]) -> int:
+        """Run the selected dead jobs again with fresh attempts; returns how many. Raises
+        `NotFound` when a named job id is not in the DLQ (nothing is replayed then)."""
+        selection = _selection(selection)
+        with self.warren.engine.begin() as conn:
+            revived = deadletters.take_for_replay(conn, selection)
+            rows = [_row(queries.get(conn, job_id)) for job_id in revived]
+        self.warren.publish_new(rows, [(row["id"], True) for row in rows])
+        return len(rows)
+
+    def purge(self, selection: deadletters.Selection | Mapping[str, Any]) -> int:
+        """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
+        with self.warren.engine.begin() as conn:
+            return deadletters.purge(conn, _selection(selection))
+
+
+def _selection(value: deadletters.Selection | Mapping[str, Any]) -> deadletters.Selection:
+    if isinstance(value, deadletters.Selection):
+        return value
+    return deadletters.Selection.parse(dict(value))
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

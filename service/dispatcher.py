@@ -7,7 +7,8 @@ run side by side):
    returned to `pending` (or `failed` when its attempts are spent);
 2. publish pending jobs that have no message in RabbitMQ and are due within the delay horizon:
    enqueues whose publish failed, far-future schedules and long retries coming due, released
-   jobs, manual retries.
+   jobs, manual retries;
+3. drain the `.XQ` dead-letter queues into the `dead_letters` table.
 """
 
 import logging
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from service import jobs
+from service import deadletters, jobs, queries
 from service.broker import Dispatch, Publisher
+from service.deadletters import Drainer
 from service.models import Job, JobStatus
 from service.settings import Settings
 
@@ -29,6 +31,7 @@ class Tick:
     published: int = 0
     released: int = 0
     failed: int = 0
+    dead_lettered: int = 0
 
 
 class Dispatcher:
@@ -36,30 +39,35 @@ class Dispatcher:
         self.engine = engine
         self.publisher = publisher
         self.settings = settings
+        self.drainer = Drainer(engine, settings)
 
     def tick(self) -> Tick:
+        """One pass of every step; a step that fails (an outage) does not stop the others."""
         tick = Tick()
-        self._release_expired(tick)
-        self._publish_due(tick)
+        for step in (self._release_expired, self._publish_due, self._drain):
+            try:
+                step(tick)
+            except Exception as exc:  # an outage must not end the loop
+                log.warning("dispatcher: %s failed: %s", step.__name__.strip("_"), exc)
+                if step == self._drain:
+                    self.drainer.close()
         return tick
 
     def run(self, stop: threading.Event) -> None:
         """Tick every `dispatch_interval_seconds` until `stop` is set; survive outages."""
         log.info("dispatcher started (every %ss)", self.settings.dispatch_interval_seconds)
         while not stop.is_set():
-            try:
-                tick = self.tick()
-            except Exception as exc:  # an outage must not end the loop
-                log.warning("dispatcher tick failed: %s", exc)
-            else:
-                if tick.published or tick.released or tick.failed:
-                    log.info(
-                        "published %d, released %d, failed %d",
-                        tick.published,
-                        tick.released,
-                        tick.failed,
-                    )
+            tick = self.tick()
+            if tick.published or tick.released or tick.failed or tick.dead_lettered:
+                log.info(
+                    "published %d, released %d, failed %d, dead-lettered %d",
+                    tick.published,
+                    tick.released,
+                    tick.failed,
+                    tick.dead_lettered,
+                )
             stop.wait(self.settings.dispatch_interval_seconds)
+        self.drainer.close()
 
     def _release_expired(self, tick: Tick) -> None:
         with self.engine.begin() as conn:
@@ -68,6 +76,7 @@ class Dispatcher:
                 if status == JobStatus.PENDING:
                     tick.released += 1
                 elif status == JobStatus.FAILED:
+                    deadletters.record_job(conn, queries.get(conn, job_id), self.settings)
                     tick.failed += 1
 
     def _publish_due(self, tick: Tick) -> None:
@@ -81,6 +90,9 @@ class Dispatcher:
             tick.published += len(published)
             if len(published) < len(due) or len(due) < 500:
                 return
+
+    def _drain(self, tick: Tick) -> None:
+        tick.dead_lettered += self.drainer.drain()
 
 
 def dispatch_of(job: Job) -> Dispatch:

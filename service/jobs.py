@@ -316,24 +316,27 @@ def cancel(conn: Connection, job_id: uuid.UUID) -> JobStatus:
     raise Conflict(f"job {job_id} is already {current}")
 
 
+_FRESH_ATTEMPTS = {
+    "status": JobStatus.PENDING,
+    "attempts": 0,
+    "scheduled_at": None,
+    "next_attempt_at": None,
+    "published_at": None,
+    "completed_at": None,
+    "cancel_requested_at": None,
+    "current_attempt_id": None,
+    "result": None,
+    "updated_at": sa.func.now(),
+}
+
+
 def retry(conn: Connection, job_id: uuid.UUID) -> None:
     """Give a failed or cancelled job fresh attempts: `pending`, due now, to be published.
     Raises `NotFound`, or `Conflict` for any other status."""
     done = conn.execute(
         sa.update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.FAILED, JobStatus.CANCELLED]))
-        .values(
-            status=JobStatus.PENDING,
-            attempts=0,
-            scheduled_at=None,
-            next_attempt_at=None,
-            published_at=None,
-            completed_at=None,
-            cancel_requested_at=None,
-            current_attempt_id=None,
-            result=None,
-            updated_at=sa.func.now(),
-        )
+        .values(**_FRESH_ATTEMPTS)
     ).rowcount
     if done:
         return
@@ -341,6 +344,35 @@ def retry(conn: Connection, job_id: uuid.UUID) -> None:
     if current is None:
         raise NotFound(f"job {job_id} not found")
     raise Conflict(f"job {job_id} is {current}; only failed or cancelled jobs can be retried")
+
+
+def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Give these jobs, where still `failed`, fresh attempts. Returns those revived."""
+    if not job_ids:
+        return []
+    return list(
+        conn.scalars(
+            sa.update(jobs)
+            .where(jobs.c.id.in_(job_ids), jobs.c.status == JobStatus.FAILED)
+            .values(**_FRESH_ATTEMPTS)
+            .returning(jobs.c.id)
+        )
+    )
+
+
+def fail_undeliverable(conn: Connection, job_id: uuid.UUID, error: dict[str, Any]) -> None:
+    """Fail a job whose message no worker could process (it reached the dead-letter queue)."""
+    conn.execute(
+        sa.update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.PENDING, JobStatus.PROCESSING]))
+        .values(
+            status=JobStatus.FAILED,
+            error=error,
+            completed_at=sa.func.now(),
+            updated_at=sa.func.now(),
+            lease_until=None,
+        )
+    )
 
 
 def due_unpublished(

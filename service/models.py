@@ -103,3 +103,29 @@ class JobAttempt(SQLModel, table=True):
     finished_at: datetime | None = _time()
     error: dict[str, Any] | None = _json()
     traceback: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class DeadLetter(SQLModel, table=True):
+    """A message that could not be processed for good, drained from a `.XQ` queue (or recorded
+    directly when a job failed with no message in hand). Kept until purged or replayed."""
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index(
+            "dead_letters_job_idx",
+            "job_id",
+            unique=True,
+            postgresql_where=text("job_id IS NOT NULL"),
+        ),
+        Index("dead_letters_fingerprint_idx", "fingerprint", text("id DESC")),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
+    job_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
+    type: str | None = Field(default=None, sa_column=Column(Text))
+    queue: str = Field(sa_column=Column(Text, nullable=False))
+    message: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    x_death: Any = _json()
+    error: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    fingerprint: str = Field(sa_column=Column(Text, nullable=False))
+    dead_at: datetime = _time(nullable=False)

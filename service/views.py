@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from service.models import Job, JobAttempt
+from service.models import DeadLetter, Job, JobAttempt
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -49,4 +49,30 @@ def attempt_json(attempt: JobAttempt) -> dict[str, Any]:
         "worker": attempt.worker,
         "error": attempt.error,
         "traceback": attempt.traceback,
+    }
+
+
+def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
+    message = letter.message or {}
+    return {
+        "id": letter.id,
+        "jobId": str(letter.job_id) if letter.job_id else None,
+        "type": letter.type,
+        "queue": letter.queue,
+        "error": letter.error,
+        "fingerprint": letter.fingerprint,
+        "deadAt": timestamp(letter.dead_at),
+        "payload": message.get("kwargs"),
+        "xDeath": letter.x_death,
+    }
+
+
+def dead_letter_group_json(group: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "fingerprint": group["fingerprint"],
+        "count": group["count"],
+        "sampleError": group["sample"],
+        "types": group["types"] or [],
+        "firstDeadAt": timestamp(group["first"]),
+        "lastDeadAt": timestamp(group["last"]),
     }

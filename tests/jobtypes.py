@@ -31,6 +31,7 @@ class Record(BaseModel):
 
     seconds: float = 0.0
     fail_times: int = 0
+    fail_runs: int = 0
     permanent: bool = False
     tag: str | None = None
 
@@ -40,10 +41,17 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_size=4, pool_pre_ping=True)
 
 
+def run_count(engine: sa.Engine, job_id: str) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text("SELECT count(*) FROM test_runs WHERE job_id = :j"), {"j": job_id}
+        )
+
+
 @job_type("test-record", payload=Record, max_attempts=3, timeout_seconds=60)
 def record(payload: Record) -> dict:
     """Record the run, work for `seconds` (checking for cancellation), fail the first
-    `fail_times` attempts."""
+    `fail_times` attempts, or the first `fail_runs` runs counted across replays."""
     job = current_job()
     engine = _engine(current_settings().database_url)
     with engine.begin() as conn:
@@ -59,7 +67,7 @@ def record(payload: Record) -> dict:
             sa.text("UPDATE test_runs SET finished_at = clock_timestamp() WHERE id = :id"),
             {"id": run_id},
         )
-    if job.attempt <= payload.fail_times:
+    if job.attempt <= payload.fail_times or run_count(engine, job.id) <= payload.fail_runs:
         if payload.permanent:
             raise PermanentError(f"attempt {job.attempt} refused for good")
         raise RuntimeError(f"attempt {job.attempt} failed on purpose")

@@ -1,0 +1,306 @@
+"""The dead-letter queue: what failed for good, kept in PostgreSQL where people can see it.
+
+A message whose job failed for good is nacked and RabbitMQ's dead-letter exchange routes it to
+`<queue>.XQ`, as are messages no worker could process at all (an unknown job type after a
+deploy, an undecodable body). The scheduler drains every `.XQ` into `dead_letters` (RabbitMQ
+would drop them after 7 days) and acks. The inspector lists them, groups them by fingerprint
+(error type + normalized message), replays them (the job returns to `pending` with fresh
+attempts and is published again) and purges them.
+"""
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pika
+import sqlalchemy as sa
+from dramatiq import Message
+from dramatiq.errors import DecodeError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Connection, Engine
+
+from service import jobs
+from service.broker import pika_parameters, queue_name, queue_names, tier_of
+from service.errors import BadRequest, NotFound
+from service.models import DeadLetter, Job, JobStatus
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+dead_letters = DeadLetter.__table__
+jobs_table = Job.__table__
+
+_VARIABLE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
+    r"|0x[0-9a-f]+|\b[0-9a-f]{12,}\b"  # hex ids
+    r"|\d+(?:\.\d+)?",  # numbers
+    re.IGNORECASE,
+)
+
+
+def fingerprint(error: dict[str, Any]) -> str:
+    """Errors that differ only in ids and numbers share a fingerprint."""
+    normalized = _VARIABLE.sub("#", str(error.get("message", "")))[:500]
+    raw = f"{error.get('type', '')}\n{normalized}".encode()
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
+
+
+# -- recording ---------------------------------------------------------------------------------
+
+
+def record(
+    conn: Connection,
+    *,
+    job_id: uuid.UUID | None,
+    type: str | None,
+    queue: str,
+    message: dict[str, Any],
+    error: dict[str, Any],
+    x_death: Any = None,
+) -> None:
+    """Store one dead letter. A job has at most one: a newer one replaces the older."""
+    values = {
+        "job_id": job_id,
+        "type": type,
+        "queue": queue,
+        "message": message,
+        "x_death": x_death,
+        "error": error,
+        "fingerprint": fingerprint(error),
+        "dead_at": sa.func.now(),
+    }
+    statement = pg_insert(dead_letters).values(**values)
+    if job_id is not None:
+        statement = statement.on_conflict_do_update(
+            index_elements=["job_id"],
+            index_where=dead_letters.c.job_id.is_not(None),
+            set_={k: statement.excluded[k] for k in values if k != "job_id"},
+        )
+    conn.execute(statement)
+
+
+def record_job(conn: Connection, job: Job, settings: Settings) -> None:
+    """Dead-letter a job that failed with no message in hand (its worker was lost)."""
+    record(
+        conn,
+        job_id=job.id,
+        type=job.type,
+        queue=queue_name(settings, tier_of(job.priority)),
+        message={"message_id": str(job.id), "actor_name": job.type, "kwargs": job.payload},
+        error=job.error or {"type": "Failed", "message": "failed"},
+    )
+
+
+UNDELIVERABLE = "Undeliverable"
+
+
+def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> None:
+    """Record a drained, decodable message; fail its job if no worker could run it."""
+    try:
+        job_id: uuid.UUID | None = uuid.UUID(message.message_id)
+    except ValueError:
+        job_id = None
+    job = None
+    if job_id is not None:
+        row = conn.execute(
+            sa.select(jobs_table).where(jobs_table.c.id == job_id).with_for_update()
+        ).first()
+        job = Job.model_validate(row._mapping) if row else None
+    if job is not None and job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
+        return  # a stale duplicate of a job that has ended well
+    if job is not None and job.status == JobStatus.FAILED and job.error:
+        error = job.error
+    else:
+        error = {
+            "type": UNDELIVERABLE,
+            "message": f"no worker could process this message (job type {message.actor_name!r}"
+            " unknown to the workers?)",
+            "retryable": False,
+        }
+        if job is not None:
+            jobs.fail_undeliverable(conn, job.id, error)
+    record(
+        conn,
+        job_id=job.id if job else None,
+        type=message.actor_name,
+        queue=queue,
+        message=message.asdict(),
+        error=error,
+        x_death=x_death,
+    )
+
+
+class Drainer:
+    """Moves messages from the `.XQ` queues into the `dead_letters` table."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._connection: pika.BlockingConnection | None = None
+
+    def drain(self, limit: int = 500) -> int:
+        """Drain up to `limit` dead letters per queue; returns how many were stored."""
+        channel = self._channel()
+        stored = 0
+        for queue in queue_names(self.settings):
+            for _ in range(limit):
+                method, properties, body = channel.basic_get(f"{queue}.XQ", auto_ack=False)
+                if method is None:
+                    break
+                self._store(queue, properties, body)
+                channel.basic_ack(method.delivery_tag)
+                stored += 1
+        return stored
+
+    def close(self) -> None:
+        if self._connection is not None and self._connection.is_open:
+            self._connection.close()
+        self._connection = None
+
+    def _channel(self) -> pika.adapters.blocking_connection.BlockingChannel:
+        if self._connection is None or not self._connection.is_open:
+            self._connection = pika.BlockingConnection(pika_parameters(self.settings))
+        channel = self._connection.channel()
+        for queue in queue_names(self.settings):
+            try:
+                channel.queue_declare(f"{queue}.XQ", passive=True)
+            except pika.exceptions.ChannelClosedByBroker:
+                channel = self._connection.channel()  # not declared yet: nothing to drain
+        return channel
+
+    def _store(self, queue: str, properties: pika.BasicProperties, body: bytes) -> None:
+        x_death = _jsonable((properties.headers or {}).get("x-death"))
+        with self.engine.begin() as conn:
+            try:
+                message = Message.decode(body)
+            except DecodeError as exc:
+                record(
+                    conn,
+                    job_id=None,
+                    type=None,
+                    queue=queue,
+                    message={"raw": base64.b64encode(body).decode()},
+                    error={
+                        "type": "UndecodableMessage",
+                        "message": f"the message body could not be decoded: {exc.error}",
+                        "retryable": False,
+                    },
+                    x_death=x_death,
+                )
+                return
+            _settle(conn, message, queue, x_death)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_plain)) if value is not None else None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+# -- inspecting --------------------------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """Which dead letters an operation applies to: ids, a fingerprint, or all."""
+
+    job_ids: list[uuid.UUID] | None = None
+    fingerprint: str | None = None
+    all: bool = False
+
+    @classmethod
+    def parse(cls, body: Any) -> "Selection":
+        """From `{"jobIds": [...]}`, `{"fingerprint": "..."}` or `{"all": true}`."""
+        if not isinstance(body, dict) or len(body) != 1:
+            raise BadRequest(
+                'expected exactly one of {"jobIds": [...]}, {"fingerprint": ...}, {"all": true}'
+            )
+        ((key, value),) = body.items()
+        if key == "all" and value is True:
+            return cls(all=True)
+        if key == "fingerprint" and isinstance(value, str) and value:
+            return cls(fingerprint=value)
+        if key == "jobIds" and isinstance(value, list) and value:
+            try:
+                return cls(job_ids=[uuid.UUID(str(v)) for v in value])
+            except ValueError:
+                raise BadRequest("jobIds must be job ids (UUIDs)") from None
+        raise BadRequest(
+            'expected exactly one of {"jobIds": [...]}, {"fingerprint": ...}, {"all": true}'
+        )
+
+    def where(self) -> sa.ColumnElement[bool]:
+        if self.job_ids is not None:
+            return dead_letters.c.job_id.in_(self.job_ids)
+        if self.fingerprint is not None:
+            return dead_letters.c.fingerprint == self.fingerprint
+        return sa.true()
+
+
+def page(
+    conn: Connection,
+    *,
+    type: str | None = None,
+    queue: str | None = None,
+    fingerprint: str | None = None,
+    limit: int = 50,
+    before: int | None = None,
+) -> list[DeadLetter]:
+    """Dead letters, newest first; `before` is the id the previous page ended at."""
+    statement = sa.select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+    for column, value in (("type", type), ("queue", queue), ("fingerprint", fingerprint)):
+        if value is not None:
+            statement = statement.where(dead_letters.c[column] == value)
+    if before is not None:
+        statement = statement.where(dead_letters.c.id < before)
+    return [DeadLetter.model_validate(row._mapping) for row in conn.execute(statement)]
+
+
+def groups(conn: Connection) -> list[dict[str, Any]]:
+    """One row per fingerprint: how many, a sample error, which types, first and last seen."""
+    rows = conn.execute(
+        sa.text(
+            """
+            SELECT fingerprint, count(*) AS count,
+                   (array_agg(error ORDER BY id DESC))[1] AS sample,
+                   array_agg(DISTINCT type) FILTER (WHERE type IS NOT NULL) AS types,
+                   min(dead_at) AS first, max(dead_at) AS last
+              FROM dead_letters GROUP BY fingerprint ORDER BY count(*) DESC, max(dead_at) DESC
+            """
+        )
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+def take_for_replay(conn: Connection, selection: Selection) -> list[uuid.UUID]:
+    """Remove the selected dead letters and return their failed jobs to `pending` with fresh
+    attempts. Returns the job ids to publish. Raises `NotFound` naming ids not in the DLQ."""
+    if selection.job_ids is not None:
+        present = set(conn.scalars(sa.select(dead_letters.c.job_id).where(selection.where())))
+        missing = [str(i) for i in selection.job_ids if i not in present]
+        if missing:
+            raise NotFound(f"not in the dead-letter queue: {', '.join(missing)}")
+    taken = list(
+        conn.scalars(
+            sa.delete(dead_letters)
+            .where(selection.where(), dead_letters.c.job_id.is_not(None))
+            .returning(dead_letters.c.job_id)
+        )
+    )
+    return jobs.revive(conn, taken)
+
+
+def purge(conn: Connection, selection: Selection) -> int:
+    return conn.execute(sa.delete(dead_letters).where(selection.where())).rowcount
