@@ -1,0 +1,112 @@
+"""Running the `warren` command line as a user would: in subprocesses, on this test run's
+database and queue prefix."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Settings the CLI processes take from the session's, as `WARREN_*` variables.
+PASSED_SETTINGS = (
+    "database_url",
+    "broker_url",
+    "queue_prefix",
+    "job_modules",
+    "lease_seconds",
+    "dispatch_interval_seconds",
+    "stranded_after_seconds",
+    "retry_base_seconds",
+    "retry_max_seconds",
+    "retry_jitter",
+    "smtp_url",
+)
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "service.cli", *args]
+
+
+@pytest.fixture(scope="session")
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment of a CLI process: no inherited `WARREN_*`, this run's settings."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("WARREN_")}
+    for name in PASSED_SETTINGS:
+        value = getattr(settings, name)
+        env[f"WARREN_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def run_cli(cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
+    """`run_cli("jobs", "show", id)`: run one command to its end; output as text."""
+
+    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            cli_argv(*args),
+            cwd=ROOT,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@dataclass
+class Spawned:
+    """A long-running CLI process whose output goes to a file."""
+
+    args: tuple[str, ...]
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then SIGKILL to its whole process group after `timeout` seconds."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture
+def spawn(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
+    """`spawn("worker", "--processes", "1")`: start a CLI process; it is always stopped at the
+    end of the test, and its output printed (pytest shows it when the test fails)."""
+    started: list[Spawned] = []
+
+    def start(*args: str) -> Spawned:
+        log = tmp_path / f"{len(started)}-{args[0]}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                cli_argv(*args),
+                cwd=ROOT,
+                env=cli_env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: killable with its children
+            )
+        started.append(Spawned(args, process, log))
+        return started[-1]
+
+    yield start
+    for spawned in started:
+        code = spawned.stop()
+        print(f"--- warren {' '.join(spawned.args)} (exit code {code})\n{spawned.output()}")
