@@ -150,16 +150,27 @@ class Lifecycle(Middleware):
         claim: Claim | None = getattr(self._local, "claim", None)
         if claim is None:
             return
-        self._local.claim = None
         running: RunningJob = self._local.running
+        try:
+            self._record(message, claim, running, exception)
+        except JobCancelled:
+            # The heartbeat's interrupt landed while the outcome was being written. It comes
+            # at most once per attempt, and writes are fenced: recording again is safe.
+            self._record(message, claim, running, JobCancelled())
+        finally:
+            self._local.claim = None
+            set_current(None)
+
+    def _record(
+        self, message, claim: Claim, running: RunningJob, exc: BaseException | None
+    ) -> None:
         with self._lock:
             self._running.pop(claim.attempt_id, None)
-        set_current(None)
         try:
-            if exception is None:
-                exception = self._record_success(claim, running.result)
-            if exception is not None:
-                self._record_failure(message, claim, running, exception)
+            if exc is None:
+                exc = self._record_success(claim, running.result)
+            if exc is not None:
+                self._record_failure(message, claim, running, exc)
         except DatabaseUnavailable:
             log.error(
                 "job %s: could not record its outcome; its lease will expire and it will run again",
