@@ -272,8 +272,9 @@ class Lifecycle(Middleware):
             if entry is None or entry[1].is_cancelled():
                 return
             thread_id, running = entry
-            running.cancel_requested.set()
+            # Interrupt first: a handler that saw the flag first could be cut short mid-cleanup.
             raise_thread_exception(thread_id, JobCancelled)
+            running.cancel_requested.set()
 
 
 class Heartbeat(threading.Thread):

@@ -2,9 +2,12 @@
 
 `test-record` does a real side effect: each run inserts a row into `test_runs` (created by
 the test fixtures) in the test database with its start and finish times, so tests can count
-executions and check for overlaps.
+executions and check for overlaps. `test-crash` records its run, then SIGKILLs the worker
+process running it: run it only on worker processes, never in the test process.
 """
 
+import os
+import signal
 import time
 from functools import cache
 
@@ -60,13 +63,15 @@ def record(payload: Record) -> dict:
             {"j": job.id, "a": job.attempt},
         )
     deadline = time.monotonic() + payload.seconds
-    while time.monotonic() < deadline and not is_cancelled():
-        time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text("UPDATE test_runs SET finished_at = clock_timestamp() WHERE id = :id"),
-            {"id": run_id},
-        )
+    try:
+        while time.monotonic() < deadline and not is_cancelled():
+            time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
+    finally:  # also when a time limit or a cancellation interrupts the wait
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE test_runs SET finished_at = clock_timestamp() WHERE id = :id"),
+                {"id": run_id},
+            )
     if job.attempt <= payload.fail_times or run_count(engine, job.id) <= payload.fail_runs:
         if payload.permanent:
             raise PermanentError(f"attempt {job.attempt} refused for good")
@@ -83,3 +88,19 @@ class Noop(BaseModel):
 @job_type("test-noop", payload=Noop, max_attempts=1, timeout_seconds=30)
 def noop(payload: Noop) -> dict:
     return {"n": payload.n}
+
+
+class Crash(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@job_type("test-crash", payload=Crash, max_attempts=2, timeout_seconds=60)
+def crash(payload: Crash) -> None:
+    """A poison job: record the run, then kill the worker process running it, at once."""
+    job = current_job()
+    with _engine(current_settings().database_url).begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO test_runs (job_id, attempt) VALUES (:j, :a)"),
+            {"j": job.id, "a": job.attempt},
+        )
+    os.kill(os.getpid(), signal.SIGKILL)

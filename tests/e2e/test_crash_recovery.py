@@ -1,0 +1,130 @@
+"""A worker process killed with SIGKILL loses no job (invariants 1 and 2): the job's lease
+expires, a new worker takes it over and records the lost attempt; runs never overlap; and a job
+that kills every worker running it ends `failed` once its attempts are spent instead of looping.
+
+These tests run real `dramatiq service.worker:setup` processes and kill their process groups.
+"""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from service.settings import Settings
+from tests.e2e.workers import WorkerProcesses
+from tests.helpers import wait_for
+
+FINAL = ("completed", "failed", "cancelled")
+
+
+@pytest.fixture
+def worker_processes(settings: Settings, clean: None, tmp_path: Path) -> Iterator[WorkerProcesses]:
+    """Worker process groups for this test; all ended afterwards, their output printed (pytest
+    shows it when the test fails)."""
+    workers = WorkerProcesses(settings, tmp_path)
+    try:
+        yield workers
+    finally:
+        try:
+            workers.close()
+        finally:
+            print(workers.report())
+
+
+def runs(engine: sa.Engine, job_id) -> list:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT attempt, started_at, finished_at FROM test_runs"
+                " WHERE job_id = :j ORDER BY started_at"
+            ),
+            {"j": job_id},
+        ).all()
+
+
+def db_now(engine: sa.Engine):
+    with engine.connect() as conn:
+        return conn.scalar(sa.text("SELECT clock_timestamp()"))
+
+
+def test_a_job_whose_worker_is_killed_mid_run_completes_on_another_worker(
+    warren, engine, worker_processes
+):
+    job_id = warren.enqueue("test-record", {"seconds": 6, "tag": "survivor"}).id
+    first = worker_processes.start()
+    wait_for(
+        lambda: warren.get(job_id).status == "processing" and runs(engine, job_id),
+        timeout=30,
+        what="the job to start on the first worker",
+    )
+
+    first.kill()
+    killed_at = db_now(engine)
+    assert warren.get(job_id).status == "processing"  # nobody has noticed yet
+    worker_processes.start()
+    job = wait_for(
+        lambda: (j := warren.get(job_id)).status in FINAL and j,
+        timeout=45,
+        what="the job to finish on the second worker",
+    )
+
+    assert job.status == "completed"
+    assert job.result == {"attempt": 2, "tag": "survivor"}
+    assert job.attempts == 2
+    assert job.error is None
+    lost, done = warren.attempts(job_id)
+    assert (lost.number, lost.status) == (1, "lost")
+    assert lost.error["type"] == "WorkerLost"
+    assert "worker lost" in lost.error["message"]
+    assert (done.number, done.status) == (2, "completed")
+    assert done.worker != lost.worker
+    assert done.started_at >= lost.finished_at
+    first_run, second_run = runs(engine, job_id)  # killed once, completed once
+    assert (first_run.attempt, second_run.attempt) == (1, 2)
+    assert first_run.finished_at is None  # it died mid-run
+    assert second_run.started_at > killed_at  # no overlap: the takeover waited for the kill
+    assert second_run.finished_at is not None
+
+
+def test_a_job_that_kills_its_worker_fails_once_its_attempts_are_spent(
+    warren, engine, worker_processes
+):
+    job_id = warren.enqueue("test-crash", {}, max_attempts=2).id
+    deadline = time.monotonic() + 90
+    current = worker_processes.start()
+    deaths = 0
+    while True:
+        wait_for(
+            lambda worker=current: warren.get(job_id).status in FINAL or worker.exited(),
+            timeout=max(deadline - time.monotonic(), 0.1),
+            what="the job to finish or its worker to die",
+        )
+        if warren.get(job_id).status in FINAL:
+            break
+        deaths += 1
+        assert deaths <= 2, "the poison job killed a third worker: it runs past maxAttempts"
+        current.kill()  # whatever is left of its group
+        current = worker_processes.start()
+
+    job = warren.get(job_id)
+    assert job.status == "failed"
+    assert job.attempts == 2
+    assert job.error["type"] == "WorkerLost"
+    assert "worker lost" in job.error["message"]
+    attempts = warren.attempts(job_id)
+    assert [(a.number, a.status) for a in attempts] == [(1, "lost"), (2, "lost")]
+    assert all(a.error["type"] == "WorkerLost" for a in attempts)
+    assert [run.attempt for run in runs(engine, job_id)] == [1, 2]
+    assert deaths == 2  # one worker per attempt, no more
+    # Its message was dead-lettered, not requeued: the third worker lives on and works.
+    dead_letters = f"{warren.settings.queue_prefix}.normal.XQ"
+    wait_for(
+        lambda: warren.queue_depths()[dead_letters]["messages"] == 1,
+        timeout=10,
+        what="the poison job's message in the dead-letter queue",
+    )
+    sentinel = warren.enqueue("test-record", {}).id
+    wait_for(lambda: warren.get(sentinel).status == "completed", timeout=20, what="a later job")
+    assert not current.exited()
