@@ -58,5 +58,10 @@ class JobCancelled(Interrupt):
     """Raised inside a running handler's thread when someone cancelled its job."""
 
 
+class LeaseLost(Interrupt):
+    """Raised inside a running handler's thread when its worker could not renew the job's lease
+    in time, or found the job taken over: it stops so that two attempts never run at once."""
+
+
 class DatabaseUnavailable(MiddlewareError):
     """The worker could not reach PostgreSQL to claim or record a job."""

@@ -268,22 +268,22 @@ def expired_leases(conn: Connection, grace: float, limit: int = 100) -> list[uui
     )
 
 
-def renew_leases(conn: Connection, attempt_ids: Sequence[int], lease: float) -> list[int]:
-    """Extend the leases of running attempts; return those whose job was asked to cancel."""
+def renew_leases(conn: Connection, attempt_ids: Sequence[int], lease: float) -> dict[int, bool]:
+    """Extend the leases of running attempts. Returns, for each attempt still holding its job,
+    whether the job was asked to cancel; an attempt missing from the answer lost its job."""
     if not attempt_ids:
-        return []
-    return list(
-        conn.scalars(
-            sa.text(
-                """
-                UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
-                 WHERE current_attempt_id = ANY(:ids) AND status = 'processing'
-                RETURNING CASE WHEN cancel_requested_at IS NOT NULL THEN current_attempt_id END
-                """
-            ),
-            {"ids": list(attempt_ids), "lease": lease},
-        )
+        return {}
+    rows = conn.execute(
+        sa.text(
+            """
+            UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
+             WHERE current_attempt_id = ANY(:ids) AND status = 'processing'
+            RETURNING current_attempt_id, cancel_requested_at IS NOT NULL
+            """
+        ),
+        {"ids": list(attempt_ids), "lease": lease},
     )
+    return dict(rows.all())
 
 
 def cancel(conn: Connection, job_id: uuid.UUID) -> JobStatus:

@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from service import jobs
 from service.broker import Dispatch, Publisher, PublishErrors
-from service.errors import DatabaseUnavailable, JobCancelled, PermanentError
+from service.errors import DatabaseUnavailable, JobCancelled, LeaseLost, PermanentError
 from service.jobs import Claim
 from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
@@ -66,6 +66,7 @@ class Lifecycle(Middleware):
         self.default_retry = RetryPolicy.from_settings(settings)
         self._local = threading.local()
         self._running: dict[int, tuple[int, RunningJob]] = {}
+        self._interrupted: set[int] = set()
         self._lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
 
@@ -153,10 +154,10 @@ class Lifecycle(Middleware):
         running: RunningJob = self._local.running
         try:
             self._record(message, claim, running, exception)
-        except JobCancelled:
+        except (JobCancelled, LeaseLost) as interrupt:
             # The heartbeat's interrupt landed while the outcome was being written. It comes
             # at most once per attempt, and writes are fenced: recording again is safe.
-            self._record(message, claim, running, JobCancelled())
+            self._record(message, claim, running, type(interrupt)())
         finally:
             self._local.claim = None
             set_current(None)
@@ -166,6 +167,7 @@ class Lifecycle(Middleware):
     ) -> None:
         with self._lock:
             self._running.pop(claim.attempt_id, None)
+            self._interrupted.discard(claim.attempt_id)
         try:
             if exc is None:
                 exc = self._record_success(claim, running.result)
@@ -265,20 +267,26 @@ class Lifecycle(Middleware):
         with self._lock:
             return dict(self._running)
 
-    def interrupt(self, attempt_id: int) -> None:
-        """Raise `JobCancelled` in the thread running this attempt, if it still runs."""
+    def interrupt(self, attempt_id: int, reason: type[BaseException] = JobCancelled) -> None:
+        """Raise `reason` in the thread running this attempt, once, if it still runs."""
         with self._lock:
             entry = self._running.get(attempt_id)
-            if entry is None or entry[1].is_cancelled():
+            if entry is None or attempt_id in self._interrupted:
                 return
+            self._interrupted.add(attempt_id)
             thread_id, running = entry
             # Interrupt first: a handler that saw the flag first could be cut short mid-cleanup.
-            raise_thread_exception(thread_id, JobCancelled)
-            running.cancel_requested.set()
+            raise_thread_exception(thread_id, reason)
+            if reason is JobCancelled:
+                running.cancel_requested.set()
 
 
 class Heartbeat(threading.Thread):
-    """Renews the leases of this process's running jobs and interrupts cancelled ones."""
+    """Renews the leases of this process's running jobs and interrupts cancelled ones.
+
+    A job whose lease could not be renewed for most of its length (PostgreSQL unreachable), or
+    that another worker took over, is interrupted with `LeaseLost`: by the time its lease runs
+    out, it has stopped, so a takeover never runs it twice at once."""
 
     def __init__(self, lifecycle: Lifecycle, interval: float) -> None:
         super().__init__(name="warren-heartbeat", daemon=True)
@@ -292,19 +300,30 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self._stop_event.wait(self.interval):
             running = self.lifecycle.running()
-            if not running:
-                continue
-            try:
-                with self.lifecycle.engine.begin() as conn:
-                    cancelled = jobs.renew_leases(
-                        conn, list(running), self.lifecycle.settings.lease_seconds
-                    )
-            except _DB_ERRORS as exc:
-                log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
-                continue
-            for attempt_id in cancelled:
-                if attempt_id is not None:
-                    self.lifecycle.interrupt(attempt_id)
+            if running:
+                self.beat(running)
+
+    def beat(self, running: dict[int, tuple[int, RunningJob]]) -> None:
+        lease = self.lifecycle.settings.lease_seconds
+        try:
+            with self.lifecycle.engine.begin() as conn:
+                held = jobs.renew_leases(conn, list(running), lease)
+        except _DB_ERRORS as exc:
+            log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
+            for attempt_id, (_, job) in running.items():
+                if time.monotonic() - job.renewed_at > lease * 0.75:
+                    log.error("job %s: lease not renewed in time; stopping it", job.id)
+                    self.lifecycle.interrupt(attempt_id, LeaseLost)
+            return
+        now = time.monotonic()
+        for attempt_id, (_, job) in running.items():
+            if attempt_id not in held:
+                log.error("job %s: taken over by another worker; stopping it", job.id)
+                self.lifecycle.interrupt(attempt_id, LeaseLost)
+            elif held[attempt_id]:
+                self.lifecycle.interrupt(attempt_id, JobCancelled)
+            else:
+                job.renewed_at = now
 
 
 def describe(exc: BaseException, retryable: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the broker they built, which turns each job type into a Dramatiq actor.
 import importlib
 import pkgutil
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,6 +111,7 @@ class RunningJob:
     attempt: int
     max_attempts: int
     settings: Settings | None = None
+    renewed_at: float = field(default_factory=time.monotonic)
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     result: Any = None
 

@@ -1,0 +1,32 @@
+"""Leases: a worker that no longer holds its job stops running it, so a takeover never runs
+one job twice at once."""
+
+import sqlalchemy as sa
+
+from tests.helpers import wait_for
+
+
+def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, engine):
+    job_id = warren.enqueue("test-record", {"seconds": 30}).id
+    wait_for(lambda: warren.get(job_id).status == "processing")
+
+    with engine.begin() as conn:  # what the dispatcher does when it releases a lost lease
+        conn.execute(
+            sa.text(
+                "UPDATE jobs SET status = 'pending', current_attempt_id = NULL,"
+                " published_at = now(), scheduled_at = now() + interval '1 hour' WHERE id = :id"
+            ),
+            {"id": job_id},
+        )
+
+    def stopped():
+        with engine.connect() as conn:
+            return conn.scalar(
+                sa.text("SELECT finished_at IS NOT NULL FROM test_runs WHERE job_id = :j"),
+                {"j": job_id},
+            )
+
+    wait_for(stopped, timeout=5, what="the run to stop")
+    [attempt] = warren.attempts(job_id)
+    assert attempt.status == "running"  # its outcome is no longer this worker's to write
+    assert warren.get(job_id).status == "pending"
