@@ -9,6 +9,7 @@ process running it: run it only on worker processes, never in the test process.
 import os
 import signal
 import time
+from datetime import UTC, datetime
 from functools import cache
 
 import sqlalchemy as sa
@@ -104,3 +105,27 @@ def crash(payload: Crash) -> None:
             {"j": job.id, "a": job.attempt},
         )
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Ledger(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: float = 0.02
+
+
+@job_type("test-ledger", payload=Ledger, max_attempts=25, timeout_seconds=60)
+def ledger(payload: Ledger) -> None:
+    """Work for `seconds`, then write one `test_runs` row with the run's start and finish, in
+    one statement: every run that did its work is in the ledger, so overlapping runs of one job
+    show as overlapping rows."""
+    job = current_job()
+    started = datetime.now(UTC)
+    time.sleep(payload.seconds)
+    with _engine(current_settings().database_url).begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO test_runs (job_id, attempt, started_at, finished_at)"
+                " VALUES (:j, :a, :s, :f)"
+            ),
+            {"j": job.id, "a": job.attempt, "s": started, "f": datetime.now(UTC)},
+        )
