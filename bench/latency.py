@@ -1,0 +1,186 @@
+"""Enqueue latency over HTTP: `POST /jobs` at a steady request rate, then `POST /jobs/batch`.
+
+    .venv/bin/python -m bench.latency --rate 200 --seconds 30
+
+A `warren api` (2 gunicorn processes x 8 threads) runs on a free port of 127.0.0.1; no worker
+runs, the jobs just accumulate.
+
+Single enqueue, open loop: request i is due at start + i/rate, whatever happened to the ones
+before; `--clients` threads (each with its own keep-alive httpx client) take the next due
+request, wait for its time and send it. Two latencies per request:
+- "service": from sending to the response;
+- "from schedule": from the time it was due to the response, which also counts the wait when
+  every client thread was busy (the API fell behind), so a slow API cannot hide its backlog.
+Errors are responses other than 201, and exceptions (timeouts, refused connections).
+A short warm-up at the same rate runs first and is not counted.
+
+Batch: `--batches` requests of 1,000 `bench-noop` jobs each, one after another; jobs/s is all
+jobs over the total time.
+"""
+
+import argparse
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from bench import harness
+from bench.harness import BenchEnv, latency_summary, say
+
+JOB = {"type": "bench-noop", "payload": {}}
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Sample:
+    due: float
+    sent: float
+    answered: float
+    error: str | None
+
+
+def failure(response: httpx.Response) -> str:
+    """`HTTP 503 unavailable`: the status and Warren's error code, when the body has one."""
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        code = ""
+    return f"HTTP {response.status_code} {code}".strip()
+
+
+def send_one(client: httpx.Client, url: str) -> str | None:
+    """POST one job; None on 201, else what went wrong."""
+    try:
+        response = client.post(f"{url}/jobs", json=JOB)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return None if response.status_code == 201 else failure(response)
+
+
+def open_loop(url: str, rate: float, seconds: float, clients: int) -> list[Sample]:
+    """Send `rate * seconds` requests, each at its due time, from `clients` threads."""
+    total = round(rate * seconds)
+    start = time.monotonic() + 0.1
+    samples: list[Sample] = []
+    lock = threading.Lock()
+    next_index = 0
+
+    def client_thread() -> None:
+        nonlocal next_index
+        with httpx.Client(timeout=10) as client:
+            while True:
+                with lock:
+                    index, next_index = next_index, next_index + 1
+                if index >= total:
+                    return
+                due = start + index / rate
+                time.sleep(max(0.0, due - time.monotonic()))
+                sent = time.monotonic()
+                error = send_one(client, url)
+                sample = Sample(due, sent, time.monotonic(), error)
+                with lock:
+                    samples.append(sample)
+
+    threads = [threading.Thread(target=client_thread, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return samples
+
+
+def single_figures(samples: list[Sample], rate: float) -> dict[str, Any]:
+    ok = [s for s in samples if s.error is None]
+    span = max(s.answered for s in samples) - min(s.due for s in samples)
+    return {
+        "requests": len(samples),
+        "targetPerSecond": rate,
+        "achievedPerSecond": round(len(ok) / span, 1),
+        "service": latency_summary([s.answered - s.sent for s in ok]),
+        "fromSchedule": latency_summary([s.answered - s.due for s in ok]),
+        "errors": dict(Counter(s.error for s in samples if s.error is not None)),
+    }
+
+
+def batches(url: str, count: int) -> dict[str, Any]:
+    """`count` sequential `POST /jobs/batch` of 1,000 jobs each."""
+    body = {"jobs": [JOB] * BATCH_SIZE}
+    durations, errors = [], Counter()
+    with httpx.Client(timeout=120) as client:
+        started = time.monotonic()
+        for _ in range(count):
+            sent = time.monotonic()
+            try:
+                response = client.post(f"{url}/jobs/batch", json=body)
+                error = None if response.status_code == 201 else failure(response)
+            except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            durations.append(time.monotonic() - sent)
+            if error:
+                errors[error] += 1
+        elapsed = time.monotonic() - started
+    created = (count - sum(errors.values())) * BATCH_SIZE
+    return {
+        "requests": count,
+        "jobsPerRequest": BATCH_SIZE,
+        "jobsPerSecond": round(created / elapsed, 1),
+        "request": latency_summary(durations),
+        "errors": dict(errors),
+    }
+
+
+def show_latency(label: str, figures: dict[str, float]) -> None:
+    say(
+        f"  {label:<14} p50 {figures['p50Ms']:8.1f} ms   p95 {figures['p95Ms']:8.1f} ms   "
+        f"p99 {figures['p99Ms']:8.1f} ms   max {figures['maxMs']:8.1f} ms"
+    )
+
+
+def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
+    api = env.start_api(workers=2, threads=8)
+    say(f"warren api on {api.url} (2 processes x 8 threads), no worker")
+    open_loop(api.url, args.rate, args.warmup, args.clients)
+
+    samples = open_loop(api.url, args.rate, args.seconds, args.clients)
+    single = single_figures(samples, args.rate)
+    say(
+        f"POST /jobs: {single['requests']} requests at {args.rate:g}/s for {args.seconds:g} s, "
+        f"achieved {single['achievedPerSecond']}/s, errors {single['errors'] or 0}"
+    )
+    show_latency("service", single["service"])
+    show_latency("from schedule", single["fromSchedule"])
+
+    batch = batches(api.url, args.batches)
+    say(
+        f"POST /jobs/batch: {args.batches} x {BATCH_SIZE} jobs, "
+        f"{batch['jobsPerSecond']} jobs/s, errors {batch['errors'] or 0}"
+    )
+    show_latency("per request", batch["request"])
+    return {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "clients": args.clients,
+        "single": single,
+        "batch": batch,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=200, help="requests per second (200)")
+    parser.add_argument("--seconds", type=float, default=30, help="how long to send (30)")
+    parser.add_argument("--clients", type=int, default=16, help="sending threads (16)")
+    parser.add_argument("--warmup", type=float, default=2, help="uncounted seconds first (2)")
+    parser.add_argument("--batches", type=int, default=20, help="batch requests (20)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=900, help="time limit of the whole run (900)"
+    )
+    args = parser.parse_args()
+    harness.run("latency", measure, args, args.max_seconds)
+
+
+if __name__ == "__main__":
+    main()

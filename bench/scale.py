@@ -1,0 +1,174 @@
+"""Reads on a large jobs table: `GET /jobs` with each filter, cursor paging, and `GET /stats`.
+
+    .venv/bin/python -m bench.scale --rows 1000000
+
+The table is filled by one `INSERT ... SELECT FROM generate_series` (seeded random, so every run
+has the same mix), then ANALYZEd:
+- type: a third each of `send-email`, `webhook-delivery`, `bench-noop`;
+- status: 80 % completed, 8 % pending, 6 % failed, 4 % cancelled, 2 % processing;
+- priority: 1-10 uniformly; created_at: spread evenly over the last 30 days;
+- payload: `send-email` rows `{"to": "user<0-999>@example.com", ...}` (so one address matches
+  about 1 row in 3,000), `webhook-delivery` rows `{"url": ..., "body": {...}}`, `bench-noop` `{}`.
+
+Then a `warren api` (2 processes x 8 threads) answers `--requests` sequential requests per case
+(after 3 uncounted ones); the table shows p50/p95/max and how many jobs a page returned.
+"Cursor paging" walks 20 pages following `nextCursor`, as many times as it takes to make
+`--requests` requests, and measures every page.
+"""
+
+import argparse
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench import harness
+from bench.harness import BenchEnv, latency_summary, say
+
+WARMUP = 3
+CURSOR_PAGES = 20
+
+FILL = """
+INSERT INTO jobs (id, type, status, priority, payload, attempts, max_attempts, timeout_seconds,
+                  created_at, updated_at, published_at, started_at, completed_at)
+SELECT gen_random_uuid(), kind, status, priority, payload,
+       CASE WHEN status = 'pending' THEN 0 ELSE 1 END, 3, 300,
+       created, created, created,
+       CASE WHEN status = 'pending' THEN NULL ELSE created END,
+       CASE WHEN status IN ('completed', 'failed', 'cancelled') THEN created END
+FROM (
+    SELECT (ARRAY['send-email', 'webhook-delivery', 'bench-noop'])[1 + (i % 3)] AS kind,
+           CASE WHEN r < 0.80 THEN 'completed' WHEN r < 0.88 THEN 'pending'
+                WHEN r < 0.94 THEN 'failed' WHEN r < 0.98 THEN 'cancelled'
+                ELSE 'processing' END AS status,
+           1 + floor(random() * 10)::int AS priority,
+           CASE i % 3
+               WHEN 0 THEN jsonb_build_object(
+                   'to', 'user' || floor(random() * 1000)::int || '@example.com',
+                   'subject', 'Order ' || i, 'body', 'Thank you for your order.')
+               WHEN 1 THEN jsonb_build_object(
+                   'url', 'https://example.com/hooks/' || (i % 500),
+                   'body', jsonb_build_object('event', 'paid', 'n', i))
+               ELSE '{}'::jsonb
+           END AS payload,
+           now() - make_interval(secs => (:rows - i) * 30 * 86400.0 / :rows) AS created
+    FROM (SELECT i, random() AS r FROM generate_series(1, :rows) AS i) AS numbers
+) AS generated
+"""
+
+
+def fill(env: BenchEnv, rows: int) -> float:
+    """Insert `rows` generated jobs and ANALYZE; returns the seconds it took."""
+    started = time.monotonic()
+    with env.engine.begin() as conn:
+        conn.execute(sa.text("SELECT setseed(0.42)"))
+        conn.execute(sa.text(FILL), {"rows": rows})
+    with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE jobs"))
+    return time.monotonic() - started
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def cases() -> list[tuple[str, str, dict[str, str]]]:
+    """(name, path, query parameters) of each measured request."""
+    now = datetime.now(UTC)
+    return [
+        ("no filter", "/jobs", {}),
+        ("status=failed", "/jobs", {"status": "failed"}),
+        ("status=completed", "/jobs", {"status": "completed"}),
+        ("type=webhook-delivery", "/jobs", {"type": "webhook-delivery"}),
+        ("priority=high", "/jobs", {"priority": "high"}),
+        ("createdAfter=-1h", "/jobs", {"createdAfter": iso(now - timedelta(hours=1))}),
+        ("createdBefore=-29d", "/jobs", {"createdBefore": iso(now - timedelta(days=29))}),
+        ("status+type", "/jobs", {"status": "failed", "type": "send-email"}),
+        ("payload.to (1 in 3000)", "/jobs", {"payload.to": "user42@example.com"}),
+        ("payload.to (no match)", "/jobs", {"payload.to": "nobody@example.com"}),
+        ("limit=500", "/jobs", {"limit": "500"}),
+        ("offset=10000", "/jobs", {"offset": "10000"}),
+        ("GET /stats", "/stats", {}),
+    ]
+
+
+def timed_get(client: httpx.Client, path: str, params: dict[str, str]) -> tuple[float, dict]:
+    started = time.monotonic()
+    response = client.get(path, params=params)
+    elapsed = time.monotonic() - started
+    response.raise_for_status()
+    return elapsed, response.json()
+
+
+def measure_case(
+    client: httpx.Client, path: str, params: dict[str, str], requests: int
+) -> dict[str, Any]:
+    """`requests` sequential GETs of the same URL, after `WARMUP` uncounted ones."""
+    for _ in range(WARMUP):
+        timed_get(client, path, params)
+    durations, body = [], {}
+    for _ in range(requests):
+        elapsed, body = timed_get(client, path, params)
+        durations.append(elapsed)
+    return {**latency_summary(durations), "returned": body.get("count", "-")}
+
+
+def measure_paging(client: httpx.Client, requests: int) -> dict[str, Any]:
+    """Walk `CURSOR_PAGES` pages by `nextCursor`, enough times for `requests` pages."""
+    timed_get(client, "/jobs", {})
+    durations, returned = [], 0
+    for _ in range(math.ceil(requests / CURSOR_PAGES)):
+        params: dict[str, str] = {}
+        for _ in range(CURSOR_PAGES):
+            elapsed, body = timed_get(client, "/jobs", params)
+            durations.append(elapsed)
+            returned = body["count"]
+            if not body["nextCursor"]:
+                break
+            params = {"cursor": body["nextCursor"]}
+    return {**latency_summary(durations), "returned": returned}
+
+
+def show(results: dict[str, dict[str, Any]]) -> None:
+    say(f"{'case':<26} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'jobs':>6}")
+    for name, r in results.items():
+        say(
+            f"{name:<26} {r['p50Ms']:9.1f} {r['p95Ms']:9.1f} {r['maxMs']:9.1f} {r['returned']!s:>6}"
+        )
+
+
+def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
+    seconds = fill(env, args.rows)
+    say(f"{args.rows} rows inserted and analyzed in {seconds:.1f} s")
+    api = env.start_api(workers=2, threads=8)
+    say(f"warren api on {api.url}; {args.requests} requests per case")
+    results: dict[str, dict[str, Any]] = {}
+    with httpx.Client(base_url=api.url, timeout=120) as client:
+        for name, path, params in cases():
+            results[name] = measure_case(client, path, params, args.requests)
+        results[f"cursor paging x{CURSOR_PAGES}"] = measure_paging(client, args.requests)
+    show(results)
+    return {
+        "rows": args.rows,
+        "fillSeconds": round(seconds, 1),
+        "requests": args.requests,
+        "cases": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="jobs in the table (1e6)")
+    parser.add_argument("--requests", type=int, default=50, help="requests per case (50)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=1800, help="time limit of the whole run (1800)"
+    )
+    args = parser.parse_args()
+    harness.run("scale", measure, args, args.max_seconds)
+
+
+if __name__ == "__main__":
+    main()
