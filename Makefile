@@ -22,6 +22,12 @@ run: install services
 test: install services
 	$(VENV)/bin/pytest
 
+bench: install services
+	$(PY) -m bench.throughput
+	$(PY) -m bench.latency
+	$(PY) -m bench.scale
+	$(PY) -m bench.memory
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -240,7 +240,7 @@ def scheduler() -> None:
     try:
         Dispatcher(engine, publisher, settings).run(stop)
     finally:
-        publisher.broker.close()
+        publisher.close()
         engine.dispose()
         log.info("scheduler stopped")
 

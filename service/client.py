@@ -76,7 +76,7 @@ class Warren:
         return cls(settings or Settings())
 
     def close(self) -> None:
-        self.publisher.broker.close()
+        self.publisher.close()
         self.engine.dispose()
 
     # -- enqueue ------------------------------------------------------------------------------

@@ -3,8 +3,6 @@
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Engine, make_url
 
 from service.settings import Settings
@@ -54,6 +52,9 @@ def upgrade(settings: Settings) -> None:
 
     Safe to run twice and from several processes at once: migrators queue on an advisory lock.
     """
+    from alembic import command  # only migrators pay for importing alembic
+    from alembic.config import Config
+
     create_database(settings.database_url)
     engine = sa.create_engine(settings.database_url, poolclass=sa.pool.NullPool)
     try:

@@ -121,7 +121,7 @@ def clean(settings: Settings, engine: sa.Engine) -> None:
 def warren(settings: Settings, engine: sa.Engine, clean: None) -> Iterator[Warren]:
     client = Warren(settings, engine=engine)
     yield client
-    client.publisher.broker.close()
+    client.publisher.close()
 
 
 class RunningWorker:
@@ -181,4 +181,4 @@ def dispatcher(settings: Settings, engine: sa.Engine, clean: None) -> Iterator:
     for stop, thread, publisher in stops:
         stop.set()
         thread.join(timeout=10)
-        publisher.broker.close()
+        publisher.close()
