@@ -4,6 +4,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import sqlalchemy as sa
+
 T = TypeVar("T")
 
 
@@ -19,3 +21,15 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def runs(engine: sa.Engine, job_id) -> list:
+    """The runs `test-record` recorded for a job: `(attempt, started_at, finished_at)`."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(
+                "SELECT attempt, started_at, finished_at FROM test_runs"
+                " WHERE job_id = :j ORDER BY started_at"
+            ),
+            {"j": job_id},
+        ).all()

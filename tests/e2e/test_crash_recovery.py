@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from service.settings import Settings
 from tests.e2e.workers import WorkerProcesses
-from tests.helpers import wait_for
+from tests.helpers import runs, wait_for
 
 FINAL = ("completed", "failed", "cancelled")
 
@@ -31,17 +31,6 @@ def worker_processes(settings: Settings, clean: None, tmp_path: Path) -> Iterato
             workers.close()
         finally:
             print(workers.report())
-
-
-def runs(engine: sa.Engine, job_id) -> list:
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT attempt, started_at, finished_at FROM test_runs"
-                " WHERE job_id = :j ORDER BY started_at"
-            ),
-            {"j": job_id},
-        ).all()
 
 
 def db_now(engine: sa.Engine):

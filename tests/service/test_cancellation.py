@@ -5,20 +5,7 @@ and never runs again. Nothing of a cancelled job is left in RabbitMQ."""
 import time
 from datetime import timedelta
 
-import sqlalchemy as sa
-
-from tests.helpers import wait_for
-
-
-def runs(engine: sa.Engine, job_id) -> list:
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT attempt, started_at, finished_at FROM test_runs"
-                " WHERE job_id = :j ORDER BY started_at"
-            ),
-            {"j": job_id},
-        ).all()
+from tests.helpers import runs, wait_for
 
 
 def assert_no_message_left(warren, worker) -> None:

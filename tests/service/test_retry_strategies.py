@@ -8,7 +8,7 @@ import itertools
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import wait_for
+from tests.helpers import runs, wait_for
 
 BASE = 0.3
 #: How late a retry may start: the delay queue, the consumer's poll, claiming the job.
@@ -31,17 +31,6 @@ def final(warren, job_id, timeout=30.0):
         timeout=timeout,
         what=f"job {job_id} to finish",
     )
-
-
-def runs(engine: sa.Engine, job_id) -> list:
-    with engine.connect() as conn:
-        return conn.execute(
-            sa.text(
-                "SELECT attempt, started_at, finished_at FROM test_runs"
-                " WHERE job_id = :j ORDER BY started_at"
-            ),
-            {"j": job_id},
-        ).all()
 
 
 def gaps(engine: sa.Engine, job_id) -> list[float]:
