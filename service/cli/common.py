@@ -1,0 +1,108 @@
+"""The command line's shared parts: its Typer apps, settings, the Warren client, and
+output (tables, JSON, one-line errors)."""
+
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import pydantic
+import sqlalchemy as sa
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from service.client import Warren
+from service.errors import WarrenError
+from service.settings import Settings
+
+log = logging.getLogger("warren.cli")
+
+app = typer.Typer(
+    help="Warren: background jobs on RabbitMQ and PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The job database.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Show, list, retry and cancel jobs.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="The dead-letter queue: list, group, replay, purge.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(dlq_app, name="dlq")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except pydantic.ValidationError as exc:
+        details = "; ".join(
+            f"WARREN_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid settings ({details})")
+
+
+@contextmanager
+def connected() -> Iterator[Warren]:
+    """A `Warren` client on the environment's settings, closed after the command."""
+    warren = Warren(load_settings())
+    try:
+        yield warren
+    finally:
+        warren.close()
+
+
+def fail(reason: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {' '.join(reason.split())}", err=True)
+    raise typer.Exit(code)
+
+
+def describe(exc: Exception) -> str:
+    """One line for an error a user may cause or meet."""
+    if isinstance(exc, WarrenError):
+        details = "; ".join(f"{d.get('field')}: {d.get('message')}" for d in exc.details)
+        return f"{exc.message} ({details})" if details else exc.message
+    if isinstance(exc, sa.exc.OperationalError):
+        reason = str(exc.orig or exc).strip().splitlines()
+        return f"database unreachable ({reason[0] if reason else type(exc).__name__})"
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        return f"database error ({str(exc).strip().splitlines()[0]})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def show(*renderables: Any) -> None:
+    """Print tables; when piped, wide enough that no column is cut."""
+    width = None if sys.stdout.isatty() else 240
+    Console(highlight=False, width=width).print(*renderables)
+
+
+def compact(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def table(*columns: str, title: str | None = None) -> Table:
+    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for column in columns:
+        grid.add_column(column, no_wrap=column in ("id", "queue", "type"))
+    return grid

@@ -1,0 +1,216 @@
+"""Jobs for admin scripts: `warren enqueue`, `jobs show | list | retry | cancel`, `stats`."""
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from service.cli.common import (
+    JsonOption,
+    app,
+    compact,
+    connected,
+    fail,
+    jobs_app,
+    print_json,
+    show,
+    table,
+)
+from service.models import STATUSES, JobStatus
+from service.queries import Filters
+from service.views import (
+    attempt_json,
+    job_json,
+)
+
+# -- enqueue ----------------------------------------------------------------------------------
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail(f"--payload is not valid JSON: {exc}")
+    if not isinstance(payload, dict):
+        fail("--payload must be a JSON object")
+    return payload
+
+
+@app.command()
+def enqueue(
+    type: Annotated[str, typer.Argument(help="Job type, e.g. send-email")],
+    payload: Annotated[str, typer.Option(help="The payload as a JSON object")] = "{}",
+    priority: Annotated[str | None, typer.Option(help="high, normal, low or 1-10")] = None,
+    delay: Annotated[float | None, typer.Option(help="Run no sooner than in SECONDS")] = None,
+    scheduled_at: Annotated[str | None, typer.Option(help="Run no sooner than ISO time")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before failing")] = None,
+    timeout: Annotated[int | None, typer.Option(help="Seconds one attempt may take")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Enqueue once per key")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enqueue one job and print its id."""
+    body = parse_payload(payload)
+    if priority is not None and priority.strip().lstrip("-").isdigit():
+        priority = int(priority)
+    with connected() as warren:
+        outcome = warren.enqueue(
+            type,
+            body,
+            priority=priority,
+            delay_seconds=delay,
+            scheduled_at=scheduled_at,
+            max_attempts=max_attempts,
+            timeout_seconds=timeout,
+            idempotency_key=idempotency_key,
+        )
+    if as_json:
+        print_json({"jobId": str(outcome.id), "created": outcome.created})
+    elif outcome.created:
+        typer.echo(str(outcome.id))
+    else:
+        typer.echo(f"{outcome.id} (existing job: idempotency key seen before)")
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """One job and its attempts."""
+    with connected() as warren:
+        job = job_json(warren.get(job_id))
+        attempts = [attempt_json(a) for a in warren.attempts(job_id)]
+    if as_json:
+        print_json({"job": job, "attempts": attempts})
+        return
+    fields = table("field", "value")
+    for name, value in job.items():
+        fields.add_row(name, compact(value))
+    show(fields)
+    if not attempts:
+        show("\nno attempts yet")
+        return
+    runs = table("#", "status", "started", "duration ms", "worker", "error", title="\nattempts")
+    for a in attempts:
+        error = (a["error"] or {}).get("message") if isinstance(a["error"], dict) else a["error"]
+        runs.add_row(
+            str(a["number"]), a["status"], a["startedAt"], compact(a["durationMs"]),
+            compact(a["worker"]), compact(error),
+        )  # fmt: skip
+    show(runs)
+
+
+def list_params(
+    status, type, priority, created_after, created_before, payload, limit, cursor
+) -> dict[str, str]:
+    params = {
+        "status": status,
+        "type": type,
+        "priority": priority,
+        "createdAfter": created_after,
+        "createdBefore": created_before,
+        "limit": None if limit is None else str(limit),
+        "cursor": cursor,
+    }
+    for item in payload or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--payload")
+        params[f"payload.{name}"] = value
+    return {name: value for name, value in params.items() if value is not None}
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="pending, processing, completed, ...")] = None,
+    type: Annotated[str | None, typer.Option(help="Job type")] = None,
+    priority: Annotated[str | None, typer.Option(help="high, normal, low or 1-10")] = None,
+    created_after: Annotated[str | None, typer.Option(help="ISO time with zone")] = None,
+    created_before: Annotated[str | None, typer.Option(help="ISO time with zone")] = None,
+    payload: Annotated[
+        list[str] | None, typer.Option(help="FIELD=VALUE on the payload; repeatable")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Jobs per page (1-500)")] = None,
+    cursor: Annotated[str | None, typer.Option(help="nextCursor of the previous page")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Jobs, newest first, filtered."""
+    params = list_params(
+        status, type, priority, created_after, created_before, payload, limit, cursor
+    )
+    filters = Filters.parse(params)
+    with connected() as warren:
+        page = warren.list(filters)
+    if as_json:
+        jobs = [job_json(job) for job in page.jobs]
+        print_json({"count": len(jobs), "jobs": jobs, "nextCursor": page.next_cursor})
+        return
+    rows = table("id", "type", "status", "pri", "tries", "created")
+    for job in page.jobs:
+        rows.add_row(
+            str(job.id), job.type, job.status, str(job.priority),
+            f"{job.attempts}/{job.max_attempts}", job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )  # fmt: skip
+    show(rows if page.jobs else "no jobs")
+    if page.next_cursor:
+        typer.echo(f"next page: --cursor {page.next_cursor}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Run a failed or cancelled job again with fresh attempts."""
+    with connected() as warren:
+        warren.retry(job_id)
+    if as_json:
+        print_json({"jobId": job_id, "status": "pending", "message": "Job retry queued"})
+    else:
+        typer.echo(f"job {job_id} is pending again with fresh attempts")
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption = False
+) -> None:
+    """Cancel a pending job, or ask a processing one to stop."""
+    with connected() as warren:
+        previous = warren.cancel(job_id)
+    if previous == JobStatus.PENDING:
+        status, message = "cancelled", f"job {job_id} cancelled; it never starts"
+    else:
+        status, message = "processing", f"job {job_id} is running; asked it to stop"
+    if as_json:
+        print_json({"jobId": job_id, "status": status, "message": message})
+    else:
+        typer.echo(message)
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+@app.command()
+def stats(as_json: JsonOption = False) -> None:
+    """Counts by status and type, rates, and the tier queues."""
+    with connected() as warren:
+        numbers = warren.stats()
+    if as_json:
+        print_json(numbers)
+        return
+    counts = table("total", *STATUSES, "completion", "failure")
+    counts.add_row(
+        *(str(numbers[key]) for key in ("total", *STATUSES)),
+        numbers["completionRate"],
+        numbers["failureRate"],
+    )
+    show(counts)
+    by_type = table("type", "total", *STATUSES, title="\nby type")
+    for name, per in numbers["byType"].items():
+        by_type.add_row(name, *(str(per[key]) for key in ("total", *STATUSES)))
+    show(by_type if numbers["byType"] else "\nno jobs yet")
+    queues = table("queue", "messages", "consumers", title="\nqueues")
+    for name, depth in numbers["queues"].items():
+        queues.add_row(name, str(depth["messages"]), str(depth["consumers"]))
+    show(queues if numbers["queues"] else "\nqueues: RabbitMQ unreachable")

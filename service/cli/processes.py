@@ -1,0 +1,204 @@
+"""Running Warren: `warren api`, `worker`, `scheduler`, `run`, and `db upgrade`."""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Annotated, NoReturn
+
+import typer
+from sqlalchemy.engine import make_url
+
+from service import db
+from service.broker import TIERS, Publisher, build_broker
+from service.cli.common import (
+    LOG_FORMAT,
+    STOP_SIGNALS,
+    app,
+    db_app,
+    fail,
+    load_settings,
+    log,
+)
+from service.dispatcher import Dispatcher
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def exec_command(argv: list[str], env: Mapping[str, str] | None = None) -> NoReturn:
+    """Replace this process with `argv`: signals reach it directly, its exit code is ours."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, {**os.environ, **(env or {})})
+
+
+def api_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "api.app:create_app()",
+        "-k",
+        "gthread",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "-b",
+        f"{host}:{port}",
+        "--access-logfile",
+        "-",
+    ]
+
+
+def worker_argv(prefix: str, processes: int, threads: int, tiers: list[str]) -> list[str]:
+    queues = [f"{prefix}.{tier}" for tier in tiers]
+    return [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "service.worker:setup",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--queues",
+        *queues,
+    ]
+
+
+def parse_tiers(value: str) -> list[str]:
+    tiers = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+    unknown = [tier for tier in tiers if tier not in TIERS]
+    if unknown or not tiers:
+        fail(f"--queues takes tiers among {', '.join(TIERS)}; got {value!r}", code=2)
+    return tiers
+
+
+def on_stop_signals(handler) -> None:
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+
+
+# -- run the service --------------------------------------------------------------------------
+
+
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="Address [default: WARREN_API_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: WARREN_API_PORT]")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Gunicorn processes")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads per process")] = None,
+) -> None:
+    """Serve the HTTP API with gunicorn."""
+    settings = load_settings()
+    exec_command(
+        api_argv(
+            host or settings.api_host,
+            port or settings.api_port,
+            workers or settings.api_workers,
+            threads or settings.api_threads,
+        )
+    )
+
+
+@app.command()
+def worker(
+    processes: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="Threads per process")] = None,
+    queues: Annotated[str, typer.Option(help="Tiers to consume, comma-separated")] = (
+        "high,normal,low"
+    ),
+) -> None:
+    """Run Dramatiq workers on the tier queues."""
+    settings = load_settings()
+    tiers = parse_tiers(queues)
+    processes = processes or settings.worker_processes
+    threads = threads or settings.worker_threads
+    # Prefetch no more than the threads can run, so a backlog cannot hoard one worker.
+    exec_command(
+        worker_argv(settings.queue_prefix, processes, threads, tiers),
+        {"dramatiq_queue_prefetch": str(threads)},
+    )
+
+
+@app.command()
+def scheduler() -> None:
+    """Publish due and stranded jobs, take back lost ones, drain dead letters; until SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    settings = load_settings()
+    stop = threading.Event()
+    on_stop_signals(lambda signum, frame: stop.set())
+    engine = db.make_engine(settings, pool_size=2, max_overflow=2)
+    publisher = Publisher(build_broker(settings), settings)
+    try:
+        Dispatcher(engine, publisher, settings).run(stop)
+    finally:
+        publisher.close()
+        engine.dispose()
+        log.info("scheduler stopped")
+
+
+@app.command()
+def run() -> None:
+    """Development start: migrate the database, then run the API, a worker and the scheduler."""
+    settings = load_settings()
+    db.upgrade(settings)
+    children = {name: spawn_child(name) for name in ("api", "worker", "scheduler")}
+    typer.echo(f"API on http://{settings.api_host}:{settings.api_port} (Ctrl-C stops everything)")
+    raise typer.Exit(supervise(children))
+
+
+def spawn_child(command: str) -> subprocess.Popen:
+    # Own process group: a terminal's Ctrl-C reaches only us, and we forward it once.
+    return subprocess.Popen([sys.executable, "-m", "service.cli", command], process_group=0)
+
+
+def supervise(children: dict[str, subprocess.Popen]) -> int:
+    """Wait until a signal arrives or a child exits; then stop every child. Returns the exit
+    code: 0 after a signal, non-zero when a child ended on its own."""
+    stopping = threading.Event()
+    received: list[int] = []
+
+    def forward(signum, frame) -> None:
+        received.append(signum)
+        stopping.set()
+
+    on_stop_signals(forward)
+    ended = None
+    while not stopping.is_set() and ended is None:
+        ended = next((name for name, p in children.items() if p.poll() is not None), None)
+        stopping.wait(0.2)
+    if ended is not None and not received:
+        code = children[ended].returncode
+        typer.echo(f"error: {ended} exited with code {code}; stopping the others", err=True)
+    stop_children(children, received[0] if received else signal.SIGTERM)
+    if received:
+        return 0
+    return children[ended].returncode or 1
+
+
+def stop_children(children: dict[str, subprocess.Popen], signum: int, grace: float = 30) -> None:
+    for process in children.values():
+        if process.poll() is None:
+            process.send_signal(signum)
+    for process in children.values():
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# -- database ---------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database if needed and migrate it to the newest schema."""
+    settings = load_settings()
+    db.upgrade(settings)
+    typer.echo(f"database {make_url(settings.database_url).database} is at the newest schema")
