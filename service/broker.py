@@ -7,7 +7,6 @@ with `message.copy(queue_name=...)`. All three tiers are declared in every proce
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.errors import BrokerConnectionError
 
+from service.models import Job
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,18 @@ class Dispatch:
     priority: int
     timeout_seconds: int
     due_at: datetime | None = None
+
+
+def dispatch_of(job: Job) -> Dispatch:
+    """How to publish a stored job: delayed until its retry time or schedule."""
+    return Dispatch(
+        id=job.id,
+        type=job.type,
+        payload=job.payload,
+        priority=job.priority,
+        timeout_seconds=job.timeout_seconds,
+        due_at=job.next_attempt_at or job.scheduled_at,
+    )
 
 
 class Publisher:
@@ -190,16 +202,3 @@ class Publisher:
         clean = message.copy(options={"eta": None})
         clean.options.pop("eta", None)
         self.broker.enqueue(clean, delay=max(delay_ms, 1))
-
-
-def wait_for_broker(settings: Settings, timeout: float) -> bool:
-    """Whether RabbitMQ accepts a connection within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            pika.BlockingConnection(pika_parameters(settings)).close()
-            return True
-        except pika.exceptions.AMQPError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.5)

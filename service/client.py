@@ -29,6 +29,7 @@ from service.broker import (
     Publisher,
     PublishErrors,
     build_broker,
+    dispatch_of,
     pika_parameters,
     queue_names,
 )
@@ -159,9 +160,11 @@ class Warren:
             for row, (_, created) in zip(rows, outcome, strict=True)
             if created and (row["scheduled_at"] is None or row["scheduled_at"] <= horizon)
         ]
-        if not due:
-            return
-        published = self.publisher.publish_many(due)
+        self.publish(due)
+
+    def publish(self, due: list[Dispatch]) -> None:
+        """Publish jobs now and mark them published; what fails stays for the dispatcher."""
+        published = self.publisher.publish_many(due) if due else []
         if not published:
             return
         try:
@@ -253,7 +256,7 @@ class Warren:
         with self.engine.begin() as conn:
             jobs.retry(conn, job_id)
             job = queries.get(conn, job_id)
-        self.publish_new([_row(job)], [(job.id, True)])
+        self.publish([dispatch_of(job)])
 
     def cancel(self, job_id: uuid.UUID | str) -> JobStatus:
         """Cancel a job; returns the status it had (`pending`: it never starts; `processing`:
@@ -294,9 +297,9 @@ class DeadLetters:
         selection = _selection(selection)
         with self.warren.engine.begin() as conn:
             revived = deadletters.take_for_replay(conn, selection)
-            rows = [_row(queries.get(conn, job_id)) for job_id in revived]
-        self.warren.publish_new(rows, [(row["id"], True) for row in rows])
-        return len(rows)
+            due = [dispatch_of(queries.get(conn, job_id)) for job_id in revived]
+        self.warren.publish(due)
+        return len(due)
 
     def purge(self, selection: deadletters.Selection | Mapping[str, Any]) -> int:
         """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
@@ -332,14 +335,3 @@ def _dispatch(row: Mapping[str, Any]) -> Dispatch:
         timeout_seconds=row["timeout_seconds"],
         due_at=row.get("scheduled_at"),
     )
-
-
-def _row(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "type": job.type,
-        "payload": job.payload,
-        "priority": job.priority,
-        "timeout_seconds": job.timeout_seconds,
-        "scheduled_at": job.scheduled_at,
-    }

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from service import deadletters, jobs, queries
-from service.broker import Dispatch, Publisher
+from service.broker import Publisher, dispatch_of
 from service.deadletters import Drainer
-from service.models import Job, JobStatus
+from service.models import JobStatus
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,15 +93,3 @@ class Dispatcher:
 
     def _drain(self, tick: Tick) -> None:
         tick.dead_lettered += self.drainer.drain()
-
-
-def dispatch_of(job: Job) -> Dispatch:
-    """How to publish a stored job: delayed until its retry time or schedule."""
-    return Dispatch(
-        id=job.id,
-        type=job.type,
-        payload=job.payload,
-        priority=job.priority,
-        timeout_seconds=job.timeout_seconds,
-        due_at=job.next_attempt_at or job.scheduled_at,
-    )
