@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 from service import jobs
 from service.broker import Dispatch, Publisher, PublishErrors
 from service.errors import DatabaseUnavailable, JobCancelled, LeaseLost, PermanentError
+from service.groupcommit import GroupCommit
 from service.jobs import Claim
 from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
@@ -69,11 +70,13 @@ class Lifecycle(Middleware):
         self._interrupted: set[int] = set()
         self._lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
+        self.group = GroupCommit(engine, self.worker_name, settings.lease_seconds)
 
     # -- worker boot and shutdown -------------------------------------------------------------
 
     def after_worker_boot(self, broker, worker) -> None:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.group = GroupCommit(self.engine, self.worker_name, self.settings.lease_seconds)
         self._heartbeat = Heartbeat(self, interval=max(self.settings.lease_seconds / 3, 0.2))
         self._heartbeat.start()
 
@@ -82,6 +85,7 @@ class Lifecycle(Middleware):
             self._heartbeat.stop()
 
     def after_worker_shutdown(self, broker, worker) -> None:
+        self.group.close()
         self.engine.dispose()
 
     # -- before: claim ------------------------------------------------------------------------
@@ -112,11 +116,11 @@ class Lifecycle(Middleware):
         raise SkipMessage(f"job {job_id}: {action}")
 
     def _claim(self, job_id: uuid.UUID) -> Claim | tuple[str, float]:
+        claim = self.group.claim(job_id)
+        if claim is not None:
+            return claim
         lease = self.settings.lease_seconds
         with self.engine.begin() as conn:
-            claim = jobs.claim(conn, job_id, self.worker_name, lease)
-            if claim is not None:
-                return claim
             state = jobs.state(conn, job_id)
             if state is None or state.status.is_final:
                 return ("skip", 0.0)
@@ -184,10 +188,10 @@ class Lifecycle(Middleware):
 
     def _record_success(self, claim: Claim, result: Any) -> BaseException | None:
         try:
-            json.dumps(result)
+            encoded = None if result is None else json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as exc:
             return PermanentError(f"the handler's result is not JSON: {exc}")
-        self._retrying(lambda: self._in_tx(lambda c: jobs.complete(c, claim, result)))
+        self._retrying(lambda: self.group.complete(claim, encoded))
         return None
 
     def _record_failure(

@@ -1,0 +1,132 @@
+"""Group commit: the claims and completions of a worker's threads, written together.
+
+A no-op job costs two transactions, its claim and its completion; at hundreds of jobs a second
+those commits, not the jobs, are the work. Worker threads hand their claims and completions to
+one writer thread and block until they are committed. The writer takes every request waiting
+and writes them in one transaction: one statement for the claims, one for the completions.
+Under load a batch holds about as many requests as there are worker threads; a lone request
+still costs one transaction, with no added wait.
+
+The writer is a thread of its own so that an interrupt raised in a worker thread (a cancelled
+job, a lost lease) can never land in the middle of a batch that holds other threads' writes.
+"""
+
+import queue
+import threading
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from service import jobs
+from service.jobs import Claim
+
+MAX_BATCH = 256
+_UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
+@dataclass
+class _Request:
+    job_id: uuid.UUID
+    claim: Claim | None = None  # set for a completion
+    result: str | None = None  # the completion's result as JSON text
+    future: Future = field(default_factory=Future)
+
+
+class GroupCommit:
+    """Claims and completions of many threads in shared transactions.
+
+    `claim()` and `complete()` block until their write is committed and answer as
+    `jobs.claim` and `jobs.complete_many` would; a database error reaches every caller of the
+    failed batch, as if each had run its own transaction."""
+
+    def __init__(self, engine: Engine, worker: str, lease: float) -> None:
+        self.engine = engine
+        self.worker = worker
+        self.lease = lease
+        self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def claim(self, job_id: uuid.UUID) -> Claim | None:
+        """Take a due pending job for this worker; None if it was not claimable."""
+        return self._submit(_Request(job_id))
+
+    def complete(self, claim: Claim, result: str | None) -> bool:
+        """Record an attempt's success; False if the attempt no longer held its job."""
+        return self._submit(_Request(claim.job_id, claim, result))
+
+    def close(self) -> None:
+        """Stop the writer once the requests already handed in are written."""
+        with self._start_lock:
+            if self._writer is not None:
+                self._requests.put(None)
+                self._writer.join()
+                self._writer = None
+
+    def _submit(self, request: _Request) -> Any:
+        self._ensure_writer()
+        self._requests.put(request)
+        return request.future.result()
+
+    def _ensure_writer(self) -> None:
+        # Started on first use, in the process that uses it: Dramatiq builds the broker and
+        # its middleware before it forks worker processes.
+        if self._writer is None:
+            with self._start_lock:
+                if self._writer is None:
+                    self._writer = threading.Thread(
+                        target=self._run, name="warren-group-commit", daemon=True
+                    )
+                    self._writer.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._requests.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    request = self._requests.get_nowait()
+                except queue.Empty:
+                    break
+                if request is None:
+                    self._requests.put(None)
+                    break
+                batch.append(request)
+            self._write(batch)
+
+    def _write(self, batch: Sequence[_Request]) -> None:
+        claims = [r for r in batch if r.claim is None]
+        completions = [r for r in batch if r.claim is not None]
+        try:
+            with self.engine.begin() as conn:
+                claimed = jobs.claim_many(conn, [r.job_id for r in claims], self.worker, self.lease)
+                completed = jobs.complete_many(conn, [(r.claim, r.result) for r in completions])
+        except sa.exc.DBAPIError as exc:
+            if len(batch) > 1 and not isinstance(exc, _UNREACHABLE):
+                # One request's data was refused (say a result PostgreSQL cannot store): write
+                # each on its own so the error reaches only the thread it belongs to.
+                for request in batch:
+                    self._write([request])
+                return
+            self._fail(batch, exc)
+            return
+        except BaseException as exc:
+            self._fail(batch, exc)
+            return
+        for request in claims:
+            # Two deliveries of one job in one batch: only the first runs it.
+            request.future.set_result(claimed.pop(request.job_id, None))
+        for request in completions:
+            request.future.set_result(request.claim.attempt_id in completed)
+
+    @staticmethod
+    def _fail(batch: Sequence[_Request], exc: BaseException) -> None:
+        for request in batch:
+            request.future.set_exception(exc)

@@ -1,0 +1,101 @@
+"""Group commit: a worker's threads claim and complete jobs through shared transactions, and
+each still gets the answer it would have had alone."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import sqlalchemy as sa
+
+from service.groupcommit import GroupCommit
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+def group(engine):
+    group = GroupCommit(engine, "test-worker", lease=30)
+    yield group
+    group.close()
+
+
+def pending_jobs(warren, count: int) -> list:
+    return [job.id for job in warren.submit([{"type": "test-noop", "payload": {}}] * count)]
+
+
+def test_many_threads_claim_and_complete_each_job_once(warren, group):
+    job_ids = pending_jobs(warren, 40)
+
+    # Every job is asked for twice, as when RabbitMQ redelivers a message to another thread.
+    with ThreadPoolExecutor(16) as pool:
+        claims = [c for c in pool.map(group.claim, job_ids + job_ids) if c is not None]
+        recorded = list(pool.map(lambda claim: group.complete(claim, '{"ok": true}'), claims))
+
+    assert sorted(c.job_id for c in claims) == sorted(job_ids)
+    assert all(recorded)
+    for job_id in job_ids:
+        job = warren.get(job_id)
+        assert (job.status, job.attempts, job.result) == ("completed", 1, {"ok": True})
+        [attempt] = warren.attempts(job_id)
+        assert attempt.status == "completed"
+
+
+def test_a_completion_for_an_attempt_that_lost_its_job_is_refused(warren, group, engine):
+    [job_id] = pending_jobs(warren, 1)
+    claim = group.claim(job_id)
+    with engine.begin() as conn:  # as after a takeover: another attempt holds the job
+        conn.execute(
+            sa.text(
+                "UPDATE jobs SET current_attempt_id = current_attempt_id + 1000 WHERE id = :id"
+            ),
+            {"id": job_id},
+        )
+
+    assert group.complete(claim, None) is False
+    assert warren.get(job_id).status == "processing"
+
+
+def test_a_result_postgresql_refuses_fails_only_its_own_completion(warren, group, engine):
+    blocker_id, good_id, bad_id = pending_jobs(warren, 3)
+    good, bad = group.claim(good_id), group.claim(bad_id)
+    answers: dict[str, object] = {}
+
+    def complete(name, claim, result):
+        try:
+            answers[name] = group.complete(claim, result)
+        except sa.exc.DBAPIError as exc:
+            answers[name] = exc
+
+    # Hold the writer on a locked row so that both completions wait in the same batch.
+    with engine.begin() as lock:
+        lock.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": blocker_id})
+        blocked = threading.Thread(target=group.claim, args=(blocker_id,))
+        blocked.start()
+        wait_for(lambda: writer_waits_on_a_lock(engine), what="the writer to wait on the lock")
+        threads = [
+            threading.Thread(target=complete, args=("good", good, '"fine"')),
+            threading.Thread(target=complete, args=("bad", bad, '"\\u0000"')),
+        ]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: group._requests.qsize() == 2, what="both completions to queue")
+    blocked.join(10)
+    for thread in threads:
+        thread.join(10)
+
+    assert answers["good"] is True
+    assert isinstance(answers["bad"], sa.exc.DBAPIError)
+    assert warren.get(good_id).status == "completed"
+    assert warren.get(good_id).result == "fine"
+    assert warren.get(bad_id).status == "processing"  # its lease will expire and it runs again
+
+
+def writer_waits_on_a_lock(engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+        )
