@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import db, deadletters, jobs, queries
+from service import counts, db, deadletters, jobs, queries
 from service.broker import (
     Dispatch,
     Publisher,
@@ -192,7 +192,7 @@ class Warren:
     def stats(self) -> dict[str, Any]:
         """Counts by status and type, rates, and RabbitMQ's view of each tier queue."""
         with self.engine.connect() as conn:
-            by_type = queries.counts(conn)
+            by_type = counts.read(conn)
         totals = dict.fromkeys(STATUSES, 0)
         for per_status in by_type.values():
             for status, n in per_status.items():

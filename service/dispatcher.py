@@ -8,7 +8,8 @@ run side by side):
 2. publish pending jobs that have no message in RabbitMQ and are due within the delay horizon:
    enqueues whose publish failed, far-future schedules and long retries coming due, released
    jobs, manual retries;
-3. drain the `.XQ` dead-letter queues into the `dead_letters` table.
+3. drain the `.XQ` dead-letter queues into the `dead_letters` table;
+4. fold the job count deltas into the kept counts that `GET /stats` reads.
 """
 
 import logging
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from service import deadletters, jobs, queries
+from service import counts, deadletters, jobs, queries
 from service.broker import Publisher, dispatch_of
 from service.deadletters import Drainer
 from service.models import JobStatus
@@ -44,7 +45,7 @@ class Dispatcher:
     def tick(self) -> Tick:
         """One pass of every step; a step that fails (an outage) does not stop the others."""
         tick = Tick()
-        for step in (self._release_expired, self._publish_due, self._drain):
+        for step in (self._release_expired, self._publish_due, self._drain, self._fold_counts):
             try:
                 step(tick)
             except Exception as exc:  # an outage must not end the loop
@@ -93,3 +94,7 @@ class Dispatcher:
 
     def _drain(self, tick: Tick) -> None:
         tick.dead_lettered += self.drainer.drain()
+
+    def _fold_counts(self, tick: Tick) -> None:
+        with self.engine.begin() as conn:
+            counts.fold(conn)

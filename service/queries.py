@@ -1,6 +1,7 @@
 """Reading jobs: one job, its attempts, filtered pages, and counts by status and type."""
 
 import base64
+import contextlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -109,7 +110,7 @@ def page(conn: Connection, filters: Filters) -> Page:
     if filters.created_before:
         statement = statement.where(jobs.c.created_at < filters.created_before)
     for name, value in filters.payload.items():
-        statement = statement.where(jobs.c.payload.op("->>")(name) == value)
+        statement = statement.where(payload_matches(name, value))
     if filters.cursor:
         created, last_id = _decode_cursor(filters.cursor)
         statement = statement.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < (created, last_id))
@@ -125,14 +126,21 @@ def page(conn: Connection, filters: Filters) -> Page:
     return Page(rows, cursor)
 
 
-def counts(conn: Connection) -> dict[str, dict[str, int]]:
-    """`{type: {status: count}}` for every job type with jobs."""
-    result: dict[str, dict[str, int]] = {}
-    for type_, status, n in conn.execute(
-        sa.select(jobs.c.type, jobs.c.status, sa.func.count()).group_by(jobs.c.type, jobs.c.status)
-    ):
-        result.setdefault(type_, {})[status] = n
-    return result
+def payload_matches(name: str, value: str) -> sa.ColumnElement[bool]:
+    """`payload.<name>=<value>`: the payload's top-level field `name` is `value`, or a list
+    holding it. A value that reads as a JSON number or boolean matches that too, so `3`
+    finds `{"n": 3}` and `{"n": "3"}`, and `true` finds `{"on": true}`.
+
+    Written as JSON containment (`@>`), which the payload's GIN index answers, rather than
+    comparing `payload->>name`, which reads every row when nothing matches."""
+    candidates: list[object] = [value]
+    with contextlib.suppress(ValueError):
+        parsed = json.loads(value)
+        if isinstance(parsed, bool | int | float):
+            candidates.append(parsed)
+    return sa.or_(
+        *(jobs.c.payload.contains({name: shape}) for c in candidates for shape in (c, [c]))
+    )
 
 
 def _encode_cursor(job: Job) -> str:
