@@ -53,6 +53,12 @@ class Job(SQLModel, table=True):
             postgresql_where=text("status = 'pending' AND published_at IS NULL"),
         ),
         Index("jobs_lease_idx", "lease_until", postgresql_where=text("status = 'processing'")),
+        Index(
+            "jobs_payload_idx",
+            "payload",
+            postgresql_using="gin",
+            postgresql_ops={"payload": "jsonb_path_ops"},
+        ),
     )
 
     id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
