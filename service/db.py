@@ -13,8 +13,19 @@ _MIGRATION_LOCK = 0x5741_5252  # "WARR": one migrator at a time per database
 
 def make_engine(settings: Settings, **options: object) -> Engine:
     """The engine every process builds once. Connections are checked before use, so a
-    PostgreSQL restart costs one failed statement at most, not a dead pool."""
-    options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, **options}
+    PostgreSQL restart costs one failed statement at most, not a dead pool.
+
+    Statements are planned for each execution (`plan_cache_mode=force_custom_plan`): a jobs
+    table swings from empty to millions of rows and back, and a generic plan cached on a
+    long-lived connection while it was small (a sequential scan) stays, scanning the whole
+    table for every job once it is large."""
+    options = {
+        "pool_pre_ping": True,
+        "pool_size": 10,
+        "max_overflow": 20,
+        "connect_args": {"options": "-c plan_cache_mode=force_custom_plan"},
+        **options,
+    }
     return sa.create_engine(settings.database_url, **options)
 
 
