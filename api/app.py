@@ -17,7 +17,7 @@ from service.settings import Settings
 def create_app(settings: Settings | None = None, warren: Warren | None = None) -> falcon.App:
     """Build the API on `warren` (or a client made from `settings`, or the environment)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
-    warren = warren or Warren(settings or Settings())
+    warren = warren or Warren(settings or Settings(), publish_in_background=True)
     app = falcon.App(middleware=[BearerTokens(warren.settings.api_tokens)])
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True

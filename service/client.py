@@ -38,6 +38,7 @@ from service.errors import NotFound, ValidationFailed
 from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus
 from service.registry import Registry
 from service.registry import registry as default_registry
+from service.relay import Relay
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,16 @@ class Warren:
         engine: Engine | None = None,
         registry: Registry | None = None,
         publisher: Publisher | None = None,
+        publish_in_background: bool = False,
     ) -> None:
+        """With `publish_in_background`, stored jobs are published by a relay thread (see
+        `service.relay`) and enqueue returns once the rows are committed: what a server that
+        answers many enqueues wants, not a script that may exit right after enqueueing."""
         self.settings = settings
         self.engine = engine or db.make_engine(settings)
         self.registry = registry or default_registry.load(settings.job_modules)
         self.publisher = publisher or Publisher(build_broker(settings), settings)
+        self.relay = Relay(self.engine, self.publisher) if publish_in_background else None
         self.dlq = DeadLetters(self)
 
     @classmethod
@@ -77,6 +83,8 @@ class Warren:
         return cls(settings or Settings())
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.close()
         self.publisher.close()
         self.engine.dispose()
 
@@ -131,7 +139,8 @@ class Warren:
             outcome = jobs.insert(session.connection(), rows)
             self._publish_after_commit(session, rows, outcome)
             return [Enqueued(*pair) for pair in outcome]
-        with self.engine.begin() as conn:
+        # One INSERT statement is atomic on its own: autocommit saves the BEGIN round trip.
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             outcome = jobs.insert(conn, rows)
         self.publish_new(rows, outcome)
         return [Enqueued(*pair) for pair in outcome]
@@ -163,13 +172,17 @@ class Warren:
         self.publish(due)
 
     def publish(self, due: list[Dispatch]) -> None:
-        """Publish jobs now and mark them published; what fails stays for the dispatcher."""
+        """Publish jobs and mark them published, now or by the relay; what fails stays for
+        the dispatcher."""
+        if self.relay is not None and due:
+            self.relay.add(due)
+            return
         published = self.publisher.publish_many(due) if due else []
         if not published:
             return
         try:
             with self.engine.begin() as conn:
-                jobs.mark_published(conn, published)
+                jobs.mark_fresh_published(conn, published)
         except sa.exc.OperationalError as exc:
             log.warning("could not mark %d jobs published: %s", len(published), exc)
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service import jobs
+from service.batches import take_batch
 from service.jobs import Claim
 
 MAX_BATCH = 256
@@ -85,21 +86,11 @@ class GroupCommit:
                     self._writer.start()
 
     def _run(self) -> None:
-        while True:
-            first = self._requests.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    request = self._requests.get_nowait()
-                except queue.Empty:
-                    break
-                if request is None:
-                    self._requests.put(None)
-                    break
-                batch.append(request)
-            self._write(batch)
+        stop = False
+        while not stop:
+            batch, stop = take_batch(self._requests, MAX_BATCH)
+            if batch:
+                self._write(batch)
 
     def _write(self, batch: Sequence[_Request]) -> None:
         claims = [r for r in batch if r.claim is None]

@@ -82,14 +82,23 @@ def _json_text(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
+_MARK_PUBLISHED = """
+    UPDATE jobs SET published_at = now() WHERE id = %(id)s AND status = 'pending'
+"""
+
+
 def mark_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
-    """Record that RabbitMQ confirmed the messages of these pending jobs."""
-    if ids:
-        conn.execute(
-            sa.update(jobs)
-            .where(jobs.c.id.in_(ids), jobs.c.status == JobStatus.PENDING)
-            .values(published_at=sa.func.now())
-        )
+    """Record that RabbitMQ confirmed the messages of these pending jobs. For a caller that
+    holds the rows (the dispatcher) or has just published their next attempt (a worker)."""
+    _pipelined(conn, _MARK_PUBLISHED, [{"id": job_id} for job_id in sorted(ids)], returning=False)
+
+
+def mark_fresh_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
+    """As `mark_published`, for jobs published at enqueue, retry or replay, where the mark
+    may land a moment after the message was taken: a job that started since is left alone,
+    so that a late mark cannot hide its next attempt from the dispatcher."""
+    params = [{"id": job_id} for job_id in sorted(ids)]
+    _pipelined(conn, _MARK_PUBLISHED + " AND attempts = 0", params, returning=False)
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,9 @@ def claim(conn: Connection, job_id: uuid.UUID, worker: str, lease: float) -> Cla
     return claim_many(conn, [job_id], worker, lease).get(job_id)
 
 
-def _pipelined(conn: Connection, statement: str, params: list[dict[str, Any]]) -> list[tuple]:
+def _pipelined(
+    conn: Connection, statement: str, params: list[dict[str, Any]], *, returning: bool = True
+) -> list[tuple]:
     """Run `statement` once per parameter set, all in one round trip (psycopg's pipeline
     mode), inside `conn`'s transaction; return every row they returned, in order.
 
@@ -153,11 +164,12 @@ def _pipelined(conn: Connection, statement: str, params: list[dict[str, Any]]) -
     rows = []
     try:
         with conn.connection.driver_connection.cursor() as cursor:
-            cursor.executemany(statement, params, returning=True)
-            while True:
+            cursor.executemany(statement, params, returning=returning)
+            while returning:
                 rows.extend(cursor.fetchall())
                 if not cursor.nextset():
-                    return rows
+                    break
+        return rows
     except psycopg.Error as exc:
         # Raised as SQLAlchemy would have, so callers handle one family of errors.
         raise sa.exc.DBAPIError.instance(statement, params, exc, psycopg.Error) from exc

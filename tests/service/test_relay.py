@@ -1,0 +1,52 @@
+"""The API's relay: `POST /jobs` answers once the row is committed, and the relay publishes the
+job right after; when it cannot, the row waits for the dispatcher and nothing is lost."""
+
+from falcon import testing
+
+from api.app import create_app
+from service.client import Warren
+from tests.helpers import wait_for
+
+CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
+
+
+def test_jobs_enqueued_over_http_are_published_and_run(settings, engine, warren, worker):
+    api = Warren(settings, engine=engine, publish_in_background=True)
+    client = testing.TestClient(create_app(warren=api))
+    try:
+        ids = [
+            client.simulate_post("/jobs", json={"type": "test-record", "payload": {}}).json["jobId"]
+            for _ in range(20)
+        ]
+        batch = client.simulate_post(
+            "/jobs/batch", json={"jobs": [{"type": "test-record", "payload": {}}] * 30}
+        )
+        ids += batch.json["jobIds"]
+
+        def all_done():
+            return all(warren.get(job_id).status == "completed" for job_id in ids)
+
+        wait_for(all_done, what="every job to run")
+        assert all(warren.get(job_id).published_at is not None for job_id in ids)
+    finally:
+        api.relay.close()
+
+
+def test_what_the_relay_cannot_publish_stays_for_the_dispatcher(
+    settings, engine, warren, worker, dispatcher
+):
+    offline = Warren(
+        settings.model_copy(update={"broker_url": CLOSED_BROKER}),
+        engine=engine,
+        publish_in_background=True,
+    )
+    client = testing.TestClient(create_app(warren=offline))
+
+    job_id = client.simulate_post("/jobs", json={"type": "test-record", "payload": {}}).json[
+        "jobId"
+    ]
+    offline.relay.close()  # its publish has failed by now
+
+    assert warren.get(job_id).published_at is None
+    dispatcher()
+    wait_for(lambda: warren.get(job_id).status == "completed", what="the job to run")
