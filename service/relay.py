@@ -1,9 +1,11 @@
 """Publishing freshly stored jobs off the request path: the API's relay.
 
 The jobs table is the outbox: once a job's row is committed the job is accepted, and the API
-can answer. The relay, a thread of each API process, then publishes what the requests stored,
-as many jobs as are waiting per AMQP transaction, and marks them published. Under load that is
-one RabbitMQ round trip and one UPDATE transaction for many requests instead of one each.
+can answer. The relay, two threads of each API process, then publishes what the requests
+stored, as many jobs as are waiting per AMQP transaction, and marks them published, as many as
+are waiting per transaction. Under load that is one RabbitMQ round trip and one transaction for
+many requests instead of one each, and the marks of one batch overlap the publishing of the
+next.
 
 Nothing is lost if a publish fails or the process dies first: the rows stay unpublished, and
 the dispatcher publishes them once they look stranded (`stranded_after_seconds`). A mark that
@@ -14,6 +16,7 @@ import atexit
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -29,44 +32,55 @@ MAX_REQUESTS_PER_BATCH = 100
 
 
 class Relay:
-    """Publishes the jobs handed to `add()` from a thread of its own, started on first use.
-    `close()` publishes what is still waiting, then stops it."""
+    """Publishes the jobs handed to `add()` and marks them published, from threads of its own
+    started on first use. `close()` publishes and marks what is still waiting, then stops."""
 
     def __init__(self, engine: Engine, publisher: Publisher) -> None:
         self.engine = engine
         self.publisher = publisher
         self._due: queue.SimpleQueue[Sequence[Dispatch] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._published: queue.SimpleQueue[list[uuid.UUID] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def add(self, due: Sequence[Dispatch]) -> None:
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="warren-relay", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._publish, name="warren-relay", daemon=True),
+                    threading.Thread(target=self._mark, name="warren-relay-marks", daemon=True),
+                ]
+                for thread in self._threads:
+                    thread.start()
                 atexit.register(self.close)
         self._due.put(due)
 
     def close(self) -> None:
         with self._lock:
-            if self._thread is not None:
-                self._due.put(None)
-                self._thread.join(timeout=10)
-                self._thread = None
+            if self._threads:
+                self._due.put(None)  # the publishing thread passes it on to the marking one
+                for thread in self._threads:
+                    thread.join(timeout=10)
+                self._threads = []
 
-    def _run(self) -> None:
+    def _publish(self) -> None:
         stop = False
         while not stop:
             requests, stop = take_batch(self._due, MAX_REQUESTS_PER_BATCH)
-            if requests:
-                self._relay([job for due in requests for job in due])
+            published = self.publisher.publish_many([job for due in requests for job in due])
+            if published:
+                self._published.put(published)
+        self._published.put(None)
 
-    def _relay(self, due: list[Dispatch]) -> None:
-        published = self.publisher.publish_many(due)
-        if not published:
-            return
-        try:
-            with self.engine.begin() as conn:
-                jobs.mark_fresh_published(conn, published)
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("%d jobs not marked published (%s); the dispatcher will", len(due), exc)
+    def _mark(self) -> None:
+        stop = False
+        while not stop:
+            batches, stop = take_batch(self._published, MAX_REQUESTS_PER_BATCH)
+            ids = [job_id for published in batches for job_id in published]
+            if not ids:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    jobs.mark_fresh_published(conn, ids)
+            except sa.exc.SQLAlchemyError as exc:
+                log.warning("%d jobs not marked published (%s); the dispatcher will", len(ids), exc)
