@@ -38,7 +38,7 @@ from service.errors import NotFound, ValidationFailed
 from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus
 from service.registry import Registry
 from service.registry import registry as default_registry
-from service.relay import Relay
+from service.relay import Relay, record_published
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -178,13 +178,8 @@ class Warren:
             self.relay.add(due)
             return
         published = self.publisher.publish_many(due) if due else []
-        if not published:
-            return
-        try:
-            with self.engine.begin() as conn:
-                jobs.mark_fresh_published(conn, published)
-        except sa.exc.OperationalError as exc:
-            log.warning("could not mark %d jobs published: %s", len(published), exc)
+        if published:
+            record_published(self.engine, published)
 
     # -- read ---------------------------------------------------------------------------------
 

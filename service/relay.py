@@ -77,10 +77,15 @@ class Relay:
         while not stop:
             batches, stop = take_batch(self._published, MAX_REQUESTS_PER_BATCH)
             ids = [job_id for published in batches for job_id in published]
-            if not ids:
-                continue
-            try:
-                with self.engine.begin() as conn:
-                    jobs.mark_fresh_published(conn, ids)
-            except sa.exc.SQLAlchemyError as exc:
-                log.warning("%d jobs not marked published (%s); the dispatcher will", len(ids), exc)
+            if ids:
+                record_published(self.engine, ids)
+
+
+def record_published(engine: Engine, ids: Sequence[uuid.UUID]) -> None:
+    """Mark jobs published at enqueue, retry or replay. A mark that fails is only logged: the
+    dispatcher publishes those jobs again, and a duplicate message is harmless."""
+    try:
+        with engine.begin() as conn:
+            jobs.mark_fresh_published(conn, ids)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("%d jobs not marked published (%s); the dispatcher will", len(ids), exc)
