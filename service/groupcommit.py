@@ -3,9 +3,9 @@
 A no-op job costs two transactions, its claim and its completion; at hundreds of jobs a second
 those commits, not the jobs, are the work. Worker threads hand their claims and completions to
 one writer thread and block until they are committed. The writer takes every request waiting
-and writes them in one transaction: one statement for the claims, one for the completions.
-Under load a batch holds about as many requests as there are worker threads; a lone request
-still costs one transaction, with no added wait.
+and writes them in one transaction, their statements sent in one pipelined round trip (see
+`jobs.claim_many`). Under load a batch holds about as many requests as there are worker
+threads; a lone request still costs one transaction, with no added wait.
 
 The writer is a thread of its own so that an interrupt raised in a worker thread (a cancelled
 job, a lost lease) can never land in the middle of a batch that holds other threads' writes.
@@ -62,11 +62,12 @@ class GroupCommit:
         return self._submit(_Request(claim.job_id, claim, result))
 
     def close(self) -> None:
-        """Stop the writer once the requests already handed in are written."""
+        """Stop the writer once the requests already handed in are written (or after 30 s,
+        when PostgreSQL does not answer: the leases of what was not written expire)."""
         with self._start_lock:
             if self._writer is not None:
                 self._requests.put(None)
-                self._writer.join()
+                self._writer.join(timeout=30)
                 self._writer = None
 
     def _submit(self, request: _Request) -> Any:
