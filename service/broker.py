@@ -42,13 +42,12 @@ _CONNECTION_DEFAULTS = {
 }
 
 
+TIER_PRIORITIES = {"high": (8, 10), "normal": (4, 7), "low": (1, 3)}
+
+
 def tier_of(priority: int) -> str:
     """Priorities 8-10 run on `high`, 4-7 on `normal`, 1-3 on `low`."""
-    if priority >= 8:
-        return "high"
-    if priority >= 4:
-        return "normal"
-    return "low"
+    return next(tier for tier, (low, high) in TIER_PRIORITIES.items() if low <= priority <= high)
 
 
 def queue_name(settings: Settings, tier: str) -> str:

@@ -9,17 +9,22 @@ run side by side):
    enqueues whose publish failed, far-future schedules and long retries coming due, released
    jobs, manual retries;
 3. drain the `.XQ` dead-letter queues into the `dead_letters` table;
-4. fold the job count deltas into the kept counts that `GET /stats` reads.
+4. fold the job count deltas into the kept counts that `GET /stats` reads;
+5. now and then (every quarter of `republish_after_seconds`, at most every 5 minutes), publish
+   again the jobs whose message was lost: pending, published and due more than
+   `republish_after_seconds` ago, in a tier whose queue and delay queue are empty. A duplicate
+   of a message that was not lost after all is harmless: a worker's claim ignores it.
 """
 
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import astuple, dataclass
 
 from sqlalchemy.engine import Engine
 
 from service import counts, deadletters, jobs, queries
-from service.broker import Publisher, dispatch_of
+from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
 from service.deadletters import Drainer
 from service.models import JobStatus
 from service.settings import Settings
@@ -33,6 +38,7 @@ class Tick:
     released: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    republished: int = 0
 
 
 class Dispatcher:
@@ -41,11 +47,19 @@ class Dispatcher:
         self.publisher = publisher
         self.settings = settings
         self.drainer = Drainer(engine, settings)
+        self._next_lost_check = 0.0
 
     def tick(self) -> Tick:
         """One pass of every step; a step that fails (an outage) does not stop the others."""
         tick = Tick()
-        for step in (self._release_expired, self._publish_due, self._drain, self._fold_counts):
+        steps = (
+            self._release_expired,
+            self._publish_due,
+            self._drain,
+            self._fold_counts,
+            self._republish_lost,
+        )
+        for step in steps:
             try:
                 step(tick)
             except Exception as exc:  # an outage must not end the loop
@@ -59,13 +73,10 @@ class Dispatcher:
         log.info("dispatcher started (every %ss)", self.settings.dispatch_interval_seconds)
         while not stop.is_set():
             tick = self.tick()
-            if tick.published or tick.released or tick.failed or tick.dead_lettered:
+            if any(astuple(tick)):
                 log.info(
-                    "published %d, released %d, failed %d, dead-lettered %d",
-                    tick.published,
-                    tick.released,
-                    tick.failed,
-                    tick.dead_lettered,
+                    "published %d, released %d, failed %d, dead-lettered %d, republished %d",
+                    *astuple(tick),
                 )
             stop.wait(self.settings.dispatch_interval_seconds)
         self.drainer.close()
@@ -94,6 +105,27 @@ class Dispatcher:
 
     def _drain(self, tick: Tick) -> None:
         tick.dead_lettered += self.drainer.drain()
+
+    def _republish_lost(self, tick: Tick) -> None:
+        if time.monotonic() < self._next_lost_check:
+            return
+        after = self.settings.republish_after_seconds
+        self._next_lost_check = time.monotonic() + min(after / 4, 300.0)
+        broker = self.publisher.broker
+        idle = [
+            priorities
+            for tier, priorities in TIER_PRIORITIES.items()
+            if sum(broker.get_queue_message_counts(queue_name(self.settings, tier))[:2]) == 0
+        ]
+        if not idle:
+            return
+        with self.engine.begin() as conn:
+            lost = jobs.lost_messages(conn, idle, after)
+            published = self.publisher.publish_many(dispatch_of(job) for job in lost)
+            jobs.mark_published(conn, published)
+        if published:
+            log.warning("published again %d jobs whose message was lost", len(published))
+        tick.republished += len(published)
 
     def _fold_counts(self, tick: Tick) -> None:
         with self.engine.begin() as conn:

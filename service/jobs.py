@@ -475,3 +475,26 @@ def due_unpublished(
         .with_for_update(skip_locked=True)
     )
     return [Job.model_validate(row._mapping) for row in conn.execute(statement)]
+
+
+def lost_messages(
+    conn: Connection, priorities: Sequence[tuple[int, int]], older_than: float, limit: int = 500
+) -> list[Job]:
+    """Pending jobs in these priority ranges, published and due at least `older_than` seconds
+    ago, locked for publishing again. Asked only of tiers whose queues hold no message: such a
+    job should have run long ago, so its message was lost."""
+    long_ago = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, older_than)
+    statement = (
+        sa.select(jobs)
+        .where(
+            jobs.c.status == JobStatus.PENDING,
+            jobs.c.published_at < long_ago,
+            sa.func.coalesce(jobs.c.next_attempt_at, jobs.c.scheduled_at, jobs.c.created_at)
+            < long_ago,
+            sa.or_(*(jobs.c.priority.between(low, high) for low, high in priorities)),
+        )
+        .order_by(jobs.c.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return [Job.model_validate(row._mapping) for row in conn.execute(statement)]

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     lease_seconds: float = 30.0
     dispatch_interval_seconds: float = 1.0
     stranded_after_seconds: float = 5.0
+    republish_after_seconds: float = 3600.0
 
     retry_strategy: RetryStrategy = "exponential"
     retry_base_seconds: float = 5.0

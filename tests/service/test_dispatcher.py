@@ -3,11 +3,15 @@ publish failed, schedules and retries too far ahead to hold as delayed messages.
 
 import time
 
+import sqlalchemy as sa
 from falcon import testing
 from sqlmodel import Session
 
 from api.app import create_app
+from service.broker import Publisher, build_broker
 from service.client import Warren
+from service.dispatcher import Dispatcher
+from tests.conftest import purge_queues
 from tests.helpers import wait_for
 
 CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
@@ -85,3 +89,44 @@ def test_enqueue_in_the_callers_transaction_publishes_only_on_commit(warren, eng
     assert final(warren, kept).status == "completed"
     assert warren.list({"payload.tag": "dropped"}).jobs == []
     assert dropped not in {job.id for job in warren.list().jobs}
+
+
+def age(engine, job_id, hours: int = 2) -> None:
+    """Make a job look published and due `hours` ago."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE jobs SET created_at = created_at - make_interval(hours => :h),"
+                " published_at = published_at - make_interval(hours => :h) WHERE id = :id"
+            ),
+            {"h": hours, "id": job_id},
+        )
+
+
+def test_a_job_whose_message_was_lost_is_published_again(
+    warren, settings, engine, start_worker, dispatcher
+):
+    job_id = warren.enqueue("test-record", {}).id
+    purge_queues(settings)  # the message is gone; the row still says published
+    age(engine, job_id)
+
+    start_worker()
+    dispatcher(republish_after_seconds=3600)
+
+    assert final(warren, job_id).status == "completed"
+
+
+def test_a_job_whose_message_is_still_queued_is_not_published_again(
+    warren, settings, engine, clean
+):
+    job_id = warren.enqueue("test-record", {}).id
+    age(engine, job_id)
+    publisher = Publisher(build_broker(settings), settings)
+    try:
+        tick = Dispatcher(engine, publisher, settings).tick()
+    finally:
+        publisher.close()
+
+    assert tick.republished == 0
+    depth = warren.queue_depths()[f"{settings.queue_prefix}.normal"]
+    assert depth["messages"] == 1
