@@ -29,15 +29,23 @@ from service.broker import Dispatch, Publisher
 log = logging.getLogger(__name__)
 
 MAX_REQUESTS_PER_BATCH = 100
+MAX_WAITING_JOBS = 100_000
 
 
 class Relay:
     """Publishes the jobs handed to `add()` and marks them published, from threads of its own
-    started on first use. `close()` publishes and marks what is still waiting, then stops."""
+    started on first use. `close()` publishes and marks what is still waiting, then stops.
 
-    def __init__(self, engine: Engine, publisher: Publisher) -> None:
+    At most `max_waiting` jobs wait in memory: while RabbitMQ is down the relay falls behind,
+    and what it is not given stays an unpublished row for the dispatcher."""
+
+    def __init__(
+        self, engine: Engine, publisher: Publisher, max_waiting: int = MAX_WAITING_JOBS
+    ) -> None:
         self.engine = engine
         self.publisher = publisher
+        self.max_waiting = max_waiting
+        self.waiting = 0
         self._due: queue.SimpleQueue[Sequence[Dispatch] | None] = queue.SimpleQueue()
         self._published: queue.SimpleQueue[list[uuid.UUID] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -53,21 +61,27 @@ class Relay:
                 for thread in self._threads:
                     thread.start()
                 atexit.register(self.close)
+            if self.waiting + len(due) > self.max_waiting:
+                return
+            self.waiting += len(due)
         self._due.put(due)
 
     def close(self) -> None:
         with self._lock:
-            if self._threads:
-                self._due.put(None)  # the publishing thread passes it on to the marking one
-                for thread in self._threads:
-                    thread.join(timeout=10)
-                self._threads = []
+            threads, self._threads = self._threads, []
+        if threads:
+            self._due.put(None)  # the publishing thread passes it on to the marking one
+            for thread in threads:
+                thread.join(timeout=10)
 
     def _publish(self) -> None:
         stop = False
         while not stop:
             requests, stop = take_batch(self._due, MAX_REQUESTS_PER_BATCH)
-            published = self.publisher.publish_many([job for due in requests for job in due])
+            due = [job for jobs_of_request in requests for job in jobs_of_request]
+            published = self.publisher.publish_many(due)
+            with self._lock:
+                self.waiting -= len(due)
             if published:
                 self._published.put(published)
         self._published.put(None)

@@ -50,3 +50,27 @@ def test_what_the_relay_cannot_publish_stays_for_the_dispatcher(
     assert warren.get(job_id).published_at is None
     dispatcher()
     wait_for(lambda: warren.get(job_id).status == "completed", what="the job to run")
+
+
+def test_while_rabbitmq_is_down_the_relay_holds_a_bounded_number_of_jobs(
+    settings, engine, warren, worker, dispatcher
+):
+    offline = Warren(
+        settings.model_copy(update={"broker_url": CLOSED_BROKER}),
+        engine=engine,
+        publish_in_background=True,
+    )
+    offline.relay.max_waiting = 5
+    client = testing.TestClient(create_app(warren=offline))
+
+    body = {"jobs": [{"type": "test-record", "payload": {}}] * 4}
+    ids = [
+        job_id
+        for _ in range(3)
+        for job_id in client.simulate_post("/jobs/batch", json=body).json["jobIds"]
+    ]
+
+    assert offline.relay.waiting <= 5
+    offline.relay.close()
+    dispatcher()
+    wait_for(lambda: all(warren.get(job_id).status == "completed" for job_id in ids))
