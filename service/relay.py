@@ -79,7 +79,11 @@ class Relay:
         while not stop:
             requests, stop = take_batch(self._due, MAX_REQUESTS_PER_BATCH)
             due = [job for jobs_of_request in requests for job in jobs_of_request]
-            published = self.publisher.publish_many(due)
+            try:
+                published = self.publisher.publish_many(due)
+            except Exception:  # the thread must outlive any one batch; the dispatcher covers it
+                log.exception("relay: %d jobs not published; the dispatcher will", len(due))
+                published = []
             with self._lock:
                 self.waiting -= len(due)
             if published:
