@@ -14,6 +14,11 @@ Plain Dramatiq (the baseline, after Warren's worker has stopped): `python -m dra
 bench.plain:setup` with the same processes, threads and prefetch, on its own queue; N no-op
 messages published one by one with `broker.enqueue` and publisher confirms, as Warren does;
 drain until the actors have counted N runs (see `bench.plain`), polled every 0.2 s.
+
+Plain Dramatiq publishing one message at a time is slower than its workers, so that drain rate
+is bounded by its enqueue. A second phase, "backlog", takes enqueueing out: N jobs are queued
+first, then the worker starts, and the rate is counted between 10 % and 90 % of the jobs done
+(polled every 0.2 s), which leaves out the worker's start and its last stragglers.
 """
 
 import argparse
@@ -67,6 +72,30 @@ class DrainWatch(threading.Thread):
                 f"drained only {self.seen} of {self.target} within {timeout:g} s after enqueueing"
             )
         return self.finished_at
+
+
+class RateWatch(threading.Thread):
+    """Polls `count()` every 0.2 s until it reaches `target`; `rate()` is the jobs per second
+    between the first polls that saw 10 % and 90 % of `target` done."""
+
+    def __init__(self, count: Callable[[], int], target: int) -> None:
+        super().__init__(name="rate-watch", daemon=True)
+        self.count = count
+        self.target = target
+        self.samples: list[tuple[float, int]] = []
+
+    def run(self) -> None:
+        while not self.samples or self.samples[-1][1] < self.target:
+            self.samples.append((time.monotonic(), self.count()))
+            time.sleep(POLL_SECONDS)
+
+    def rate(self, timeout: float) -> float:
+        self.join(timeout)
+        if self.is_alive():
+            raise BenchTimeout(f"drained only {self.samples[-1][1]} of {self.target}")
+        low = next(s for s in self.samples if s[1] >= self.target * 0.1)
+        high = next(s for s in self.samples if s[1] >= self.target * 0.9)
+        return round((high[1] - low[1]) / (high[0] - low[0]), 1)
 
 
 def rates(jobs: int, started: float, enqueued: float, drained: float) -> dict[str, float]:
@@ -133,6 +162,20 @@ def measure_warren(
     return result
 
 
+def backlog_warren(env: BenchEnv, jobs: int, processes: int, threads: int, timeout: float) -> float:
+    with env.engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE jobs CASCADE"))
+    warren = env.client()
+    for first in range(0, jobs, MAX_BATCH):
+        warren.submit([{"type": "bench-noop", "payload": {}}] * min(MAX_BATCH, jobs - first))
+    watch = RateWatch(lambda: count_completed(env.engine), jobs)
+    watch.start()
+    worker = env.start_worker(processes, threads)
+    rate = watch.rate(timeout)
+    worker.stop()
+    return rate
+
+
 # -- plain Dramatiq ---------------------------------------------------------------------------
 
 
@@ -169,6 +212,34 @@ def measure_plain(
     return rates(jobs, started, enqueued, drained)
 
 
+def backlog_plain(env: BenchEnv, jobs: int, processes: int, threads: int, timeout: float) -> float:
+    queue = f"{env.name}.plain-backlog"
+    env.add_queue(queue)
+    count_dir = env.workdir / "plain-backlog-counts"
+    count_dir.mkdir()
+    broker = plain.sender(harness.BROKER_URL)
+    try:
+        broker.declare_queue(queue, ensure=True)
+        for _ in range(jobs):
+            broker.enqueue(plain.message(queue))
+    finally:
+        broker.close()
+    watch = RateWatch(lambda: plain.completed(count_dir), jobs)
+    watch.start()
+    argv = [sys.executable, "-m", "dramatiq", "bench.plain:setup"]
+    argv += ["--processes", str(processes), "--threads", str(threads)]
+    worker = env.start(
+        "plain-backlog-worker",
+        argv,
+        BENCH_PLAIN_QUEUE=queue,
+        BENCH_PLAIN_COUNT_DIR=str(count_dir),
+        dramatiq_queue_prefetch=str(threads),
+    )
+    rate = watch.rate(timeout)
+    worker.stop()
+    return rate
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -193,12 +264,22 @@ def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         "drain": round(warren["drainPerSecond"] / baseline["drainPerSecond"], 3),
     }
     say(f"warren/plain: enqueue {ratio['enqueue']:.2f}, drain {ratio['drain']:.2f}")
+    backlog = {
+        "warren": backlog_warren(env, *shape),
+        "plain": backlog_plain(env, *shape),
+    }
+    ratio["backlog"] = round(backlog["warren"] / backlog["plain"], 3)
+    say(
+        f"backlog  drain warren {backlog['warren']:.1f} jobs/s, plain {backlog['plain']:.1f} "
+        f"jobs/s: warren/plain {ratio['backlog']:.2f}"
+    )
     return {
         "jobs": args.jobs,
         "processes": args.processes,
         "threads": args.threads,
         "warren": warren,
         "plain": baseline,
+        "backlog": backlog,
         "ratio": ratio,
     }
 
