@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -179,6 +180,22 @@ def backlog_warren(env: BenchEnv, jobs: int, processes: int, threads: int, timeo
 # -- plain Dramatiq ---------------------------------------------------------------------------
 
 
+def start_plain_worker(
+    env: BenchEnv, name: str, queue: str, count_dir: Path, processes: int, threads: int
+) -> harness.Process:
+    """`python -m dramatiq bench.plain:setup` on `queue`, with the prefetch `warren worker`
+    sets."""
+    argv = [sys.executable, "-m", "dramatiq", "bench.plain:setup"]
+    argv += ["--processes", str(processes), "--threads", str(threads)]
+    return env.start(
+        name,
+        argv,
+        BENCH_PLAIN_QUEUE=queue,
+        BENCH_PLAIN_COUNT_DIR=str(count_dir),
+        dramatiq_queue_prefetch=str(threads),
+    )
+
+
 def measure_plain(
     env: BenchEnv, jobs: int, processes: int, threads: int, timeout: float
 ) -> dict[str, float]:
@@ -186,15 +203,7 @@ def measure_plain(
     env.add_queue(queue)
     count_dir = env.workdir / "plain-counts"
     count_dir.mkdir()
-    argv = [sys.executable, "-m", "dramatiq", "bench.plain:setup"]
-    argv += ["--processes", str(processes), "--threads", str(threads)]
-    worker = env.start(
-        "plain-worker",
-        argv,
-        BENCH_PLAIN_QUEUE=queue,
-        BENCH_PLAIN_COUNT_DIR=str(count_dir),
-        dramatiq_queue_prefetch=str(threads),  # as `warren worker` sets it
-    )
+    worker = start_plain_worker(env, "plain-worker", queue, count_dir, processes, threads)
     env.wait_for_consumers([queue], processes, worker)
     broker = plain.sender(harness.BROKER_URL)
     try:
@@ -226,15 +235,7 @@ def backlog_plain(env: BenchEnv, jobs: int, processes: int, threads: int, timeou
         broker.close()
     watch = RateWatch(lambda: plain.completed(count_dir), jobs)
     watch.start()
-    argv = [sys.executable, "-m", "dramatiq", "bench.plain:setup"]
-    argv += ["--processes", str(processes), "--threads", str(threads)]
-    worker = env.start(
-        "plain-backlog-worker",
-        argv,
-        BENCH_PLAIN_QUEUE=queue,
-        BENCH_PLAIN_COUNT_DIR=str(count_dir),
-        dramatiq_queue_prefetch=str(threads),
-    )
+    worker = start_plain_worker(env, "plain-backlog-worker", queue, count_dir, processes, threads)
     rate = watch.rate(timeout)
     worker.stop()
     return rate

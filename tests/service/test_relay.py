@@ -10,6 +10,12 @@ from tests.helpers import wait_for
 CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
 
 
+def offline_api(settings, engine) -> Warren:
+    """The API's client with a relay, on a RabbitMQ that cannot be reached."""
+    offline = settings.model_copy(update={"broker_url": CLOSED_BROKER})
+    return Warren(offline, engine=engine, publish_in_background=True)
+
+
 def test_jobs_enqueued_over_http_are_published_and_run(settings, engine, warren, worker):
     api = Warren(settings, engine=engine, publish_in_background=True)
     client = testing.TestClient(create_app(warren=api))
@@ -35,11 +41,7 @@ def test_jobs_enqueued_over_http_are_published_and_run(settings, engine, warren,
 def test_what_the_relay_cannot_publish_stays_for_the_dispatcher(
     settings, engine, warren, worker, dispatcher
 ):
-    offline = Warren(
-        settings.model_copy(update={"broker_url": CLOSED_BROKER}),
-        engine=engine,
-        publish_in_background=True,
-    )
+    offline = offline_api(settings, engine)
     client = testing.TestClient(create_app(warren=offline))
 
     job_id = client.simulate_post("/jobs", json={"type": "test-record", "payload": {}}).json[
@@ -55,11 +57,7 @@ def test_what_the_relay_cannot_publish_stays_for_the_dispatcher(
 def test_while_rabbitmq_is_down_the_relay_holds_a_bounded_number_of_jobs(
     settings, engine, warren, worker, dispatcher
 ):
-    offline = Warren(
-        settings.model_copy(update={"broker_url": CLOSED_BROKER}),
-        engine=engine,
-        publish_in_background=True,
-    )
+    offline = offline_api(settings, engine)
     offline.relay.max_waiting = 5
     client = testing.TestClient(create_app(warren=offline))
 
