@@ -104,6 +104,12 @@ class Lifecycle(Middleware):
         except DatabaseUnavailable:
             self._redeliver(message, 5.0)
             raise SkipMessage("database unavailable; message deferred") from None
+        except Exception:
+            # Dramatiq would log a middleware's failure and run the actor all the same: a job
+            # must never run without its claim.
+            log.exception("job %s could not be claimed; its message is deferred", job_id)
+            self._redeliver(message, 5.0)
+            raise SkipMessage("claim failed; message deferred") from None
 
         if isinstance(outcome, Claim):
             self._start(outcome)

@@ -157,3 +157,26 @@ def test_high_priority_jumps_a_backlog_of_low_priority_jobs(warren, start_worker
             {"t": done.completed_at},
         )
     assert low_done_before < 20
+
+
+def test_a_claim_that_fails_unexpectedly_defers_the_message_and_never_runs_unclaimed(
+    warren, worker, engine
+):
+    [lifecycle] = [m for m in worker.broker.middleware if type(m).__name__ == "Lifecycle"]
+    claim = lifecycle.group.claim
+    failures = []
+
+    def failing_once(job_id):
+        if not failures:
+            failures.append(job_id)
+            raise RuntimeError("a bug in the claim")
+        return claim(job_id)
+
+    lifecycle.group.claim = failing_once
+    job_id = warren.enqueue("test-record", {"tag": "deferred"}).id
+
+    job = final(warren, job_id)
+
+    assert failures == [job_id]
+    assert (job.status, job.attempts) == ("completed", 1)
+    assert runs(engine, job_id) == 1
