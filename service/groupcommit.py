@@ -3,9 +3,10 @@
 A no-op job costs two transactions, its claim and its completion; at hundreds of jobs a second
 those commits, not the jobs, are the work. Worker threads hand their claims and completions to
 one writer thread and block until they are committed. The writer takes every request waiting
-and writes them in one transaction, their statements sent in one pipelined round trip (see
-`jobs.claim_many`). Under load a batch holds about as many requests as there are worker
-threads; a lone request still costs one transaction, with no added wait.
+and writes them in one transaction, sent with its statements in one pipelined round trip on a
+connection of its own (see `jobs.claim_and_complete`). Under load a batch holds about as many
+requests as there are worker threads; a lone request still costs one transaction, with no
+added wait.
 
 The writer is a thread of its own so that an interrupt raised in a worker thread (a cancelled
 job, a lost lease) can never land in the middle of a batch that holds other threads' writes.
@@ -19,6 +20,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -52,6 +54,7 @@ class GroupCommit:
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._connection: sa.Connection | None = None
 
     def claim(self, job_id: uuid.UUID) -> Claim | None:
         """Take a due pending job for this worker; None if it was not claimable."""
@@ -88,19 +91,49 @@ class GroupCommit:
 
     def _run(self) -> None:
         stop = False
-        while not stop:
-            batch, stop = take_batch(self._requests, MAX_BATCH)
-            if batch:
-                self._write(batch)
+        try:
+            while not stop:
+                batch, stop = take_batch(self._requests, MAX_BATCH)
+                if batch:
+                    self._write(batch)
+        finally:
+            self._release_connection()
+
+    def _driver_connection(self) -> psycopg.Connection:
+        """The writer's own connection, in autocommit mode (`jobs.claim_and_complete` sends
+        BEGIN and COMMIT itself); taken from the pool, and again after one was lost."""
+        if self._connection is None:
+            connection = self.engine.connect()
+            self._connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        return self._connection.connection.driver_connection
+
+    def _release_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _discard_connection_if_lost(self, exc: sa.exc.DBAPIError) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        driver = connection.connection.driver_connection
+        if isinstance(exc, _UNREACHABLE) or driver.closed or driver.broken:
+            connection.invalidate()
+            self._release_connection()
 
     def _write(self, batch: Sequence[_Request]) -> None:
         claims = [r for r in batch if r.claim is None]
         completions = [r for r in batch if r.claim is not None]
         try:
-            with self.engine.begin() as conn:
-                claimed = jobs.claim_many(conn, [r.job_id for r in claims], self.worker, self.lease)
-                completed = jobs.complete_many(conn, [(r.claim, r.result) for r in completions])
+            claimed, completed = jobs.claim_and_complete(
+                self._driver_connection(),
+                [r.job_id for r in claims],
+                [(r.claim, r.result) for r in completions],
+                self.worker,
+                self.lease,
+            )
         except sa.exc.DBAPIError as exc:
+            self._discard_connection_if_lost(exc)
             if len(batch) > 1 and not isinstance(exc, _UNREACHABLE):
                 # One request's data was refused (say a result PostgreSQL cannot store): write
                 # each on its own so the error reaches only the thread it belongs to.

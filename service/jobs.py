@@ -5,6 +5,7 @@ that matches no row lost a race and changes nothing. Writes made on behalf of a 
 are fenced by `current_attempt_id`, so a worker that lost its job cannot overwrite the row.
 """
 
+import contextlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -249,15 +250,42 @@ _COMPLETE = """
 """
 
 
-def complete_many(conn: Connection, outcomes: Sequence[tuple[Claim, str | None]]) -> set[int]:
-    """Record the success of these attempts, each with its result as JSON text (None for no
-    result). Returns the attempts recorded; one missing had lost its job."""
-    ordered = sorted(outcomes, key=lambda outcome: outcome[0].job_id)
-    params = [
+def claim_and_complete(
+    conn: psycopg.Connection,
+    job_ids: Sequence[uuid.UUID],
+    outcomes: Sequence[tuple[Claim, str | None]],
+    worker: str,
+    lease: float,
+) -> tuple[dict[uuid.UUID, Claim], set[int]]:
+    """Claim the due pending jobs among `job_ids` (as `claim_many`) and record the success of
+    the attempts in `outcomes`, each with its result as JSON text (None for no result), in one
+    transaction and one round trip. Returns the claims made and the attempts recorded; an
+    attempt missing had lost its job.
+
+    `conn` is a psycopg connection in autocommit mode: BEGIN and COMMIT travel in the same
+    pipeline as the statements, where a transaction opened by the driver would cost a round
+    trip of its own for BEGIN and another for COMMIT. On an error the transaction is rolled
+    back and the error raised as SQLAlchemy's."""
+    claims = [{"id": i, "worker": worker, "lease": lease} for i in sorted(set(job_ids))]
+    completions = [
         {"id": claim.job_id, "attempt_id": claim.attempt_id, "result": result}
-        for claim, result in ordered
+        for claim, result in sorted(outcomes, key=lambda outcome: outcome[0].job_id)
     ]
-    return {row[0] for row in _pipelined(conn, _COMPLETE, params)}
+    try:
+        with conn.pipeline() as pipeline:
+            conn.execute("BEGIN")
+            claimed = [conn.execute(_CLAIM, params) for params in claims]
+            completed = [conn.execute(_COMPLETE, params) for params in completions]
+            conn.execute("COMMIT")
+            pipeline.sync()
+        return (
+            {row[0]: Claim(*row) for cursor in claimed for row in cursor.fetchall()},
+            {row[0] for cursor in completed for row in cursor.fetchall()},
+        )
+    except psycopg.Error as exc:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
+        raise sa.exc.DBAPIError.instance(_CLAIM, claims, exc, psycopg.Error) from exc
 
 
 def fail(

@@ -99,3 +99,17 @@ def writer_waits_on_a_lock(engine) -> bool:
                 )
             )
         )
+
+
+def test_after_its_connection_is_lost_the_writer_takes_a_new_one(warren, group, engine):
+    first, second = pending_jobs(warren, 2)
+    assert group.claim(first) is not None
+    writer_pid = group._connection.connection.driver_connection.info.backend_pid
+    with engine.begin() as conn:  # as when PostgreSQL restarts
+        conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": writer_pid})
+
+    with pytest.raises(sa.exc.OperationalError):
+        group.claim(second)  # the lifecycle retries this while PostgreSQL is unreachable
+    claim = group.claim(second)
+
+    assert claim is not None and claim.job_id == second
