@@ -18,7 +18,9 @@ def make_engine(settings: Settings, **options: object) -> Engine:
     Statements are planned for each execution (`plan_cache_mode=force_custom_plan`): a jobs
     table swings from empty to millions of rows and back, and a generic plan cached on a
     long-lived connection while it was small (a sequential scan) stays, scanning the whole
-    table for every job once it is large."""
+    table for every job once it is large. (The worker's group-commit writer, which only looks
+    rows up by primary key, keeps generic plans on a connection of its own: see
+    `service.groupcommit`.)"""
     options = {
         "pool_pre_ping": True,
         "pool_size": 10,
