@@ -91,7 +91,7 @@ _MARK_PUBLISHED = """
 def mark_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
     """Record that RabbitMQ confirmed the messages of these pending jobs. For a caller that
     holds the rows (the dispatcher) or has just published their next attempt (a worker)."""
-    _pipelined(conn, _MARK_PUBLISHED, [{"id": job_id} for job_id in sorted(ids)], returning=False)
+    _pipelined(conn, _MARK_PUBLISHED, [{"id": job_id} for job_id in sorted(ids)])
 
 
 def mark_fresh_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
@@ -99,7 +99,7 @@ def mark_fresh_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
     may land a moment after the message was taken: a job that started since is left alone,
     so that a late mark cannot hide its next attempt from the dispatcher."""
     params = [{"id": job_id} for job_id in sorted(ids)]
-    _pipelined(conn, _MARK_PUBLISHED + " AND attempts = 0", params, returning=False)
+    _pipelined(conn, _MARK_PUBLISHED + " AND attempts = 0", params)
 
 
 @dataclass(frozen=True)
@@ -117,32 +117,25 @@ class Claim:
     retry: dict[str, Any] | None
 
 
-_CLAIM = """
-    WITH claimed AS (
-        UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = now(),
-               updated_at = now(), worker = %(worker)s, next_attempt_at = NULL,
-               lease_until = now() + make_interval(secs => %(lease)s),
-               current_attempt_id = nextval(pg_get_serial_sequence('job_attempts', 'id'))
-         WHERE id = %(id)s AND status = 'pending'
-           AND coalesce(next_attempt_at, scheduled_at, created_at) <= now() + interval '1 second'
-        RETURNING id, current_attempt_id, attempts, max_attempts, type, priority, payload,
-                  timeout_seconds, retry, started_at
-    ), attempt AS (
-        INSERT INTO job_attempts (id, job_id, number, status, worker, started_at)
-        SELECT current_attempt_id, id, attempts, 'running', %(worker)s, started_at FROM claimed
-    )
-    SELECT id, current_attempt_id, attempts, max_attempts, type, priority, payload,
-           timeout_seconds, retry FROM claimed
-"""
+_CLAIM = "SELECT * FROM warren_claim_jobs(%(ids)s::uuid[], %(worker)s, %(lease)s)"
+_COMPLETE = (
+    "SELECT warren_complete_attempts(%(ids)s::uuid[], %(attempt_ids)s::bigint[],"
+    " %(results)s::text[])"
+)
 
 
 def claim_many(
     conn: Connection, job_ids: Sequence[uuid.UUID], worker: str, lease: float
 ) -> dict[uuid.UUID, Claim]:
     """Take the due pending jobs among `job_ids`: each becomes `processing` with one more
-    attempt and a lease. Jobs missing from the answer were not claimable."""
-    params = [{"id": job_id, "worker": worker, "lease": lease} for job_id in sorted(set(job_ids))]
-    return {row[0]: Claim(*row) for row in _pipelined(conn, _CLAIM, params)}
+    attempt and a lease. Jobs missing from the answer were not claimable. (The work is done
+    by `warren_claim_jobs`, migration 0005: one call for the batch, one statement per job.)"""
+    rows = conn.exec_driver_sql(_CLAIM, _claim_params(job_ids, worker, lease))
+    return {row[0]: Claim(*row) for row in rows}
+
+
+def _claim_params(job_ids: Sequence[uuid.UUID], worker: str, lease: float) -> dict[str, Any]:
+    return {"ids": sorted(set(job_ids)), "worker": worker, "lease": lease}
 
 
 def claim(conn: Connection, job_id: uuid.UUID, worker: str, lease: float) -> Claim | None:
@@ -150,27 +143,19 @@ def claim(conn: Connection, job_id: uuid.UUID, worker: str, lease: float) -> Cla
     return claim_many(conn, [job_id], worker, lease).get(job_id)
 
 
-def _pipelined(
-    conn: Connection, statement: str, params: list[dict[str, Any]], *, returning: bool = True
-) -> list[tuple]:
+def _pipelined(conn: Connection, statement: str, params: list[dict[str, Any]]) -> None:
     """Run `statement` once per parameter set, all in one round trip (psycopg's pipeline
-    mode), inside `conn`'s transaction; return every row they returned, in order.
+    mode), inside `conn`'s transaction.
 
     One statement per job rather than one statement for all: a row matched by its primary
     key is the plan PostgreSQL picks whatever it knows of the table, while a set of ids is
     planned from statistics that a queue table, filled in a burst, often does not have yet
     (a walk over every pending job, milliseconds per batch)."""
     if not params:
-        return []
-    rows = []
+        return
     try:
         with conn.connection.driver_connection.cursor() as cursor:
-            cursor.executemany(statement, params, returning=returning)
-            while returning:
-                rows.extend(cursor.fetchall())
-                if not cursor.nextset():
-                    break
-        return rows
+            cursor.executemany(statement, params)
     except psycopg.Error as exc:
         # Raised as SQLAlchemy would have, so callers handle one family of errors.
         raise sa.exc.DBAPIError.instance(statement, params, exc, psycopg.Error) from exc
@@ -236,20 +221,6 @@ def _fenced(claim: Claim) -> sa.Update:
     )
 
 
-_COMPLETE = """
-    WITH done AS (
-        UPDATE jobs SET status = 'completed', result = CAST(%(result)s AS jsonb), error = NULL,
-               completed_at = now(), updated_at = now(), lease_until = NULL
-         WHERE id = %(id)s AND status = 'processing' AND current_attempt_id = %(attempt_id)s
-        RETURNING current_attempt_id
-    ), finished AS (
-        UPDATE job_attempts SET status = 'completed', finished_at = now()
-         WHERE id = (SELECT current_attempt_id FROM done) AND status = 'running'
-    )
-    SELECT current_attempt_id FROM done
-"""
-
-
 def claim_and_complete(
     conn: psycopg.Connection,
     job_ids: Sequence[uuid.UUID],
@@ -263,29 +234,28 @@ def claim_and_complete(
     attempt missing had lost its job.
 
     `conn` is a psycopg connection in autocommit mode: BEGIN and COMMIT travel in the same
-    pipeline as the statements, where a transaction opened by the driver would cost a round
+    pipeline as the two calls, where a transaction opened by the driver would cost a round
     trip of its own for BEGIN and another for COMMIT. On an error the transaction is rolled
     back and the error raised as SQLAlchemy's."""
-    claims = [{"id": i, "worker": worker, "lease": lease} for i in sorted(set(job_ids))]
-    completions = [
-        {"id": claim.job_id, "attempt_id": claim.attempt_id, "result": result}
-        for claim, result in sorted(outcomes, key=lambda outcome: outcome[0].job_id)
-    ]
+    ordered = sorted(outcomes, key=lambda outcome: outcome[0].job_id)
+    completions = {
+        "ids": [claim.job_id for claim, _ in ordered],
+        "attempt_ids": [claim.attempt_id for claim, _ in ordered],
+        "results": [result for _, result in ordered],
+    }
     try:
         with conn.pipeline() as pipeline:
             conn.execute("BEGIN")
-            claimed = [conn.execute(_CLAIM, params) for params in claims]
-            completed = [conn.execute(_COMPLETE, params) for params in completions]
+            claimed = conn.execute(_CLAIM, _claim_params(job_ids, worker, lease))
+            completed = conn.execute(_COMPLETE, completions)
             conn.execute("COMMIT")
             pipeline.sync()
-        return (
-            {row[0]: Claim(*row) for cursor in claimed for row in cursor.fetchall()},
-            {row[0] for cursor in completed for row in cursor.fetchall()},
-        )
+        claims = {row[0]: Claim(*row) for row in claimed.fetchall()}
+        return claims, {row[0] for row in completed.fetchall()}
     except psycopg.Error as exc:
         with contextlib.suppress(psycopg.Error):
             conn.rollback()
-        raise sa.exc.DBAPIError.instance(_CLAIM, claims, exc, psycopg.Error) from exc
+        raise sa.exc.DBAPIError.instance(_COMPLETE, completions, exc, psycopg.Error) from exc
 
 
 def fail(
