@@ -44,7 +44,7 @@ class GroupCommit:
     """Claims and completions of many threads in shared transactions.
 
     `claim()` and `complete()` block until their write is committed and answer as
-    `jobs.claim` and `jobs.complete_many` would; a database error reaches every caller of the
+    `jobs.claim` and `jobs.claim_and_complete` would; a database error reaches every caller of the
     failed batch, as if each had run its own transaction."""
 
     def __init__(self, engine: Engine, worker: str, lease: float) -> None:
