@@ -255,7 +255,8 @@ def claim_and_complete(
     except psycopg.Error as exc:
         with contextlib.suppress(psycopg.Error):
             conn.rollback()
-        raise sa.exc.DBAPIError.instance(_COMPLETE, completions, exc, psycopg.Error) from exc
+        statements = f"{_CLAIM}; {_COMPLETE}"
+        raise sa.exc.DBAPIError.instance(statements, completions, exc, psycopg.Error) from exc
 
 
 def fail(
