@@ -24,7 +24,8 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -34,6 +35,8 @@ from service.batches import take_batch
 from service.broker import Dispatch, Publisher
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_REQUESTS_PER_BATCH = 100
 MAX_WAITING_JOBS = 100_000
@@ -91,13 +94,7 @@ class Relay:
                 thread.join(timeout=10)
 
     def _publish(self) -> None:
-        stop, next_batch = False, 0.0
-        while not stop:
-            requests, stop = take_batch(self._due, MAX_REQUESTS_PER_BATCH, next_batch)
-            next_batch = time.monotonic() + self.publish_interval
-            due = [job for jobs_of_request in requests for job in jobs_of_request]
-            if due:
-                self._publish_batch(due)
+        self._paced(self._due, self.publish_interval, self._publish_batch)
         self._published.put(None)
 
     def _publish_batch(self, due: list[Dispatch]) -> None:
@@ -112,13 +109,26 @@ class Relay:
             self._published.put(published)
 
     def _mark(self) -> None:
+        self._paced(self._published, self.mark_interval, self._mark_batch)
+
+    def _mark_batch(self, ids: list[uuid.UUID]) -> None:
+        record_published(self.engine, ids)
+
+    @staticmethod
+    def _paced(
+        items: "queue.SimpleQueue[Sequence[T] | None]",
+        interval: float,
+        handle: Callable[[list[T]], None],
+    ) -> None:
+        """Until the stop signal, hand what `items` holds to `handle`, the lists of many
+        requests joined into one, at most once per `interval` seconds."""
         stop, next_batch = False, 0.0
         while not stop:
-            batches, stop = take_batch(self._published, MAX_REQUESTS_PER_BATCH, next_batch)
-            next_batch = time.monotonic() + self.mark_interval
-            ids = [job_id for published in batches for job_id in published]
-            if ids:
-                record_published(self.engine, ids)
+            batches, stop = take_batch(items, MAX_REQUESTS_PER_BATCH, next_batch)
+            next_batch = time.monotonic() + interval
+            joined = [item for batch in batches for item in batch]
+            if joined:
+                handle(joined)
 
 
 def record_published(engine: Engine, ids: Sequence[uuid.UUID]) -> None:
