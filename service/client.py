@@ -34,7 +34,7 @@ from service.broker import (
     queue_names,
 )
 from service.enqueue import EnqueueRequest, build_row, parse
-from service.errors import NotFound, ValidationFailed
+from service.errors import NotFound, UnknownJobType, ValidationFailed
 from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus
 from service.registry import Registry
 from service.registry import registry as default_registry
@@ -114,25 +114,46 @@ class Warren:
     ) -> list[Enqueued]:
         """Enqueue many jobs, all or nothing: each body is an enqueue request (the JSON of
         `POST /jobs`, or an `EnqueueRequest`). In a batch, errors name the item
-        (`jobs[3].payload.to`); otherwise the field alone (`payload.to`)."""
+        (`jobs[3].payload.to`, `jobs[1].type`); otherwise the field alone (`payload.to`).
+        Raises `UnknownJobType` when any item's type is unknown, else `ValidationFailed`;
+        either way with the details of every bad item, and nothing is stored."""
         if len(bodies) > MAX_BATCH:
             raise ValidationFailed(
                 f"a batch holds at most {MAX_BATCH} jobs",
                 [{"field": "jobs", "message": f"{len(bodies)} items, at most {MAX_BATCH}"}],
             )
         now = datetime.now(UTC)
-        rows, details = [], []
+        rows: list[dict[str, Any]] = []
+        refused: list[ValidationFailed | UnknownJobType] = []
         for index, body in enumerate(bodies):
             prefix = f"jobs[{index}]" if batch else ""
             try:
                 request = body if isinstance(body, EnqueueRequest) else parse(body, prefix)
                 rows.append(build_row(request, self.registry, prefix, now))
-            except ValidationFailed as exc:
-                details.extend(exc.details)
-        if details:
-            message = "invalid jobs in batch; none enqueued" if batch else "invalid enqueue request"
-            raise ValidationFailed(message, details)
+            except (ValidationFailed, UnknownJobType) as exc:
+                refused.append(exc)
+        if refused:
+            raise self._refusal(refused, batch)
         return self._store(rows, session)
+
+    def _refusal(
+        self, refused: list[ValidationFailed | UnknownJobType], batch: bool
+    ) -> ValidationFailed | UnknownJobType:
+        """One error for every refused item, so a caller fixes a batch in one round: its
+        details name each bad field of each item. Any unknown type makes it `UnknownJobType`
+        (400, as a lone unknown type always was), whose message lists the known types."""
+        details = [detail for exc in refused for detail in exc.details]
+        unknown = [exc for exc in refused if isinstance(exc, UnknownJobType)]
+        if not unknown:
+            message = "invalid jobs in batch; none enqueued" if batch else "invalid enqueue request"
+            return ValidationFailed(message, details)
+        if not batch:
+            return unknown[0]
+        items = ", ".join(d["field"].removesuffix(".type") for exc in unknown for d in exc.details)
+        known = ", ".join(self.registry.names()) or "none"
+        return UnknownJobType(
+            f"unknown job type in {items}; none enqueued; known types: {known}", details
+        )
 
     def _store(self, rows: list[dict[str, Any]], session: Session | None) -> list[Enqueued]:
         if session is not None:

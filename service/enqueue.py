@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from service.errors import ValidationFailed
+from service.errors import UnknownJobType, ValidationFailed
 from service.models import JobStatus
 from service.registry import Registry
 from service.settings import RetryStrategy
@@ -109,8 +109,12 @@ def build_row(
     request: EnqueueRequest, registry: Registry, prefix: str = "", now: datetime | None = None
 ) -> dict[str, Any]:
     """The `jobs` row for a validated request: type known, payload valid, defaults applied.
-    Raises `UnknownJobType` or `ValidationFailed`."""
-    job = registry.get(request.type)
+    Raises `UnknownJobType` or `ValidationFailed`, each with details naming the field."""
+    try:
+        job = registry.get(request.type)
+    except UnknownJobType as exc:
+        field = ".".join(p for p in (prefix, "type") if p)
+        raise UnknownJobType(exc.message, [{"field": field, "message": exc.message}]) from None
     try:
         payload = job.validate(request.payload)
     except ValidationError as exc:

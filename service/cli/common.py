@@ -71,9 +71,14 @@ def fail(reason: str, code: int = 1) -> NoReturn:
 
 
 def describe(exc: Exception) -> str:
-    """One line for an error a user may cause or meet."""
+    """One line for an error a user may cause or meet; a detail that only repeats the
+    message (a lone unknown job type) is left out."""
     if isinstance(exc, WarrenError):
-        details = "; ".join(f"{d.get('field')}: {d.get('message')}" for d in exc.details)
+        details = "; ".join(
+            f"{d.get('field')}: {d.get('message')}"
+            for d in exc.details
+            if d.get("message") != exc.message
+        )
         return f"{exc.message} ({details})" if details else exc.message
     if isinstance(exc, sa.exc.OperationalError):
         reason = str(exc.orig or exc).strip().splitlines()

@@ -179,6 +179,16 @@ def test_unknown_type_lists_the_known_types(client):
     assert "webhook-delivery" in response.json["error"]["message"]
 
 
+def test_unknown_type_names_the_type_field(client, job_count):
+    response = enqueue(client, type="no-such-type")
+
+    assert response.status_code == 400
+    [detail] = response.json["error"]["details"]
+    assert detail["field"] == "type"
+    assert "'no-such-type'" in detail["message"] and "send-email" in detail["message"]
+    assert job_count() == 0
+
+
 def test_a_body_over_the_limit_is_413(client, job_count, warren):
     big = {"type": "test-noop", "payload": {"pad": "x" * warren.settings.max_payload_bytes}}
     response = client.simulate_post("/jobs", json=big)
@@ -230,11 +240,43 @@ def test_a_batch_over_1000_jobs_is_refused(client, job_count):
     assert job_count() == 0
 
 
-def test_a_batch_with_an_unknown_type_is_400(client, job_count):
+def test_a_batch_with_an_unknown_type_is_400_and_names_the_item(client, job_count):
     items = [{"type": "test-noop", "payload": {}}, {"type": "nope", "payload": {}}]
     response = client.simulate_post("/jobs/batch", json={"jobs": items})
+
     assert response.status_code == 400
-    assert response.json["error"]["code"] == "unknown_job_type"
+    error = response.json["error"]
+    assert error["code"] == "unknown_job_type"
+    assert "jobs[1]" in error["message"]
+    assert "send-email" in error["message"] and "test-noop" in error["message"]
+    [detail] = error["details"]
+    assert detail["field"] == "jobs[1].type"
+    assert "'nope'" in detail["message"] and "webhook-delivery" in detail["message"]
+    assert job_count() == 0
+    assert client.simulate_get("/jobs").json["count"] == 0
+
+
+def test_a_batch_names_every_unknown_type_and_every_invalid_field(client, job_count):
+    items = [
+        {"type": "nope", "payload": {}},
+        {"type": "test-noop", "payload": {}},
+        {"type": "test-noop", "payload": {"n": "x"}},
+        {"type": "also-nope", "payload": {}},
+        {"type": "test-noop", "payload": {}, "priority": 11},
+    ]
+    response = client.simulate_post("/jobs/batch", json={"jobs": items})
+
+    assert response.status_code == 400
+    error = response.json["error"]
+    assert error["code"] == "unknown_job_type"
+    assert "jobs[0], jobs[3]" in error["message"] and "send-email" in error["message"]
+    assert [d["field"] for d in error["details"]] == [
+        "jobs[0].type",
+        "jobs[2].payload.n",
+        "jobs[3].type",
+        "jobs[4].priority",
+    ]
+    assert "'also-nope'" in error["details"][2]["message"]
     assert job_count() == 0
 
 

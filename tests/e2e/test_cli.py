@@ -75,6 +75,7 @@ def test_enqueue_of_an_unknown_type_names_the_known_ones(run_cli):
 
     assert "no-such-type" in line
     assert "known types" in line and "test-noop" in line and "test-record" in line
+    assert line.count("known types") == 1  # the detail naming `type` is not repeated
 
 
 def test_enqueue_with_invalid_json(run_cli):

@@ -1,9 +1,11 @@
 """Validating an enqueue request (no services needed)."""
 
 import pytest
+from pydantic import BaseModel
 
-from service.enqueue import parse
-from service.errors import ValidationFailed
+from service.enqueue import build_row, parse
+from service.errors import UnknownJobType, ValidationFailed
+from service.registry import JobType, Registry
 
 
 def fields(body):
@@ -48,3 +50,16 @@ def test_a_scheduled_time_needs_a_time_zone():
     assert fields({"type": "x", "payload": {}, "scheduledAt": "2030-01-01T00:00:00"}) == [
         "scheduledAt"
     ]
+
+
+def test_an_unknown_type_names_its_field_and_the_known_types():
+    registry = Registry()
+    registry.add(JobType(name="greet", payload=BaseModel, handler=lambda payload: None))
+    request = parse({"type": "nope", "payload": {}}, "jobs[2]")
+
+    with pytest.raises(UnknownJobType) as caught:
+        build_row(request, registry, "jobs[2]")
+
+    message = "unknown job type 'nope'; known types: greet"
+    assert caught.value.message == message
+    assert caught.value.details == [{"field": "jobs[2].type", "message": message}]
