@@ -84,7 +84,9 @@ def pika_parameters(settings: Settings) -> pika.URLParameters:
 
 @dataclass(frozen=True)
 class Dispatch:
-    """What publishing a job needs to know about it."""
+    """What publishing a job needs to know about it. `life` and `attempts` say which run of
+    the job the message is for: the life travels in the message and fences what the message
+    can change; both fence the mark that records the message as published."""
 
     id: uuid.UUID
     type: str
@@ -92,6 +94,8 @@ class Dispatch:
     priority: int
     timeout_seconds: int
     due_at: datetime | None = None
+    life: int = 1
+    attempts: int = 0
 
 
 def dispatch_of(job: Job) -> Dispatch:
@@ -103,7 +107,16 @@ def dispatch_of(job: Job) -> Dispatch:
         priority=job.priority,
         timeout_seconds=job.timeout_seconds,
         due_at=job.next_attempt_at or job.scheduled_at,
+        life=job.life,
+        attempts=job.attempts,
     )
+
+
+def life_of(message: Message) -> int:
+    """The life of its job a message was published for. Messages published before lives
+    existed carry none: every job was then in its first life."""
+    life = message.options.get("life", 1)
+    return life if isinstance(life, int) and not isinstance(life, bool) else 0
 
 
 class Publisher:
@@ -120,7 +133,7 @@ class Publisher:
             actor_name=job.type,
             args=(),
             kwargs=job.payload,
-            options={"time_limit": job.timeout_seconds * 1000},
+            options={"time_limit": job.timeout_seconds * 1000, "life": job.life},
             message_id=str(job.id),
         )
 
@@ -132,18 +145,18 @@ class Publisher:
             delay = wait_ms if wait_ms > 0 else None
         self.broker.enqueue(self.message(job), delay=delay)
 
-    def publish_many(self, jobs: Iterable[Dispatch]) -> list[uuid.UUID]:
+    def publish_many(self, jobs: Iterable[Dispatch]) -> list[Dispatch]:
         """Publish jobs in AMQP transactions of up to 1,000 messages: one round trip for the
         batch instead of one confirm per message, and RabbitMQ takes all of a transaction or
-        none. Returns the ids published; on failure the rest stay unpublished rows, which the
+        none. Returns the jobs published; on failure the rest stay unpublished rows, which the
         dispatcher publishes later."""
         jobs = list(jobs)
-        published: list[uuid.UUID] = []
+        published: list[Dispatch] = []
         for start in range(0, len(jobs), 1000):
             batch = jobs[start : start + 1000]
             if not self._publish_batch(batch):
                 break
-            published.extend(job.id for job in batch)
+            published.extend(batch)
         return published
 
     def _publish_batch(self, jobs: list[Dispatch]) -> bool:
@@ -193,6 +206,13 @@ class Publisher:
         if connection is not None and connection.is_open:
             with contextlib.suppress(*PublishErrors):
                 connection.close()
+
+    def reconnect(self) -> None:
+        """Drop this thread's connections, which an outage may have closed under it; the
+        next use opens new ones."""
+        self._drop_batch_channel()
+        with contextlib.suppress(*PublishErrors):
+            del self.broker.connection
 
     def close(self) -> None:
         """Close this thread's batch connection and the broker's connections."""

@@ -281,10 +281,9 @@ class Warren:
 
     def retry(self, job_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled job again with fresh attempts."""
-        job_id = _uuid(job_id)
         with self.engine.begin() as conn:
-            jobs.retry(conn, job_id)
-            job = queries.get(conn, job_id)
+            job = jobs.retry(conn, _uuid(job_id))
+            deadletters.resolve(conn, [job.id])
         self.publish([dispatch_of(job)])
 
     def cancel(self, job_id: uuid.UUID | str) -> JobStatus:
@@ -325,8 +324,7 @@ class DeadLetters:
         `NotFound` when a named job id is not in the DLQ (nothing is replayed then)."""
         selection = _selection(selection)
         with self.warren.engine.begin() as conn:
-            revived = deadletters.take_for_replay(conn, selection)
-            due = [dispatch_of(queries.get(conn, job_id)) for job_id in revived]
+            due = [dispatch_of(job) for job in deadletters.take_for_replay(conn, selection)]
         self.warren.publish(due)
         return len(due)
 

@@ -9,6 +9,7 @@ attempts and is published again) and purges them.
 """
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,12 +22,21 @@ from typing import Any
 import pika
 import sqlalchemy as sa
 from dramatiq import Message
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import DecodeError
+from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from service import jobs
-from service.broker import pika_parameters, queue_name, queue_names, tier_of
+from service.broker import (
+    PublishErrors,
+    life_of,
+    pika_parameters,
+    queue_name,
+    queue_names,
+    tier_of,
+)
 from service.errors import BadRequest, NotFound
 from service.models import DeadLetter, Job, JobStatus
 from service.settings import Settings
@@ -100,8 +110,9 @@ def record_job(conn: Connection, job: Job, settings: Settings) -> None:
 UNDELIVERABLE = "Undeliverable"
 
 
-def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> None:
-    """Record a drained, decodable message; fail its job if no worker could run it."""
+def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> bool:
+    """Record a drained, decodable message, and fail its job if no worker could run it.
+    Returns whether the message was recorded."""
     try:
         job_id: uuid.UUID | None = uuid.UUID(message.message_id)
     except ValueError:
@@ -112,8 +123,15 @@ def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> Non
             sa.select(jobs_table).where(jobs_table.c.id == job_id).with_for_update()
         ).first()
         job = Job.model_validate(row._mapping) if row else None
-    if job is not None and job.status in (JobStatus.COMPLETED, JobStatus.CANCELLED):
-        return  # a stale duplicate of a job that has ended well
+    if job is not None and not _speaks_for(message, job):
+        log.info(
+            "dead letter of job %s (life %s) dropped: the job is %s in life %d",
+            job.id,
+            life_of(message),
+            job.status,
+            job.life,
+        )
+        return False
     if job is not None and job.status == JobStatus.FAILED and job.error:
         error = job.error
     else:
@@ -124,7 +142,7 @@ def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> Non
             "retryable": False,
         }
         if job is not None:
-            jobs.fail_undeliverable(conn, job.id, error)
+            jobs.fail_undeliverable(conn, job.id, job.life, error)
     record(
         conn,
         job_id=job.id if job else None,
@@ -134,47 +152,65 @@ def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> Non
         error=error,
         x_death=x_death,
     )
+    return True
+
+
+def _speaks_for(message: Message, job: Job) -> bool:
+    """Whether a dead letter may describe or change its job: only a message of the job's
+    current life, while the job failed (this is its message) or still waits (no worker could
+    run it).
+
+    A message of an earlier life (the job was retried by hand or replayed before its old
+    message was drained) is dropped and leaves the job alone: that life's attempts are in the
+    job's history, and the DLQ lists what is dead now. So is a duplicate of a job that ended
+    well, or of one whose run is in progress and will record its own outcome."""
+    return life_of(message) == job.life and job.status in (JobStatus.FAILED, JobStatus.PENDING)
 
 
 class Drainer:
-    """Moves messages from the `.XQ` queues into the `dead_letters` table."""
+    """Moves messages from the `.XQ` queues into the `dead_letters` table, on one channel
+    kept across ticks (opened again after a connection is lost)."""
 
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: Engine, settings: Settings, broker: RabbitmqBroker) -> None:
         self.engine = engine
         self.settings = settings
+        self.broker = broker
         self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
 
     def drain(self, limit: int = 500) -> int:
         """Drain up to `limit` dead letters per queue; returns how many were stored."""
-        channel = self._channel()
+        channel = self._open_channel()
         stored = 0
         for queue in queue_names(self.settings):
             for _ in range(limit):
                 method, properties, body = channel.basic_get(f"{queue}.XQ", auto_ack=False)
                 if method is None:
                     break
-                self._store(queue, properties, body)
+                stored += self._store(queue, properties, body)
                 channel.basic_ack(method.delivery_tag)
-                stored += 1
         return stored
 
     def close(self) -> None:
-        if self._connection is not None and self._connection.is_open:
-            self._connection.close()
-        self._connection = None
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(*PublishErrors):
+                connection.close()
 
-    def _channel(self) -> pika.adapters.blocking_connection.BlockingChannel:
-        if self._connection is None or not self._connection.is_open:
-            self._connection = pika.BlockingConnection(pika_parameters(self.settings))
-        channel = self._connection.channel()
-        for queue in queue_names(self.settings):
-            try:
-                channel.queue_declare(f"{queue}.XQ", passive=True)
-            except pika.exceptions.ChannelClosedByBroker:
-                channel = self._connection.channel()  # not declared yet: nothing to drain
-        return channel
+    def _open_channel(self) -> BlockingChannel:
+        """The drain's channel. A new one declares the tier queues first (as every worker
+        does, with the same arguments), so a scheduler that starts before any worker finds
+        its `.XQ` queues instead of the broker closing the channel over a missing queue."""
+        if self._channel is not None and self._channel.is_open:
+            return self._channel
+        self.close()
+        for name in queue_names(self.settings):
+            self.broker.declare_queue(name, ensure=True)
+        self._connection = pika.BlockingConnection(pika_parameters(self.settings))
+        self._channel = self._connection.channel()
+        return self._channel
 
-    def _store(self, queue: str, properties: pika.BasicProperties, body: bytes) -> None:
+    def _store(self, queue: str, properties: pika.BasicProperties, body: bytes) -> bool:
         x_death = _jsonable((properties.headers or {}).get("x-death"))
         with self.engine.begin() as conn:
             try:
@@ -193,8 +229,8 @@ class Drainer:
                     },
                     x_death=x_death,
                 )
-                return
-            _settle(conn, message, queue, x_death)
+                return True
+            return _settle(conn, message, queue, x_death)
 
 
 def _jsonable(value: Any) -> Any:
@@ -284,9 +320,14 @@ def groups(conn: Connection) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in rows]
 
 
-def take_for_replay(conn: Connection, selection: Selection) -> list[uuid.UUID]:
-    """Remove the selected dead letters and return their failed jobs to `pending` with fresh
-    attempts. Returns the job ids to publish. Raises `NotFound` naming ids not in the DLQ."""
+def resolve(conn: Connection, job_ids: list[uuid.UUID]) -> None:
+    """Remove the dead letters of jobs that a person started again."""
+    conn.execute(sa.delete(dead_letters).where(dead_letters.c.job_id.in_(job_ids)))
+
+
+def take_for_replay(conn: Connection, selection: Selection) -> list[Job]:
+    """Remove the selected dead letters and start a new life of each of their failed jobs.
+    Returns the jobs to publish. Raises `NotFound` naming ids not in the DLQ."""
     if selection.job_ids is not None:
         present = set(conn.scalars(sa.select(dead_letters.c.job_id).where(selection.where())))
         missing = [str(i) for i in selection.job_ids if i not in present]

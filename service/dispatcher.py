@@ -46,7 +46,7 @@ class Dispatcher:
         self.engine = engine
         self.publisher = publisher
         self.settings = settings
-        self.drainer = Drainer(engine, settings)
+        self.drainer = Drainer(engine, settings, publisher.broker)
         self._next_lost_check = 0.0
 
     def tick(self) -> Tick:
@@ -64,8 +64,9 @@ class Dispatcher:
                 step(tick)
             except Exception as exc:  # an outage must not end the loop
                 log.warning("dispatcher: %s failed: %s", step.__name__.strip("_"), exc)
-                if step == self._drain:
-                    self.drainer.close()
+                # After an outage, the next tick starts on fresh connections.
+                self.drainer.close()
+                self.publisher.reconnect()
         return tick
 
     def run(self, stop: threading.Event) -> None:
@@ -83,8 +84,8 @@ class Dispatcher:
 
     def _release_expired(self, tick: Tick) -> None:
         with self.engine.begin() as conn:
-            for job_id in jobs.expired_leases(conn, grace=self.settings.lease_seconds):
-                status = jobs.release_expired(conn, job_id)
+            for job_id, attempt_id in jobs.expired_leases(conn, self.settings.lease_seconds):
+                status = jobs.release_expired(conn, job_id, attempt_id)
                 if status == JobStatus.PENDING:
                     tick.released += 1
                 elif status == JobStatus.FAILED:

@@ -35,6 +35,7 @@ _UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
 @dataclass
 class _Request:
     job_id: uuid.UUID
+    life: int = 0  # for a claim: the life the message asks to run
     claim: Claim | None = None  # set for a completion
     result: str | None = None  # the completion's result as JSON text
     future: Future = field(default_factory=Future)
@@ -56,13 +57,13 @@ class GroupCommit:
         self._start_lock = threading.Lock()
         self._connection: sa.Connection | None = None
 
-    def claim(self, job_id: uuid.UUID) -> Claim | None:
-        """Take a due pending job for this worker; None if it was not claimable."""
-        return self._submit(_Request(job_id))
+    def claim(self, job_id: uuid.UUID, life: int) -> Claim | None:
+        """Take a due pending job in this life for this worker; None if it was not claimable."""
+        return self._submit(_Request(job_id, life))
 
     def complete(self, claim: Claim, result: str | None) -> bool:
         """Record an attempt's success; False if the attempt no longer held its job."""
-        return self._submit(_Request(claim.job_id, claim, result))
+        return self._submit(_Request(claim.job_id, claim=claim, result=result))
 
     def close(self) -> None:
         """Stop the writer once the requests already handed in are written (or after 30 s,
@@ -135,7 +136,7 @@ class GroupCommit:
         try:
             claimed, completed = jobs.claim_and_complete(
                 self._driver_connection(),
-                [r.job_id for r in claims],
+                [(r.job_id, r.life) for r in claims],
                 [(r.claim, r.result) for r in completions],
                 self.worker,
                 self.lease,

@@ -17,6 +17,7 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from service.broker import Dispatch
 from service.errors import Conflict, NotFound
 from service.models import Job, JobAttempt, JobStatus
 
@@ -84,22 +85,21 @@ def _json_text(value: Any) -> str | None:
 
 
 _MARK_PUBLISHED = """
-    UPDATE jobs SET published_at = now() WHERE id = %(id)s AND status = 'pending'
+    UPDATE jobs SET published_at = now()
+     WHERE id = %(id)s AND status = 'pending' AND life = %(life)s AND attempts = %(attempts)s
 """
 
 
-def mark_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
-    """Record that RabbitMQ confirmed the messages of these pending jobs. For a caller that
-    holds the rows (the dispatcher) or has just published their next attempt (a worker)."""
-    _pipelined(conn, _MARK_PUBLISHED, [{"id": job_id} for job_id in sorted(ids)])
-
-
-def mark_fresh_published(conn: Connection, ids: Sequence[uuid.UUID]) -> None:
-    """As `mark_published`, for jobs published at enqueue, retry or replay, where the mark
-    may land a moment after the message was taken: a job that started since is left alone,
-    so that a late mark cannot hide its next attempt from the dispatcher."""
-    params = [{"id": job_id} for job_id in sorted(ids)]
-    _pipelined(conn, _MARK_PUBLISHED + " AND attempts = 0", params)
+def mark_published(conn: Connection, published: Sequence[Dispatch]) -> None:
+    """Record that RabbitMQ confirmed these jobs' messages. A mark lands only while the job
+    still waits for the run it was published for (the same life, no attempt since): a mark
+    that arrives late, after that run started or a person retried the job, must not hide
+    the job's next run from the dispatcher."""
+    params = [
+        {"id": job.id, "life": job.life, "attempts": job.attempts}
+        for job in sorted(published, key=lambda job: job.id)
+    ]
+    _pipelined(conn, _MARK_PUBLISHED, params)
 
 
 @dataclass(frozen=True)
@@ -115,32 +115,48 @@ class Claim:
     payload: dict[str, Any]
     timeout_seconds: int
     retry: dict[str, Any] | None
+    life: int
 
 
-_CLAIM = "SELECT * FROM warren_claim_jobs(%(ids)s::uuid[], %(worker)s, %(lease)s)"
+_CLAIM = (
+    "SELECT * FROM warren_claim_jobs(%(ids)s::uuid[], %(lives)s::integer[], %(worker)s, %(lease)s)"
+)
 _COMPLETE = (
     "SELECT warren_complete_attempts(%(ids)s::uuid[], %(attempt_ids)s::bigint[],"
     " %(results)s::text[])"
 )
 
 
+#: A job a message asks to run: its id and the life the message was published for.
+Wanted = tuple[uuid.UUID, int]
+
+
 def claim_many(
-    conn: Connection, job_ids: Sequence[uuid.UUID], worker: str, lease: float
+    conn: Connection, wanted: Sequence[Wanted], worker: str, lease: float
 ) -> dict[uuid.UUID, Claim]:
-    """Take the due pending jobs among `job_ids`: each becomes `processing` with one more
-    attempt and a lease. Jobs missing from the answer were not claimable. (The work is done
-    by `warren_claim_jobs`, migration 0005: one call for the batch, one statement per job.)"""
-    rows = conn.exec_driver_sql(_CLAIM, _claim_params(job_ids, worker, lease))
+    """Take the due pending jobs among `wanted` that are still in the life asked for: each
+    becomes `processing` with one more attempt and a lease. Jobs missing from the answer were
+    not claimable. (The work is done by `warren_claim_jobs`, migrations 0005 and 0006: one
+    call for the batch, one statement per job.)"""
+    rows = conn.exec_driver_sql(_CLAIM, _claim_params(wanted, worker, lease))
     return {row[0]: Claim(*row) for row in rows}
 
 
-def _claim_params(job_ids: Sequence[uuid.UUID], worker: str, lease: float) -> dict[str, Any]:
-    return {"ids": sorted(set(job_ids)), "worker": worker, "lease": lease}
+def _claim_params(wanted: Sequence[Wanted], worker: str, lease: float) -> dict[str, Any]:
+    ordered = sorted(set(wanted))  # rows are always locked in the same order
+    return {
+        "ids": [job_id for job_id, _ in ordered],
+        "lives": [life for _, life in ordered],
+        "worker": worker,
+        "lease": lease,
+    }
 
 
-def claim(conn: Connection, job_id: uuid.UUID, worker: str, lease: float) -> Claim | None:
-    """Take one due pending job, as `claim_many` does. None if not claimable."""
-    return claim_many(conn, [job_id], worker, lease).get(job_id)
+def claim(
+    conn: Connection, job_id: uuid.UUID, life: int, worker: str, lease: float
+) -> Claim | None:
+    """Take one due pending job in this life, as `claim_many` does. None if not claimable."""
+    return claim_many(conn, [(job_id, life)], worker, lease).get(job_id)
 
 
 def _pipelined(conn: Connection, statement: str, params: list[dict[str, Any]]) -> None:
@@ -166,6 +182,8 @@ class State:
     """Where a job stands, as seen by a worker that could not claim it."""
 
     status: JobStatus
+    life: int
+    attempt_id: int | None
     lease_left: float | None
     due_in: float
 
@@ -174,7 +192,7 @@ def state(conn: Connection, job_id: uuid.UUID) -> State | None:
     row = conn.execute(
         sa.text(
             """
-            SELECT status,
+            SELECT status, life, current_attempt_id,
                    extract(epoch FROM lease_until - now()),
                    extract(epoch FROM coalesce(next_attempt_at, scheduled_at, created_at) - now())
               FROM jobs WHERE id = :id
@@ -184,17 +202,21 @@ def state(conn: Connection, job_id: uuid.UUID) -> State | None:
     ).first()
     if row is None:
         return None
-    status, lease_left, due_in = row
+    status, life, attempt_id, lease_left, due_in = row
     return State(
-        JobStatus(status), float(lease_left) if lease_left is not None else None, float(due_in)
+        JobStatus(status),
+        life,
+        attempt_id,
+        float(lease_left) if lease_left is not None else None,
+        float(due_in),
     )
 
 
-def forget_publication(conn: Connection, job_id: uuid.UUID) -> None:
+def forget_publication(conn: Connection, job_id: uuid.UUID, life: int) -> None:
     """A pending job's message came too early: let the dispatcher publish it when due."""
     conn.execute(
         sa.update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.PENDING)
+        .where(jobs.c.id == job_id, jobs.c.life == life, jobs.c.status == JobStatus.PENDING)
         .values(published_at=None)
     )
 
@@ -223,12 +245,12 @@ def _fenced(claim: Claim) -> sa.Update:
 
 def claim_and_complete(
     conn: psycopg.Connection,
-    job_ids: Sequence[uuid.UUID],
+    wanted: Sequence[Wanted],
     outcomes: Sequence[tuple[Claim, str | None]],
     worker: str,
     lease: float,
 ) -> tuple[dict[uuid.UUID, Claim], set[int]]:
-    """Claim the due pending jobs among `job_ids` (as `claim_many`) and record the success of
+    """Claim the due pending jobs among `wanted` (as `claim_many`) and record the success of
     the attempts in `outcomes`, each with its result as JSON text (None for no result), in one
     transaction and one round trip. Returns the claims made and the attempts recorded; an
     attempt missing had lost its job.
@@ -246,7 +268,7 @@ def claim_and_complete(
     try:
         with conn.pipeline() as pipeline:
             conn.execute("BEGIN")
-            claimed = conn.execute(_CLAIM, _claim_params(job_ids, worker, lease))
+            claimed = conn.execute(_CLAIM, _claim_params(wanted, worker, lease))
             completed = conn.execute(_COMPLETE, completions)
             conn.execute("COMMIT")
             pipeline.sync()
@@ -265,23 +287,31 @@ def fail(
     error: dict[str, Any],
     traceback: str | None,
     retry_at: datetime | None,
-) -> bool:
+) -> JobStatus | None:
     """Record a failed attempt: back to `pending` until `retry_at`, or `failed` for good when
-    `retry_at` is None. False if the job was no longer this attempt's."""
+    `retry_at` is None; `cancelled` instead of a retry when a person asked the attempt to
+    stop. Returns the job's new status, or None if the job was no longer this attempt's."""
+    cancel_asked = jobs.c.cancel_requested_at.is_not(None)
     if retry_at is not None:
         values: dict[str, Any] = {
-            "status": JobStatus.PENDING,
-            "next_attempt_at": retry_at,
+            "status": sa.case((cancel_asked, JobStatus.CANCELLED.value), else_="pending"),
+            "next_attempt_at": sa.case(
+                (cancel_asked, sa.null()), else_=sa.cast(retry_at, jobs.c.next_attempt_at.type)
+            ),
+            "completed_at": sa.case((cancel_asked, sa.func.now()), else_=sa.null()),
             "published_at": None,
         }
     else:
         values = {"status": JobStatus.FAILED, "completed_at": sa.func.now()}
-    done = conn.execute(
-        _fenced(claim).values(**values, error=error, updated_at=sa.func.now(), lease_until=None)
-    ).rowcount
-    if done:
-        _finish_attempt(conn, claim.attempt_id, "failed", error, traceback)
-    return bool(done)
+    status = conn.scalar(
+        _fenced(claim)
+        .values(**values, error=error, updated_at=sa.func.now(), lease_until=None)
+        .returning(jobs.c.status)
+    )
+    if status is None:
+        return None
+    _finish_attempt(conn, claim.attempt_id, "failed", error, traceback)
+    return JobStatus(status)
 
 
 def cancelled(conn: Connection, claim: Claim) -> bool:
@@ -307,44 +337,49 @@ WORKER_LOST = {
 }
 
 
-def release_expired(conn: Connection, job_id: uuid.UUID) -> JobStatus | None:
-    """Take back a `processing` job whose worker stopped renewing its lease: its attempt is
-    recorded `lost`, and the job is `pending` again, or `failed` if no attempts remain.
-    Returns the new status, or None if the lease had not expired."""
-    row = conn.execute(
+def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> JobStatus | None:
+    """Take back a `processing` job whose worker stopped renewing the lease of this attempt:
+    the attempt is recorded `lost`, and the job is `pending` again, `failed` if no attempts
+    remain, or `cancelled` if a person had asked it to stop. Returns the new status, or None
+    if the lease had not expired or the job had moved on from this attempt."""
+    status = conn.scalar(
         sa.text(
             """
             UPDATE jobs SET
-                   status = CASE WHEN attempts >= max_attempts THEN 'failed' ELSE 'pending' END,
-                   completed_at = CASE WHEN attempts >= max_attempts THEN now() END,
+                   status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                                 WHEN attempts >= max_attempts THEN 'failed'
+                                 ELSE 'pending' END,
+                   completed_at = CASE WHEN cancel_requested_at IS NOT NULL
+                                         OR attempts >= max_attempts THEN now() END,
                    error = CAST(:error AS jsonb), published_at = NULL, lease_until = NULL,
                    updated_at = now()
-             WHERE id = :id AND status = 'processing' AND lease_until < now()
-            RETURNING status, current_attempt_id
+             WHERE id = :id AND status = 'processing' AND current_attempt_id = :attempt
+               AND lease_until < now()
+            RETURNING status
             """
         ),
-        {"id": job_id, "error": json.dumps(WORKER_LOST)},
-    ).first()
-    if row is None:
-        return None
-    _finish_attempt(conn, row.current_attempt_id, "lost", WORKER_LOST)
-    return JobStatus(row.status)
-
-
-def expired_leases(conn: Connection, grace: float, limit: int = 100) -> list[uuid.UUID]:
-    """Processing jobs whose lease ran out more than `grace` seconds ago, locked for release."""
-    return list(
-        conn.scalars(
-            sa.text(
-                """
-                SELECT id FROM jobs
-                 WHERE status = 'processing' AND lease_until < now() - make_interval(secs => :g)
-                 ORDER BY lease_until LIMIT :limit FOR UPDATE SKIP LOCKED
-                """
-            ),
-            {"g": grace, "limit": limit},
-        )
+        {"id": job_id, "attempt": attempt_id, "error": json.dumps(WORKER_LOST)},
     )
+    if status is None:
+        return None
+    _finish_attempt(conn, attempt_id, "lost", WORKER_LOST)
+    return JobStatus(status)
+
+
+def expired_leases(conn: Connection, grace: float, limit: int = 100) -> list[tuple[uuid.UUID, int]]:
+    """Processing jobs whose lease ran out more than `grace` seconds ago, locked for release:
+    `(job id, attempt id)` pairs."""
+    rows = conn.execute(
+        sa.text(
+            """
+            SELECT id, current_attempt_id FROM jobs
+             WHERE status = 'processing' AND lease_until < now() - make_interval(secs => :g)
+             ORDER BY lease_until LIMIT :limit FOR UPDATE SKIP LOCKED
+            """
+        ),
+        {"g": grace, "limit": limit},
+    )
+    return [(job_id, attempt_id) for job_id, attempt_id in rows]
 
 
 def renew_leases(conn: Connection, attempt_ids: Sequence[int], lease: float) -> dict[int, bool]:
@@ -395,8 +430,10 @@ def cancel(conn: Connection, job_id: uuid.UUID) -> JobStatus:
     raise Conflict(f"job {job_id} is already {current}")
 
 
-_FRESH_ATTEMPTS = {
+# A new life: fresh attempts, due now; messages of the old life no longer match it.
+_NEW_LIFE = {
     "status": JobStatus.PENDING,
+    "life": jobs.c.life + 1,
     "attempts": 0,
     "scheduled_at": None,
     "next_attempt_at": None,
@@ -409,48 +446,53 @@ _FRESH_ATTEMPTS = {
 }
 
 
-def retry(conn: Connection, job_id: uuid.UUID) -> None:
-    """Give a failed or cancelled job fresh attempts: `pending`, due now, to be published.
-    Raises `NotFound`, or `Conflict` for any other status."""
-    done = conn.execute(
+def retry(conn: Connection, job_id: uuid.UUID) -> Job:
+    """Start a new life of a failed or cancelled job: fresh attempts, `pending`, due now, to
+    be published. Returns the job. Raises `NotFound`, or `Conflict` for any other status."""
+    row = conn.execute(
         sa.update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.FAILED, JobStatus.CANCELLED]))
-        .values(**_FRESH_ATTEMPTS)
-    ).rowcount
-    if done:
-        return
+        .values(**_NEW_LIFE)
+        .returning(*jobs.c)
+    ).first()
+    if row is not None:
+        return Job.model_validate(row._mapping)
     current = conn.scalar(sa.select(jobs.c.status).where(jobs.c.id == job_id))
     if current is None:
         raise NotFound(f"job {job_id} not found")
     raise Conflict(f"job {job_id} is {current}; only failed or cancelled jobs can be retried")
 
 
-def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """Give these jobs, where still `failed`, fresh attempts. Returns those revived."""
+def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[Job]:
+    """Start a new life of each of these jobs that is still `failed`. Returns those revived."""
     if not job_ids:
         return []
-    return list(
-        conn.scalars(
-            sa.update(jobs)
-            .where(jobs.c.id.in_(job_ids), jobs.c.status == JobStatus.FAILED)
-            .values(**_FRESH_ATTEMPTS)
-            .returning(jobs.c.id)
-        )
-    )
-
-
-def fail_undeliverable(conn: Connection, job_id: uuid.UUID, error: dict[str, Any]) -> None:
-    """Fail a job whose message no worker could process (it reached the dead-letter queue)."""
-    conn.execute(
+    rows = conn.execute(
         sa.update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status.in_([JobStatus.PENDING, JobStatus.PROCESSING]))
-        .values(
-            status=JobStatus.FAILED,
-            error=error,
-            completed_at=sa.func.now(),
-            updated_at=sa.func.now(),
-            lease_until=None,
-        )
+        .where(jobs.c.id.in_(job_ids), jobs.c.status == JobStatus.FAILED)
+        .values(**_NEW_LIFE)
+        .returning(*jobs.c)
+    )
+    return [Job.model_validate(row._mapping) for row in rows]
+
+
+def fail_undeliverable(
+    conn: Connection, job_id: uuid.UUID, life: int, error: dict[str, Any]
+) -> bool:
+    """Fail a pending job whose message, published for this life, no worker could process (it
+    reached the dead-letter queue). False, and nothing changed, when the job has moved on:
+    a newer life, or a run in progress whose own outcome will be recorded."""
+    return bool(
+        conn.execute(
+            sa.update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.life == life, jobs.c.status == JobStatus.PENDING)
+            .values(
+                status=JobStatus.FAILED,
+                error=error,
+                completed_at=sa.func.now(),
+                updated_at=sa.func.now(),
+            )
+        ).rowcount
     )
 
 

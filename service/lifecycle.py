@@ -31,7 +31,7 @@ from dramatiq.threading import raise_thread_exception
 from sqlalchemy.engine import Connection, Engine
 
 from service import jobs
-from service.broker import Dispatch, Publisher, PublishErrors
+from service.broker import Dispatch, Publisher, PublishErrors, life_of
 from service.errors import DatabaseUnavailable, JobCancelled, LeaseLost, PermanentError
 from service.groupcommit import GroupCommit
 from service.jobs import Claim
@@ -99,8 +99,9 @@ class Lifecycle(Middleware):
             message.fail()
             raise SkipMessage("not a Warren job") from None
 
+        life = life_of(message)
         try:
-            outcome = self._retrying(lambda: self._claim(job_id))
+            outcome = self._retrying(lambda: self._claim(job_id, life))
         except DatabaseUnavailable:
             self._redeliver(message, 5.0)
             raise SkipMessage("database unavailable; message deferred") from None
@@ -121,23 +122,26 @@ class Lifecycle(Middleware):
             message.fail()
         raise SkipMessage(f"job {job_id}: {action}")
 
-    def _claim(self, job_id: uuid.UUID) -> Claim | tuple[str, float]:
-        claim = self.group.claim(job_id)
+    def _claim(self, job_id: uuid.UUID, life: int) -> Claim | tuple[str, float]:
+        """Claim the job for this message, or say what to do with the message instead:
+        skip it (the job ended, or moved on to a newer life than the message's), note that it
+        came early, defer it while another worker's lease lives, or take the job over."""
+        claim = self.group.claim(job_id, life)
         if claim is not None:
             return claim
         lease = self.settings.lease_seconds
         with self.engine.begin() as conn:
             state = jobs.state(conn, job_id)
-            if state is None or state.status.is_final:
+            if state is None or state.status.is_final or state.life != life:
                 return ("skip", 0.0)
             if state.status == JobStatus.PENDING:
-                jobs.forget_publication(conn, job_id)
+                jobs.forget_publication(conn, job_id, life)
                 return ("early", 0.0)
             if state.lease_left is not None and state.lease_left > 0:
                 return ("defer", state.lease_left + 0.5)
-            released = jobs.release_expired(conn, job_id)
+            released = jobs.release_expired(conn, job_id, state.attempt_id)
             if released == JobStatus.PENDING:
-                claim = jobs.claim(conn, job_id, self.worker_name, lease)
+                claim = jobs.claim(conn, job_id, life, self.worker_name, lease)
                 if claim is not None:
                     return claim
             return ("dead", 0.0) if released == JobStatus.FAILED else ("skip", 0.0)
@@ -211,18 +215,28 @@ class Lifecycle(Middleware):
         if error["retryable"] and claim.number < claim.max_attempts:
             delay = self._policy(claim).delay(claim.number)
             retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-            recorded = self._retrying(
+            status = self._retrying(
                 lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, retry_at))
             )
-            if recorded and delay <= self.settings.delay_horizon_seconds:
+            if status == JobStatus.PENDING and delay <= self.settings.delay_horizon_seconds:
                 self._publish_retry(claim, retry_at)
             return
-        self._retrying(lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, None)))
-        message.fail()
+        status = self._retrying(
+            lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, None))
+        )
+        if status == JobStatus.FAILED:
+            message.fail()  # dead-lettered; a job that moved on leaves no dead letter
 
     def _publish_retry(self, claim: Claim, retry_at: datetime) -> None:
         dispatch = Dispatch(
-            claim.job_id, claim.type, claim.payload, claim.priority, claim.timeout_seconds, retry_at
+            claim.job_id,
+            claim.type,
+            claim.payload,
+            claim.priority,
+            claim.timeout_seconds,
+            retry_at,
+            life=claim.life,
+            attempts=claim.number,
         )
         try:
             self.publisher.publish(dispatch)
@@ -231,7 +245,7 @@ class Lifecycle(Middleware):
             return
         # If this fails the dispatcher publishes it again; a duplicate message is harmless.
         with contextlib.suppress(DatabaseUnavailable):
-            self._retrying(lambda: self._in_tx(lambda c: jobs.mark_published(c, [claim.job_id])))
+            self._retrying(lambda: self._in_tx(lambda c: jobs.mark_published(c, [dispatch])))
 
     def _retryable(self, claim: Claim, exc: BaseException) -> bool:
         if isinstance(exc, PermanentError):

@@ -5,7 +5,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, DateTime, ForeignKey, Index, Text, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlmodel import Field, SQLModel
 
@@ -38,7 +48,11 @@ def _json(**kw: Any) -> Any:
 class Job(SQLModel, table=True):
     """A job. Sub-states are columns, not statuses: `scheduled_at` (not before), `published_at`
     (handed to RabbitMQ), `next_attempt_at` (waiting for a retry), `cancel_requested_at`
-    (running, asked to stop), `lease_until` (its worker is alive until then)."""
+    (running, asked to stop), `lease_until` (its worker is alive until then).
+
+    `life` counts the job's lives: 1 at enqueue, one more at each retry by hand or DLQ replay.
+    Messages carry the life they were published for, and every write a message can cause is
+    fenced by it (see migration 0006)."""
 
     __tablename__ = "jobs"
     __table_args__ = (
@@ -69,6 +83,7 @@ class Job(SQLModel, table=True):
     result: Any = _json()
     error: dict[str, Any] | None = _json()
     attempts: int = Field(default=0, nullable=False)
+    life: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default="1"))
     max_attempts: int = Field(nullable=False)
     timeout_seconds: int = Field(nullable=False)
     retry: dict[str, Any] | None = _json()
@@ -93,7 +108,7 @@ class Job(SQLModel, table=True):
 
 class JobAttempt(SQLModel, table=True):
     """One attempt of a job: `running` while it runs, then `completed`, `failed`, `cancelled` or
-    `lost` (its worker died). `number` restarts at 1 when a job is retried by hand."""
+    `lost` (its worker died). `number` restarts at 1 in each `life` of the job."""
 
     __tablename__ = "job_attempts"
     __table_args__ = (Index("job_attempts_job_idx", "job_id", "id"),)
@@ -103,6 +118,7 @@ class JobAttempt(SQLModel, table=True):
         sa_column=Column(UUID(as_uuid=True), ForeignKey("jobs.id", ondelete="CASCADE"))
     )
     number: int = Field(nullable=False)
+    life: int | None = Field(default=None, sa_column=Column(Integer))
     status: str = Field(sa_column=Column(Text, nullable=False))
     worker: str | None = Field(default=None, sa_column=Column(Text))
     started_at: datetime = _time(nullable=False)

@@ -23,7 +23,6 @@ import logging
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -66,7 +65,7 @@ class Relay:
         self.mark_interval = mark_interval
         self.waiting = 0
         self._due: queue.SimpleQueue[Sequence[Dispatch] | None] = queue.SimpleQueue()
-        self._published: queue.SimpleQueue[list[uuid.UUID] | None] = queue.SimpleQueue()
+        self._published: queue.SimpleQueue[list[Dispatch] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -111,8 +110,8 @@ class Relay:
     def _mark(self) -> None:
         self._paced(self._published, self.mark_interval, self._mark_batch)
 
-    def _mark_batch(self, ids: list[uuid.UUID]) -> None:
-        record_published(self.engine, ids)
+    def _mark_batch(self, published: list[Dispatch]) -> None:
+        record_published(self.engine, published)
 
     @staticmethod
     def _paced(
@@ -131,11 +130,11 @@ class Relay:
                 handle(joined)
 
 
-def record_published(engine: Engine, ids: Sequence[uuid.UUID]) -> None:
+def record_published(engine: Engine, published: Sequence[Dispatch]) -> None:
     """Mark jobs published at enqueue, retry or replay. A mark that fails is only logged: the
     dispatcher publishes those jobs again, and a duplicate message is harmless."""
     try:
         with engine.begin() as conn:
-            jobs.mark_fresh_published(conn, ids)
+            jobs.mark_published(conn, published)
     except sa.exc.SQLAlchemyError as exc:
-        log.warning("%d jobs not marked published (%s); the dispatcher will", len(ids), exc)
+        log.warning("%d jobs not marked published (%s); the dispatcher will", len(published), exc)

@@ -22,6 +22,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "result": job.result,
         "error": job.error,
         "attempts": job.attempts,
+        "life": job.life,
         "maxAttempts": job.max_attempts,
         "timeoutSeconds": job.timeout_seconds,
         "retry": job.retry,
@@ -42,6 +43,7 @@ def attempt_json(attempt: JobAttempt) -> dict[str, Any]:
         duration = round((attempt.finished_at - attempt.started_at).total_seconds() * 1000)
     return {
         "number": attempt.number,
+        "life": attempt.life,
         "status": attempt.status,
         "startedAt": timestamp(attempt.started_at),
         "finishedAt": timestamp(attempt.finished_at),

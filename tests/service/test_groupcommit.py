@@ -27,7 +27,11 @@ def test_many_threads_claim_and_complete_each_job_once(warren, group):
 
     # Every job is asked for twice, as when RabbitMQ redelivers a message to another thread.
     with ThreadPoolExecutor(16) as pool:
-        claims = [c for c in pool.map(group.claim, job_ids + job_ids) if c is not None]
+        claims = [
+            c
+            for c in pool.map(lambda job_id: group.claim(job_id, 1), job_ids + job_ids)
+            if c is not None
+        ]
         recorded = list(pool.map(lambda claim: group.complete(claim, '{"ok": true}'), claims))
 
     assert sorted(c.job_id for c in claims) == sorted(job_ids)
@@ -41,7 +45,7 @@ def test_many_threads_claim_and_complete_each_job_once(warren, group):
 
 def test_a_completion_for_an_attempt_that_lost_its_job_is_refused(warren, group, engine):
     [job_id] = pending_jobs(warren, 1)
-    claim = group.claim(job_id)
+    claim = group.claim(job_id, 1)
     with engine.begin() as conn:  # as after a takeover: another attempt holds the job
         conn.execute(
             sa.text(
@@ -56,7 +60,7 @@ def test_a_completion_for_an_attempt_that_lost_its_job_is_refused(warren, group,
 
 def test_a_result_postgresql_refuses_fails_only_its_own_completion(warren, group, engine):
     blocker_id, good_id, bad_id = pending_jobs(warren, 3)
-    good, bad = group.claim(good_id), group.claim(bad_id)
+    good, bad = group.claim(good_id, 1), group.claim(bad_id, 1)
     answers: dict[str, object] = {}
 
     def complete(name, claim, result):
@@ -68,7 +72,7 @@ def test_a_result_postgresql_refuses_fails_only_its_own_completion(warren, group
     # Hold the writer on a locked row so that both completions wait in the same batch.
     with engine.begin() as lock:
         lock.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": blocker_id})
-        blocked = threading.Thread(target=group.claim, args=(blocker_id,))
+        blocked = threading.Thread(target=group.claim, args=(blocker_id, 1))
         blocked.start()
         wait_for(lambda: writer_waits_on_a_lock(engine), what="the writer to wait on the lock")
         threads = [
@@ -103,13 +107,13 @@ def writer_waits_on_a_lock(engine) -> bool:
 
 def test_after_its_connection_is_lost_the_writer_takes_a_new_one(warren, group, engine):
     first, second = pending_jobs(warren, 2)
-    assert group.claim(first) is not None
+    assert group.claim(first, 1) is not None
     writer_pid = group._connection.connection.driver_connection.info.backend_pid
     with engine.begin() as conn:  # as when PostgreSQL restarts
         conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": writer_pid})
 
     with pytest.raises(sa.exc.OperationalError):
-        group.claim(second)  # the lifecycle retries this while PostgreSQL is unreachable
-    claim = group.claim(second)
+        group.claim(second, 1)  # the lifecycle retries this while PostgreSQL is unreachable
+    claim = group.claim(second, 1)
 
     assert claim is not None and claim.job_id == second

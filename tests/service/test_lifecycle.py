@@ -166,11 +166,11 @@ def test_a_claim_that_fails_unexpectedly_defers_the_message_and_never_runs_uncla
     claim = lifecycle.group.claim
     failures = []
 
-    def failing_once(job_id):
+    def failing_once(job_id, life):
         if not failures:
             failures.append(job_id)
             raise RuntimeError("a bug in the claim")
-        return claim(job_id)
+        return claim(job_id, life)
 
     lifecycle.group.claim = failing_once
     job_id = warren.enqueue("test-record", {"tag": "deferred"}).id

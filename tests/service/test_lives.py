@@ -1,0 +1,244 @@
+"""Every write a message, a timer or a person can cause is fenced by the life of its job.
+
+A job's life starts at enqueue, at a retry by hand and at a DLQ replay; each new life gets
+fresh attempts. A message of an earlier life (still queued, redelivered, or waiting in a
+`.XQ` queue) must not claim, fail or dead-letter the newer life. The races are reproduced
+deterministically: the scheduler's drain runs only once the new life is committed."""
+
+from datetime import UTC, datetime, timedelta
+
+import pika
+import pytest
+
+from service import jobs
+from service.broker import Dispatch, Publisher, build_broker, pika_parameters
+from service.deadletters import Drainer
+from tests.conftest import delete_queues
+from tests.helpers import runs, wait_for
+
+ALWAYS_FAILS = {"failRuns": 1000}
+FAST = {"strategy": "fixed", "baseSeconds": 0.1}
+
+
+@pytest.fixture
+def drainer(warren, engine):
+    """The scheduler's dead-letter drain, run by hand."""
+    drainer = Drainer(engine, warren.settings, warren.publisher.broker)
+    yield drainer
+    drainer.close()
+
+
+def xq_depth(warren) -> int:
+    tier = f"{warren.settings.queue_prefix}.normal"
+    return warren.queue_depths()[f"{tier}.XQ"]["messages"]
+
+
+def failed_for_good(warren, start_worker, engine) -> tuple:
+    """Run an always-failing job with two attempts to its end on a worker, then stop the
+    worker. Its message is left in `.XQ`, not yet drained."""
+    worker = start_worker()
+    job_id = warren.enqueue("test-record", ALWAYS_FAILS, max_attempts=2, retry=FAST).id
+    wait_for(lambda: warren.get(job_id).status == "failed", what="the first life to fail")
+    wait_for(lambda: xq_depth(warren) == 1, what="the dead letter in .XQ")
+    worker.stop()
+    assert len(runs(engine, job_id)) == 2
+    return job_id
+
+
+def run_to_the_end(warren, start_worker, job_id):
+    start_worker()
+    return wait_for(
+        lambda: (job := warren.get(job_id)).status in ("failed", "completed") and job,
+        what="the new life to end",
+    )
+
+
+def test_a_retry_before_the_old_dead_letter_is_drained_gets_all_its_attempts(
+    warren, start_worker, engine, drainer
+):
+    job_id = failed_for_good(warren, start_worker, engine)
+
+    warren.retry(job_id)
+    assert drainer.drain() == 0  # the old life's dead letter is dropped
+
+    assert (warren.get(job_id).status, warren.get(job_id).life) == ("pending", 2)
+    job = run_to_the_end(warren, start_worker, job_id)
+    assert (job.status, job.attempts, job.life) == ("failed", 2, 2)
+    assert len(runs(engine, job_id)) == 4
+    assert [(a.life, a.number) for a in warren.attempts(job_id)] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+
+
+def test_a_dlq_replay_is_not_failed_by_a_late_copy_of_the_old_dead_letter(
+    warren, start_worker, engine, drainer
+):
+    job_id = failed_for_good(warren, start_worker, engine)
+    assert drainer.drain() == 1
+    old_message = warren.dlq.list()[0]
+
+    assert warren.dlq.replay({"jobIds": [str(job_id)]}) == 1
+    job = warren.get(job_id)
+    put_in_dead_letter_queue(warren, Dispatch(job.id, job.type, job.payload, 5, 60, life=1))
+    assert drainer.drain() == 0
+
+    assert warren.get(job_id).status == "pending"
+    assert warren.dlq.list() == []
+    job = run_to_the_end(warren, start_worker, job_id)
+    assert (job.status, job.attempts, job.life) == ("failed", 2, 2)
+    assert len(runs(engine, job_id)) == 4
+    wait_for(lambda: xq_depth(warren) == 1, what="the new life's dead letter")
+    assert drainer.drain() == 1
+    [letter] = warren.dlq.list()
+    assert letter.message["options"]["life"] == 2
+    assert old_message.message["options"]["life"] == 1
+
+
+def test_cancel_then_retry_is_not_failed_by_the_old_dead_letter(
+    warren, start_worker, engine, drainer
+):
+    job_id = failed_for_good(warren, start_worker, engine)
+
+    warren.retry(job_id)
+    assert warren.cancel(job_id) == "pending"
+    warren.retry(job_id)
+    assert drainer.drain() == 0
+
+    job = run_to_the_end(warren, start_worker, job_id)
+    assert (job.status, job.attempts, job.life) == ("failed", 2, 3)
+    assert len(runs(engine, job_id)) == 4
+
+
+def test_a_retry_by_hand_takes_the_job_out_of_the_dlq(warren, start_worker, engine, drainer):
+    job_id = failed_for_good(warren, start_worker, engine)
+    drainer.drain()
+    assert [letter.job_id for letter in warren.dlq.list()] == [job_id]
+
+    warren.retry(job_id)
+
+    assert warren.dlq.list() == []
+
+
+def test_a_message_of_an_earlier_life_does_not_run_the_job(warren, start_worker, engine):
+    job_id = warren.enqueue("test-record", {}).id  # its message waits: no worker yet
+    warren.cancel(job_id)
+    warren.retry(job_id)  # a second message, for life 2
+
+    start_worker(threads=1)
+    wait_for(lambda: warren.get(job_id).status == "completed", what="the job to complete")
+    sentinel = warren.enqueue("test-record", {}).id
+    wait_for(lambda: warren.get(sentinel).status == "completed", what="the queue to drain")
+
+    assert len(runs(engine, job_id)) == 1
+    assert [(a.life, a.number) for a in warren.attempts(job_id)] == [(2, 1)]
+
+
+def put_in_dead_letter_queue(warren, dispatch: Dispatch) -> None:
+    """A copy of a job's message in `.XQ`, as a duplicate delivery would leave it."""
+    message = warren.publisher.message(dispatch)
+    connection = pika.BlockingConnection(pika_parameters(warren.settings))
+    try:
+        connection.channel().basic_publish("", f"{message.queue_name}.XQ", message.encode())
+    finally:
+        connection.close()
+
+
+# -- the store's fences, one write at a time ----------------------------------------------------
+
+
+@pytest.fixture
+def stored(warren, engine):
+    """A pending job with no message: `(job id, its row)`."""
+    [job] = warren.submit([{"type": "test-record", "payload": {}}], batch=False)
+    with engine.begin() as conn:
+        conn.execute(jobs.jobs.update().values(published_at=None))
+    return job.id
+
+
+def claimed(engine, job_id, life=1):
+    with engine.begin() as conn:
+        return jobs.claim(conn, job_id, life, "test", 30)
+
+
+def test_a_claim_for_an_earlier_life_changes_nothing(warren, engine, stored):
+    failed = claimed(engine, stored)
+    with engine.begin() as conn:
+        jobs.fail(conn, failed, {"type": "E", "message": "x", "retryable": False}, None, None)
+        jobs.retry(conn, stored)
+
+    assert claimed(engine, stored, life=1) is None
+    assert warren.get(stored).status == "pending"
+    assert claimed(engine, stored, life=2).life == 2
+
+
+def test_a_late_mark_of_an_earlier_life_does_not_hide_the_new_one(warren, engine, stored):
+    failed = claimed(engine, stored)
+    with engine.begin() as conn:
+        jobs.fail(conn, failed, {"type": "E", "message": "x", "retryable": False}, None, None)
+        job = jobs.retry(conn, stored)
+        jobs.mark_published(conn, [Dispatch(stored, job.type, {}, 5, 60, life=1, attempts=0)])
+    assert warren.get(stored).published_at is None
+
+    with engine.begin() as conn:
+        jobs.mark_published(conn, [Dispatch(stored, job.type, {}, 5, 60, life=2, attempts=0)])
+    assert warren.get(stored).published_at is not None
+
+
+def test_a_late_mark_of_an_earlier_attempt_does_not_hide_the_next(warren, engine, stored):
+    first = claimed(engine, stored)
+    retry_at = datetime.now(UTC) + timedelta(hours=2)  # beyond the horizon: a row to publish
+    with engine.begin() as conn:
+        jobs.fail(conn, first, {"type": "E", "message": "x", "retryable": True}, None, retry_at)
+        jobs.mark_published(conn, [Dispatch(stored, "test-record", {}, 5, 60, attempts=0)])
+
+    assert warren.get(stored).published_at is None
+
+
+def test_a_takeover_of_an_attempt_that_already_ended_changes_nothing(warren, engine, stored):
+    first = claimed(engine, stored)
+    with engine.begin() as conn:
+        jobs.fail(conn, first, {"type": "E", "message": "x", "retryable": True}, None, None)
+        job = jobs.retry(conn, stored)
+    second = claimed(engine, stored, life=job.life)
+    with engine.begin() as conn:
+        conn.execute(jobs.jobs.update().values(lease_until=datetime.now(UTC)))
+
+        assert jobs.release_expired(conn, stored, first.attempt_id) is None
+        assert jobs.release_expired(conn, stored, second.attempt_id) == "pending"
+
+
+def test_a_cancel_asked_during_an_attempt_wins_over_its_retry(warren, engine, stored):
+    running = claimed(engine, stored)
+    assert warren.cancel(stored) == "processing"
+    retry_at = datetime.now(UTC) + timedelta(seconds=1)
+    with engine.begin() as conn:
+        error = {"type": "E", "message": "x", "retryable": True}
+        assert jobs.fail(conn, running, error, None, retry_at) == "cancelled"
+
+    job = warren.get(stored)
+    assert (job.status, job.next_attempt_at) == ("cancelled", None)
+    assert job.completed_at is not None
+
+
+def test_an_undeliverable_message_of_an_earlier_life_leaves_the_job_alone(warren, engine, stored):
+    failed = claimed(engine, stored)
+    error = {"type": "E", "message": "x", "retryable": False}
+    with engine.begin() as conn:
+        jobs.fail(conn, failed, error, None, None)
+        jobs.retry(conn, stored)
+
+        assert jobs.fail_undeliverable(conn, stored, 1, error) is False
+        assert jobs.fail_undeliverable(conn, stored, 2, error) is True
+
+
+def test_a_scheduler_started_before_any_worker_drains_quietly(settings, engine, caplog):
+    fresh = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}_fresh"})
+    publisher = Publisher(build_broker(fresh), fresh)
+    drainer = Drainer(engine, fresh, publisher.broker)
+    try:
+        with caplog.at_level("WARNING"):
+            assert drainer.drain() == 0
+            assert drainer.drain() == 0
+        assert [r.getMessage() for r in caplog.records if r.levelname != "INFO"] == []
+    finally:
+        drainer.close()
+        publisher.close()
+        delete_queues(fresh)
