@@ -5,6 +5,12 @@ accepted as it is, so the job fails at once; a 4xx reply or a network error may 
 job retries. Inside a job the `Message-ID` comes from the job id, so when a retry resends a
 message the server had in fact accepted, receivers can recognise the duplicate.
 
+No payload value can add a header or a recipient. Every header value is checked at enqueue:
+no line breaks of any kind, no control characters, no encoded word in an address. The subject
+is literal text: `=?utf-8?q?...?=` in it is written re-encoded, so receivers read back those
+very characters and never a decoded CR LF. The envelope comes from the validated payload, not
+from the headers. A message that cannot be built or written fails the job at once.
+
 `WARREN_SMTP_URL` is `smtp://host:port` (plain, optionally `?starttls=true`) or
 `smtps://host:port` (TLS from the first byte), with optional `user:password@`.
 """
@@ -13,10 +19,15 @@ import re
 import smtplib
 import ssl
 from dataclasses import dataclass
+from email import policy
+from email.errors import MessageError
+from email.header import Header
+from email.headerregistry import HeaderRegistry, UniqueUnstructuredHeader
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import formatdate, make_msgid
 from html.parser import HTMLParser
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
@@ -31,47 +42,83 @@ MAX_RECIPIENTS = 100  # what most relays accept per message (RFC 5321 section 4.
 # An RFC 5322 dot-atom address on any host name. The sender may be a local name such as
 # warren@localhost, which the relay accepts but email-validator rejects as special-use.
 _SENDER = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
 _TAG = re.compile(r"<[A-Za-z!/][^>]*>")
+# What no header value may hold. CR and LF end a header line on the wire; Python's email
+# package also ends lines at \v \f \x1c-\x1e \x85 U+2028 U+2029 (str.splitlines), as do some
+# receivers; NUL and the other C0 and C1 controls are not header text (RFC 5322 section 2.2);
+# a lone surrogate cannot be encoded at all. A tab is folding white space, which is allowed.
+_NOT_HEADER_TEXT = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# What no body may hold: NUL is not text (RFC 5322) and a lone surrogate cannot be encoded.
+_NOT_BODY_TEXT = re.compile(r"[\x00\ud800-\udfff]")
 
 
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+def _refuse(found: re.Match[str], what: str) -> NoReturn:
+    raise ValueError(f"must not contain {what}: found {found.group()!r} at {found.start()}")
+
+
+def _header_text(value: Any) -> Any:
+    """Refuse a value that could end a header line or could never be written; it is checked
+    as given, before an address type strips white space or a display name from it."""
+    if isinstance(value, str) and (found := _NOT_HEADER_TEXT.search(value)):
+        _refuse(found, "line breaks or control characters")
+    return value
+
+
+def _body_text(value: str) -> str:
+    if found := _NOT_BODY_TEXT.search(value):
+        _refuse(found, "NUL or unpaired surrogates")
+    return value
+
+
+def _no_encoded_word(value: str) -> str:
+    """RFC 2047 forbids encoded words in an address, but Python's address parser decodes them
+    anyway: into CR LF (a failure at run time) or into another address than the envelope's."""
+    if "=?" in value:
+        raise ValueError(f"must not contain an encoded word ('=?'): {value!r}")
+    return value
+
+
 def _sender(value: str) -> str:
-    if not _SENDER.match(value):
+    if not _SENDER.fullmatch(value):
         raise ValueError(f"must be an address such as warren@localhost, not {value!r}")
     return value
 
 
-def _one_line(value: str) -> str:
+def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be blank")
-    if "\r" in value or "\n" in value:
-        raise ValueError("must be a single line")
     return value
 
 
+# _header_text sees the raw input: EmailStr strips white space and drops a display name.
+Address = Annotated[EmailStr, BeforeValidator(_header_text), AfterValidator(_no_encoded_word)]
 Recipients = Annotated[
-    list[EmailStr], BeforeValidator(_as_list), Field(min_length=1, max_length=MAX_RECIPIENTS)
+    list[Address], BeforeValidator(_as_list), Field(min_length=1, max_length=MAX_RECIPIENTS)
+]
+Sender = Annotated[
+    str, BeforeValidator(_header_text), AfterValidator(_sender), AfterValidator(_no_encoded_word)
 ]
 
 
 class SendEmail(BaseModel):
-    """The payload: one message. `to` is an address or a list of them; JSON is camelCase."""
+    """The payload: one message. `to` is an address or a list of them; JSON is camelCase.
+    Every value is checked here, at enqueue, so that a message that could never be sent is a
+    422 then instead of a job that fails on every attempt."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
     to: Recipients
-    subject: Annotated[str, AfterValidator(_one_line)]
-    body: str
-    sender: Annotated[str, AfterValidator(_sender)] = Field(
-        default="warren@localhost", alias="from"
-    )
-    reply_to: EmailStr | None = None
+    subject: Annotated[str, BeforeValidator(_header_text), AfterValidator(_not_blank)]
+    body: Annotated[str, AfterValidator(_body_text)]
+    sender: Sender = Field(default="warren@localhost", alias="from")
+    reply_to: Address | None = None
 
 
 class EmailDeferred(Exception):
@@ -147,8 +194,43 @@ def _job_id() -> str | None:
         return None
 
 
+class LiteralText(UniqueUnstructuredHeader):
+    """An unstructured header whose value is the text as given, never decoded.
+
+    The stock header parses `=?charset?q?...?=` in the value as an RFC 2047 encoded word and
+    writes what it decodes to, CR LF included: a subject could then add headers and a body.
+    Here such a value is written as encoded words of its literal text instead, so receivers
+    decode it back to exactly the characters of the payload. Any other value (nothing in it
+    can be decoded) is folded as usual."""
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["parse_tree"] = None if "=?" in value else cls.value_parser(value)
+        kwds["decoded"] = value
+
+    def fold(self, *, policy: Policy) -> str:
+        if "=?" not in self:
+            return super().fold(policy=policy)
+        encoded = Header(
+            str(self), "utf-8", maxlinelen=policy.max_line_length, header_name=self.name
+        ).encode(linesep=policy.linesep)
+        return f"{self.name}: {encoded}{policy.linesep}"
+
+
+def _smtp_policy() -> Policy:
+    """`policy.SMTP` (CRLF, lines folded at 78) with the subject taken as literal text."""
+    headers = HeaderRegistry()
+    headers.map_to_type("subject", LiteralText)
+    return policy.SMTP.clone(header_factory=headers)
+
+
+POLICY = _smtp_policy()
+
+
 def build_message(payload: SendEmail, job_id: str | None) -> EmailMessage:
-    message = EmailMessage()
+    """The message for a validated payload; its headers are the payload's values and only
+    those, each written by POLICY."""
+    message = EmailMessage(policy=POLICY)
     message["From"] = payload.sender
     message["To"] = ", ".join(payload.to)
     if payload.reply_to:
@@ -162,6 +244,15 @@ def build_message(payload: SendEmail, job_id: str | None) -> EmailMessage:
     else:
         message.set_content(payload.body)
     return message
+
+
+def _compose(payload: SendEmail, job_id: str | None) -> EmailMessage:
+    """build_message, its failure made permanent: the message depends on nothing but the
+    payload, so one that cannot be built now never will be, however often the job retries."""
+    try:
+        return build_message(payload, job_id)
+    except (ValueError, TypeError, MessageError) as exc:
+        raise PermanentError(f"cannot compose the message: {exc}") from exc
 
 
 def _connect(server: SmtpServer) -> smtplib.SMTP:
@@ -203,12 +294,15 @@ def send_email(payload: SendEmail) -> dict[str, Any]:
         server = parse_smtp_url(current_settings().smtp_url)
     except ValueError as exc:
         raise PermanentError(str(exc)) from exc
-    message = build_message(payload, _job_id())
+    message = _compose(payload, _job_id())
     where = f"{server.host}:{server.port}"
     try:
         smtp = _connect(server)
         try:
-            refused = smtp.send_message(message, payload.sender, list(payload.to))
+            # The envelope is the validated payload's, never read back from the headers.
+            refused = smtp.send_message(
+                message, from_addr=payload.sender, to_addrs=list(payload.to)
+            )
         finally:
             _quit(smtp)
     except smtplib.SMTPRecipientsRefused as exc:
@@ -224,6 +318,8 @@ def send_email(payload: SendEmail) -> dict[str, Any]:
         raise EmailDeferred(text) from exc
     except smtplib.SMTPNotSupportedError as exc:
         raise PermanentError(f"{where}: {exc}") from exc
+    except (ValueError, MessageError) as exc:  # writing the message or the envelope's commands
+        raise PermanentError(f"cannot send the message: {exc}") from exc
     except (smtplib.SMTPException, OSError) as exc:
         raise EmailDeferred(f"could not deliver via {where}: {exc or type(exc).__name__}") from exc
 
