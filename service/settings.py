@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     max_payload_bytes: int = 131072
 
     smtp_url: str = "smtp://127.0.0.1:1025"
+    # Where `warren run`'s development mail catcher keeps what it caught (`warren mail`).
+    dev_mail_dir: str = ".warren/mail"
     webhook_secret: str | None = None
 
     job_modules: Annotated[list[str], NoDecode] = ["actors"]

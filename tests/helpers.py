@@ -1,5 +1,7 @@
-"""Waiting with deadlines: tests poll for what a user would see, never sleep blindly."""
+"""Test helpers: waiting with deadlines (tests poll for what a user would see, never sleep
+blindly), and free ports for the servers a test starts."""
 
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -33,3 +35,10 @@ def runs(engine: sa.Engine, job_id) -> list:
             ),
             {"j": job_id},
         ).all()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago; nothing listens on it once this returns."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -15,6 +15,7 @@ import typer
 from service.cli import processes  # noqa: F401
 from service.cli import jobs  # noqa: F401
 from service.cli import deadletters  # noqa: F401
+from service.cli import mail  # noqa: F401
 
 # isort: on
 from service.cli.common import app, describe

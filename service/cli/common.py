@@ -32,9 +32,11 @@ jobs_app = typer.Typer(help="Show, list, retry and cancel jobs.", no_args_is_hel
 dlq_app = typer.Typer(
     help="The dead-letter queue: list, group, replay, purge.", no_args_is_help=True
 )
+mail_app = typer.Typer(help="Mail that `warren run`'s development mail catcher caught.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(mail_app, name="mail")
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from sqlalchemy.engine import make_url
 
-from service import db
+from service import db, devmail
 from service.broker import TIERS, Publisher, build_broker
 from service.cli.common import (
     LOG_FORMAT,
@@ -144,12 +144,25 @@ def scheduler() -> None:
 
 @app.command()
 def run() -> None:
-    """Development start: migrate the database, then run the API, a worker and the scheduler."""
+    """Development start: migrate the database, then run the API, a worker and the scheduler;
+    and a mail catcher when WARREN_SMTP_URL names this machine but nothing listens there."""
     settings = load_settings()
     db.upgrade(settings)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    catcher = devmail.start(settings)
     children = {name: spawn_child(name) for name in ("api", "worker", "scheduler")}
     typer.echo(f"API on http://{settings.api_host}:{settings.api_port} (Ctrl-C stops everything)")
-    raise typer.Exit(supervise(children))
+    if catcher is not None:
+        typer.echo(
+            f"Mail to smtp://{catcher.host}:{catcher.port} is caught, not sent: `warren mail`"
+            f" lists it (files in {catcher.mailbox.directory})"
+        )
+    try:
+        code = supervise(children)
+    finally:
+        if catcher is not None:
+            catcher.stop()  # after the workers: a mail they were sending still arrives
+    raise typer.Exit(code)
 
 
 def spawn_child(command: str) -> subprocess.Popen:

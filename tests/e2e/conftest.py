@@ -5,7 +5,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,13 +48,16 @@ def cli_env(settings: Settings) -> dict[str, str]:
 
 @pytest.fixture
 def run_cli(cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess]:
-    """`run_cli("jobs", "show", id)`: run one command to its end; output as text."""
+    """`run_cli("jobs", "show", id)`: run one command to its end; output as text. `env`
+    adds or overrides variables of this run's environment."""
 
-    def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, timeout: float = 60, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             cli_argv(*args),
             cwd=ROOT,
-            env=cli_env,
+            env={**cli_env, **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -88,17 +91,18 @@ class Spawned:
 
 @pytest.fixture
 def spawn(cli_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Spawned]]:
-    """`spawn("worker", "--processes", "1")`: start a CLI process; it is always stopped at the
-    end of the test, and its output printed (pytest shows it when the test fails)."""
+    """`spawn("worker", "--processes", "1")`: start a CLI process (`env=` adds variables); it
+    is always stopped at the end of the test, and its output printed (pytest shows it when the
+    test fails)."""
     started: list[Spawned] = []
 
-    def start(*args: str) -> Spawned:
+    def start(*args: str, env: Mapping[str, str] | None = None) -> Spawned:
         log = tmp_path / f"{len(started)}-{args[0]}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 cli_argv(*args),
                 cwd=ROOT,
-                env=cli_env,
+                env={**cli_env, **(env or {})},
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: killable with its children
