@@ -78,8 +78,14 @@ def build_broker(settings: Settings, middleware: Iterable[Middleware] = ()) -> R
     return broker
 
 
-def pika_parameters(settings: Settings) -> pika.URLParameters:
-    return pika.URLParameters(connection_url(settings.broker_url))
+def pika_parameters(settings: Settings, purpose: str | None = None) -> pika.URLParameters:
+    """Connection parameters; `purpose` names the connection in RabbitMQ's management UI."""
+    parameters = pika.URLParameters(connection_url(settings.broker_url))
+    if purpose is not None:
+        parameters.client_properties = {
+            "connection_name": f"warren {settings.queue_prefix}: {purpose}"
+        }
+    return parameters
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,9 @@ def record_job(conn: Connection, job: Job, settings: Settings) -> None:
 
 UNDELIVERABLE = "Undeliverable"
 
+#: The drain's connection, as RabbitMQ's management UI names it (after the queue prefix).
+DRAIN = "dead-letter drain"
+
 
 def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> bool:
     """Record a drained, decodable message, and fail its job if no worker could run it.
@@ -206,7 +209,7 @@ class Drainer:
         self.close()
         for name in queue_names(self.settings):
             self.broker.declare_queue(name, ensure=True)
-        self._connection = pika.BlockingConnection(pika_parameters(self.settings))
+        self._connection = pika.BlockingConnection(pika_parameters(self.settings, DRAIN))
         self._channel = self._connection.channel()
         return self._channel
 

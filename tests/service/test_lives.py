@@ -5,14 +5,17 @@ fresh attempts. A message of an earlier life (still queued, redelivered, or wait
 `.XQ` queue) must not claim, fail or dead-letter the newer life. The races are reproduced
 deterministically: the scheduler's drain runs only once the new life is committed."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pika
 import pytest
 
 from service import jobs
 from service.broker import Dispatch, Publisher, build_broker, pika_parameters
-from service.deadletters import Drainer
+from service.deadletters import DRAIN, Drainer
+from service.dispatcher import Dispatcher
 from tests.conftest import delete_queues
 from tests.helpers import runs, wait_for
 
@@ -242,3 +245,54 @@ def test_a_scheduler_started_before_any_worker_drains_quietly(settings, engine, 
         drainer.close()
         publisher.close()
         delete_queues(fresh)
+
+
+def test_the_scheduler_drains_on_one_channel_tick_after_tick(warren, engine):
+    """RabbitMQ's management API counts the drain connection's channels once every few
+    seconds: ticks run for longer than that, then the count must settle at one."""
+    publisher = Publisher(build_broker(warren.settings), warren.settings)
+    dispatcher = Dispatcher(engine, publisher, warren.settings)
+    name = f"warren {warren.settings.queue_prefix}: {DRAIN}"
+    try:
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            dispatcher.tick()
+        channels = wait_for(
+            lambda: management_channels(name) == 1, timeout=15, what=f"one channel on {name}"
+        )
+        assert channels
+    finally:
+        dispatcher.drainer.close()
+        publisher.close()
+
+
+def management_channels(connection_name: str) -> int | None:
+    response = httpx.get(
+        "http://127.0.0.1:15672/api/connections",
+        params={"columns": "channels,client_properties.connection_name"},
+        auth=("guest", "guest"),
+    )
+    response.raise_for_status()
+    for connection in response.json():
+        if connection.get("client_properties", {}).get("connection_name") == connection_name:
+            return connection.get("channels")
+    return None
+
+
+def test_after_a_connection_reset_the_next_tick_works_again(warren, engine, caplog):
+    publisher = Publisher(build_broker(warren.settings), warren.settings)
+    dispatcher = Dispatcher(engine, publisher, warren.settings)
+    try:
+        dispatcher.tick()
+        publisher.broker.connection.close()  # as when RabbitMQ drops the connection
+        dispatcher.drainer._connection.close()
+
+        with caplog.at_level("WARNING", logger="service.dispatcher"):
+            for _ in range(3):
+                dispatcher._next_lost_check = 0.0  # check for lost messages every tick
+                dispatcher.tick()
+        failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+        assert len(failures) <= 1  # only the first tick meets the closed connection
+    finally:
+        dispatcher.drainer.close()
+        publisher.close()
