@@ -8,8 +8,16 @@ can check with `verify_signature` that the request came from us, unaltered and r
 Only failures that may pass on their own are retried (5xx, 408, 429, network errors,
 timeouts); any other answer means the request itself is wrong and fails the job at once.
 Redirects are not followed: a moved endpoint is a configuration error to fix, not to chase.
+
+The URL is someone else's choice, so the request goes through `service.netguard`: nothing on
+Warren's own network (loopback, private, link-local, metadata addresses...) unless
+`WARREN_ALLOWED_NETWORKS` allows it, checked on the address actually connected to; a refused
+target fails the job at once (`ForbiddenAddress`) without a byte sent. Of any answer, only
+the first EXCERPT_BYTES are kept, enough to tell what went wrong and too few to carry off
+what a service answers.
 """
 
+import codecs
 import hashlib
 import hmac
 import json
@@ -25,15 +33,17 @@ from pydantic import (
     Field,
     HttpUrl,
     JsonValue,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from service import netguard
 from service.errors import PermanentError
-from service.registry import current_job, current_settings, job_type
+from service.registry import current_job, current_settings, enqueueing, job_type
 
 RETRYABLE_STATUS = frozenset({408, 429})
-EXCERPT_CHARS = 500
+EXCERPT_BYTES = 512  # of a response body, kept in the job's result or error
 USER_AGENT = "warren-webhooks"
 SIGNATURE_HEADER = "Warren-Signature"
 JOB_ID_HEADER = "Warren-Job-Id"
@@ -63,6 +73,22 @@ class WebhookDelivery(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     body: JsonValue = None
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        """At enqueue, refuse what needs no DNS lookup: credentials in the URL, a literal
+        forbidden address (every spelling of one is normalized by the URL parser). A worker
+        re-validating the payload skips this; its connection is checked, see `netguard`."""
+        if (context := enqueueing(info)) is None:
+            return url
+        if url.username or url.password:
+            raise ValueError("credentials in the URL (user:password@) are not allowed")
+        if netguard.literal_address(url.host or "") is not None:
+            guard = netguard.NetworkGuard.from_settings(context.current_settings())
+            if (refusal := guard.url_refusal(str(url))) is not None:
+                raise ValueError(refusal)
+        return url
 
     @field_validator("headers")
     @classmethod
@@ -126,18 +152,23 @@ def _job_id() -> str | None:
 
 
 def _excerpt(response: httpx.Response) -> str:
-    """The start of the response text, reading no more of a huge body than needed."""
-    data = b""
+    """The first EXCERPT_BYTES of the body as text, reading no more of a huge body than
+    needed. Bounded in bytes, not characters, so that what is kept stays small whatever the
+    encoding; a character cut in two at the end is left out."""
+    data = bytearray()
     for chunk in response.iter_bytes():
-        data += chunk
-        if len(data) >= EXCERPT_CHARS * 4:
+        data += chunk[: EXCERPT_BYTES - len(data)]
+        if len(data) >= EXCERPT_BYTES:
             break
-    return data.decode(response.encoding or "utf-8", errors="replace")[:EXCERPT_CHARS]
+    decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+    return decoder.decode(bytes(data), final=False)
 
 
 @job_type("webhook-delivery", payload=WebhookDelivery, max_attempts=8, timeout_seconds=360)
 def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
-    """Send the request; return `{"statusCode", "response"}` for a 2xx answer."""
+    """Send the request; return `{"statusCode", "response"}` for a 2xx answer. Raises
+    `netguard.ForbiddenAddress` (permanent) for a target Warren may not connect to."""
+    settings = current_settings()
     url = str(payload.url)
     content = b""
     headers = {"User-Agent": USER_AGENT}
@@ -147,12 +178,14 @@ def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
     headers.update(payload.headers)  # the caller may pick its own Content-Type or User-Agent
     if (job_id := _job_id()) is not None:
         headers[JOB_ID_HEADER] = job_id
-    if secret := current_settings().webhook_secret:
+    if secret := settings.webhook_secret:
         headers[SIGNATURE_HEADER] = sign(secret, content)
 
     try:
         with (
-            httpx.Client(timeout=payload.timeout_seconds, follow_redirects=False) as client,
+            netguard.client(
+                settings, timeout=payload.timeout_seconds, follow_redirects=False
+            ) as client,
             client.stream(payload.method, url, content=content, headers=headers) as response,
         ):
             status, excerpt = response.status_code, _excerpt(response)

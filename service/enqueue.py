@@ -17,8 +17,8 @@ from pydantic.alias_generators import to_camel
 
 from service.errors import UnknownJobType, ValidationFailed
 from service.models import JobStatus
-from service.registry import Registry
-from service.settings import RetryStrategy
+from service.registry import Enqueueing, Registry
+from service.settings import RetryStrategy, Settings
 
 PRIORITY_NAMES = {"high": 10, "normal": 5, "low": 1}
 MAX_DELAY_SECONDS = 10 * 366 * 86400
@@ -106,17 +106,23 @@ def parse(body: Any, prefix: str = "") -> EnqueueRequest:
 
 
 def build_row(
-    request: EnqueueRequest, registry: Registry, prefix: str = "", now: datetime | None = None
+    request: EnqueueRequest,
+    registry: Registry,
+    prefix: str = "",
+    now: datetime | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """The `jobs` row for a validated request: type known, payload valid, defaults applied.
-    Raises `UnknownJobType` or `ValidationFailed`, each with details naming the field."""
+    Raises `UnknownJobType` or `ValidationFailed`, each with details naming the field.
+    `settings` are the enqueuing side's, read by the payload's enqueue-time checks (a
+    webhook's literal address against `allowed_networks`); without them, the environment's."""
     try:
         job = registry.get(request.type)
     except UnknownJobType as exc:
         field = ".".join(p for p in (prefix, "type") if p)
         raise UnknownJobType(exc.message, [{"field": field, "message": exc.message}]) from None
     try:
-        payload = job.validate(request.payload)
+        payload = job.validate(request.payload, context=Enqueueing(settings))
     except ValidationError as exc:
         field = ".".join(p for p in (prefix, "payload") if p)
         raise ValidationFailed("invalid payload", field_errors(exc, field)) from None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dramatiq
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo
 
 from service.errors import PermanentError, UnknownJobType
 from service.retries import RetryPolicy
@@ -36,8 +36,28 @@ class JobType:
     retry: RetryPolicy | None = None
     permanent: tuple[type[BaseException], ...] = field(default=())
 
-    def validate(self, payload: Any) -> BaseModel:
-        return self.payload.model_validate(payload)
+    def validate(self, payload: Any, context: Any = None) -> BaseModel:
+        """The payload model; `context` is pydantic's (an `Enqueueing` when enqueueing)."""
+        return self.payload.model_validate(payload, context=context)
+
+
+@dataclass(frozen=True)
+class Enqueueing:
+    """The validation context of a payload being enqueued (see `enqueueing`). Validators use
+    it for checks that belong to the enqueuing side only, such as refusing a webhook to a
+    literal internal address with a 422: a worker re-validating the payload does not pass it,
+    and lets the handler refuse with its own, clearer error. `settings` are the enqueuing
+    process's; without them, `current_settings()`."""
+
+    settings: Settings | None = None
+
+    def current_settings(self) -> Settings:
+        return self.settings if self.settings is not None else current_settings()
+
+
+def enqueueing(info: ValidationInfo) -> Enqueueing | None:
+    """In a pydantic validator: the `Enqueueing` context if the payload is being enqueued."""
+    return info.context if isinstance(info.context, Enqueueing) else None
 
 
 class Registry:

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, IPvAnyNetwork, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RetryStrategy = Literal["exponential", "linear", "fixed"]
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # Where `warren run`'s development mail catcher keeps what it caught (`warren mail`).
     dev_mail_dir: str = ".warren/mail"
     webhook_secret: str | None = None
+    # Networks that URL-taking job types may reach though not public (see service.netguard).
+    allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = []
 
     job_modules: Annotated[list[str], NoDecode] = ["actors"]
     worker_processes: int = 2
@@ -48,7 +50,7 @@ class Settings(BaseSettings):
     retry_max_seconds: float = 3600.0
     retry_jitter: float = 0.1
 
-    @field_validator("api_tokens", "job_modules", mode="before")
+    @field_validator("api_tokens", "job_modules", "allowed_networks", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

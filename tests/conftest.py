@@ -28,6 +28,8 @@ from service.settings import Settings
 from tests.jobtypes import RUNS_DDL
 
 RUN_ID = uuid.uuid4().hex[:10]
+#: What URL-taking job types may reach in tests (service.netguard): 127.0.0.1, not 127.0.0.2.
+TEST_ALLOWED_NETWORK = "127.0.0.1/32"
 
 
 def test_settings(**overrides) -> Settings:
@@ -48,6 +50,7 @@ def test_settings(**overrides) -> Settings:
         "retry_max_seconds": 2.0,
         "retry_jitter": 0.0,
         "smtp_url": "smtp://127.0.0.1:1",
+        "allowed_networks": [TEST_ALLOWED_NETWORK],  # the tests' local servers, nothing more
     }
     values.update(overrides)
     return Settings(**values)

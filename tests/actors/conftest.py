@@ -14,15 +14,18 @@ from aiosmtpd.controller import Controller
 
 from service.registry import RunningJob, set_current
 from service.settings import Settings
+from tests.conftest import TEST_ALLOWED_NETWORK
 
 SLOW_SECONDS = 10.0  # how long /slow holds its answer: far beyond any timeout the tests use
 
 
 @pytest.fixture(autouse=True)
 def _no_warren_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Outside a job, handlers read settings from the environment: start every test clean."""
+    """Outside a job, handlers read settings from the environment: start every test clean,
+    allowed to reach the local servers on 127.0.0.1 as the test settings are."""
     monkeypatch.delenv("WARREN_WEBHOOK_SECRET", raising=False)
     monkeypatch.delenv("WARREN_SMTP_URL", raising=False)
+    monkeypatch.setenv("WARREN_ALLOWED_NETWORKS", TEST_ALLOWED_NETWORK)
 
 
 def free_port() -> int:
@@ -72,6 +75,10 @@ class WebhookReceiver:
 ANSWERS: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/ok": (200, {"Content-Type": "application/json"}, json.dumps({"received": True}).encode()),
     "/long": (200, {"Content-Type": "text/plain"}, b"x" * 2000),
+    "/long-utf8": (200, {"Content-Type": "text/plain; charset=utf-8"}, "€".encode() * 2000),
+    "/long-error": (500, {}, b"e" * 5000),
+    # What an internal service would hand out (RabbitMQ's admin API in issue #10).
+    "/secret": (200, {"Content-Type": "application/json"}, b'{"secret": "SECRET-ADMIN-DATA"}'),
     "/boom": (500, {}, b"database down"),
     "/missing": (404, {}, b"no such hook"),
     "/throttle": (429, {"Retry-After": "30"}, b"slow down"),

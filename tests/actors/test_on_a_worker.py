@@ -4,7 +4,10 @@ servers: what a user sees in the job row."""
 import json
 import os
 
+import pytest
+
 from actors.webhook_delivery import verify_signature
+from service.errors import ValidationFailed
 from tests.helpers import wait_for
 
 FAST_RETRY = {"strategy": "fixed", "baseSeconds": 0.1}
@@ -93,3 +96,51 @@ def test_an_email_to_an_unreachable_server_is_retried(warren, start_worker, clos
     assert job.status == "failed"
     assert job.attempts == 2
     assert job.error["retryable"] is True
+
+
+def test_a_webhook_to_a_forbidden_target_fails_at_once_keeping_nothing_of_it(
+    warren, start_worker, dispatcher, webhook_server
+):
+    """Issue #10: a webhook pointed at an internal service must not bring back its answer.
+    The enqueuing side allows 127.0.0.1 (the environment of these tests); the worker does
+    not, as a deployment's worker would refuse RabbitMQ's admin API on its own machine."""
+    start_worker(allowed_networks=[])
+    dispatcher()  # drains dead letters into /dlq
+    job_id = warren.enqueue(
+        "webhook-delivery",
+        {"url": webhook_server.url("/secret"), "method": "GET"},
+        retry=FAST_RETRY,
+    ).id
+
+    job = final(warren, job_id)
+    letter = wait_for(
+        lambda: [d for d in warren.dlq.list() if d.job_id == job_id], what="the dead letter"
+    )[0]
+
+    assert job.status == "failed"
+    assert job.attempts == 1
+    assert job.error["type"] == "ForbiddenAddress"
+    assert job.error["retryable"] is False
+    assert job.error["message"].startswith("127.0.0.1 is a loopback address: refused")
+    assert job.result is None
+    assert webhook_server.requests == []
+    kept = [job.model_dump_json(), letter.model_dump_json()]
+    kept += [attempt.model_dump_json() for attempt in warren.attempts(job_id)]
+    assert not [text for text in kept if "SECRET" in text]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.2:15672/api/overview",
+        "http://2130706434/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://guest:guest@hooks.example.com/in",
+    ],
+)
+def test_a_webhook_to_a_forbidden_url_is_refused_at_enqueue(warren, url):
+    with pytest.raises(ValidationFailed) as caught:
+        warren.enqueue("webhook-delivery", {"url": url})
+
+    assert [detail["field"] for detail in caught.value.details] == ["payload.url"]
+    assert warren.list({"type": "webhook-delivery"}).jobs == []

@@ -2,6 +2,7 @@
 
 import json
 import time
+from ipaddress import ip_address
 from typing import Any
 
 import pytest
@@ -14,13 +15,42 @@ from actors.webhook_delivery import (
     sign,
     verify_signature,
 )
+from service import netguard
 from service.errors import PermanentError
-from service.registry import registry
+from service.netguard import ForbiddenAddress, ForbiddenURL
+from service.registry import Enqueueing, registry
 from service.settings import Settings
+from tests.conftest import TEST_ALLOWED_NETWORK
 
 
 def deliver(**fields: Any) -> dict[str, Any]:
     return deliver_webhook(WebhookDelivery.model_validate(fields))
+
+
+def enqueue_errors(url: str, settings: Settings | None = None) -> list[str]:
+    """The messages refusing `url` when the payload is validated for enqueue ([] if valid)."""
+    context = Enqueueing(settings or Settings(allowed_networks=[TEST_ALLOWED_NETWORK]))
+    try:
+        WebhookDelivery.model_validate({"url": url}, context=context)
+    except ValidationError as exc:
+        assert {error["loc"] for error in exc.errors()} == {("url",)}
+        return [error["msg"] for error in exc.errors()]
+    return []
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Stands in for DNS: names put in the returned dict resolve to the addresses given."""
+    answers: dict[str, list[str]] = {}
+    real = netguard.resolve
+
+    def resolve(host: str, port: int) -> list[Any]:
+        if host in answers:
+            return [ip_address(address) for address in answers[host]]
+        return real(host, port)
+
+    monkeypatch.setattr(netguard, "resolve", resolve)
+    return answers
 
 
 def test_registered_as_a_job_type() -> None:
@@ -43,9 +73,24 @@ def test_2xx_returns_status_and_response_and_the_server_gets_the_request(webhook
     assert "Warren-Signature" not in request.headers  # no secret configured
 
 
-def test_response_excerpt_is_cut_at_500_characters(webhook_server) -> None:
+def test_response_excerpt_is_at_most_512_bytes_of_the_body(webhook_server) -> None:
     result = deliver(url=webhook_server.url("/long"), body={})
-    assert result == {"statusCode": 200, "response": "x" * 500}
+    assert result == {"statusCode": 200, "response": "x" * 512}
+
+
+def test_the_excerpt_is_bounded_in_bytes_and_never_ends_in_half_a_character(
+    webhook_server,
+) -> None:
+    excerpt = deliver(url=webhook_server.url("/long-utf8"))["response"]
+    assert excerpt == "€" * 170  # 3 bytes each: 510 bytes, the 171st would be cut
+    assert len(excerpt.encode()) <= 512
+
+
+def test_an_error_keeps_the_same_bounded_excerpt(webhook_server) -> None:
+    url = webhook_server.url("/long-error")
+    with pytest.raises(WebhookFailed) as caught:
+        deliver(url=url)
+    assert str(caught.value) == f"HTTP 500 from {url}: " + "e" * 512
 
 
 def test_without_a_body_nothing_is_sent_and_no_content_type(webhook_server) -> None:
@@ -177,3 +222,139 @@ def test_invalid_payloads_are_rejected_naming_the_field(fields, field) -> None:
     with pytest.raises(ValidationError) as caught:
         WebhookDelivery.model_validate(fields)
     assert field in {error["loc"][0] for error in caught.value.errors()}
+
+
+# -- the network guard (issue #10: SSRF with exfiltration) -----------------------------------
+# The tests allow 127.0.0.1/32, where the receiver listens; 127.0.0.2 is as refused as any
+# internal address, and nothing listens there, so a guard that failed to refuse would show as
+# a connection error rather than a refusal.
+
+SPELLINGS_OF_127_0_0_2 = ["127.0.0.2", "2130706434", "0x7f000002", "127.2", "0177.0.0.2"]
+
+
+@pytest.mark.parametrize("host", [*SPELLINGS_OF_127_0_0_2, "[::ffff:127.0.0.2]", "[::1]"])
+def test_a_forbidden_address_is_refused_before_connecting_in_every_spelling(
+    webhook_server, host
+) -> None:
+    port = webhook_server.url("").rsplit(":", 1)[1]
+
+    with pytest.raises(ForbiddenAddress, match="a loopback address: refused") as caught:
+        deliver(url=f"http://{host}:{port}/secret", method="GET")
+
+    assert isinstance(caught.value, PermanentError)  # never retried
+    assert webhook_server.requests == []
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0x7f000001", "127.1", "0177.0.0.1", "localhost"])
+def test_the_allowed_network_is_reached_in_every_spelling(webhook_server, host) -> None:
+    port = webhook_server.url("").rsplit(":", 1)[1]
+    assert deliver(url=f"http://{host}:{port}/ok")["statusCode"] == 200
+
+
+def test_without_the_allowed_network_even_127_0_0_1_is_refused(webhook_server, monkeypatch):
+    monkeypatch.delenv("WARREN_ALLOWED_NETWORKS")
+    with pytest.raises(ForbiddenAddress, match=r"^127\.0\.0\.1 is a loopback address"):
+        deliver(url=webhook_server.url("/secret"), method="GET")
+    assert webhook_server.requests == []
+
+
+def test_the_running_workers_allowed_networks_apply(webhook_server, running_job) -> None:
+    running_job(settings=Settings(allowed_networks=[]))  # the environment allows 127.0.0.1
+    with pytest.raises(ForbiddenAddress):
+        deliver(url=webhook_server.url("/ok"))
+    assert webhook_server.requests == []
+
+
+def test_a_host_name_resolving_to_a_forbidden_address_is_refused_at_connect(
+    webhook_server, dns
+) -> None:
+    port = webhook_server.url("").rsplit(":", 1)[1]
+    dns["internal.test"] = ["127.0.0.2"]
+    dns["mixed.test"] = ["127.0.0.1", "::1"]  # one refused address refuses the name
+
+    for name, address in (("internal.test", "127.0.0.2"), ("mixed.test", "::1")):
+        with pytest.raises(ForbiddenAddress, match=rf"^{name} \({address}\) is a loopback"):
+            deliver(url=f"http://{name}:{port}/ok")
+    assert webhook_server.requests == []
+
+
+def test_the_checked_address_is_the_one_connected_to_and_the_host_name_is_kept(
+    webhook_server, dns, monkeypatch
+) -> None:
+    """A name whose DNS answers an allowed address first and an internal one next (DNS
+    rebinding) is looked up once: the connection goes to the address that was checked."""
+    port = webhook_server.url("").rsplit(":", 1)[1]
+    answers = iter([["127.0.0.1"], ["127.0.0.2"]])
+    lookups = []
+    real = netguard.resolve
+
+    def rebinding(host: str, port: int) -> list[Any]:
+        if host != "rebind.test":
+            return real(host, port)
+        lookups.append(host)
+        return [ip_address(address) for address in next(answers)]
+
+    monkeypatch.setattr(netguard, "resolve", rebinding)
+
+    assert deliver(url=f"http://rebind.test:{port}/ok")["statusCode"] == 200
+
+    assert lookups == ["rebind.test"]
+    [request] = webhook_server.requests
+    assert request.headers["Host"] == f"rebind.test:{port}"
+
+
+def test_credentials_in_the_url_are_refused_without_sending_them(webhook_server) -> None:
+    url = webhook_server.url("/ok").replace("http://", "http://guest:hunter2@")
+
+    with pytest.raises(ForbiddenURL, match="carries credentials") as caught:
+        deliver(url=url)
+
+    assert "hunter2" not in str(caught.value)
+    assert webhook_server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        *[(f"http://{host}:15672/api/overview", "loopback") for host in SPELLINGS_OF_127_0_0_2],
+        ("http://localhost.:8000/", None),  # a name: checked when connecting
+        ("http://[::1]:8000/jobs", "loopback"),
+        ("http://[::ffff:7f00:2]/", "IPv6 form of 127.0.0.2"),
+        ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+        ("http://[fd00:ec2::254]/latest/meta-data/", "cloud metadata"),
+        ("http://10.0.0.8/", "private"),
+        ("http://192.168.1.1/", "private"),
+        ("http://100.64.0.1/", "carrier-grade NAT"),
+        ("http://0.0.0.0:5432/", "unspecified"),
+        ("http://224.0.0.1/", "multicast"),
+        ("http://240.0.0.1/", "reserved"),
+        ("http://127.0.0.1:8000/", None),  # the test setting allows it
+        ("https://hooks.example.com/in", None),
+        ("http://93.184.215.14/", None),
+    ],
+)
+def test_at_enqueue_a_literal_forbidden_address_is_refused(url, reason) -> None:
+    errors = enqueue_errors(url)
+    if reason is None:
+        assert errors == []
+    else:
+        [message] = errors
+        assert reason in message
+
+
+def test_at_enqueue_credentials_in_the_url_are_refused() -> None:
+    [message] = enqueue_errors("https://guest:guest@hooks.example.com/in")
+    assert "credentials" in message
+    assert "guest" not in message
+
+
+def test_at_enqueue_the_enqueuing_sides_allowed_networks_apply() -> None:
+    assert enqueue_errors("http://10.1.2.3/", Settings(allowed_networks="10.1.2.0/24")) == []
+    assert enqueue_errors("http://10.1.3.3/", Settings(allowed_networks="10.1.2.0/24"))
+
+
+def test_a_worker_revalidating_the_payload_leaves_the_refusal_to_the_connection() -> None:
+    """Without the enqueue context the payload stays valid, so the job fails with the
+    handler's `ForbiddenAddress` rather than "payload no longer valid" quoting the URL."""
+    model = WebhookDelivery.model_validate({"url": "http://u:p@127.0.0.2/"})
+    assert model.url.host == "127.0.0.2"

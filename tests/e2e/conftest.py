@@ -28,6 +28,7 @@ PASSED_SETTINGS = (
     "retry_max_seconds",
     "retry_jitter",
     "smtp_url",
+    "allowed_networks",
 )
 
 
@@ -41,7 +42,9 @@ def cli_env(settings: Settings) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("WARREN_")}
     for name in PASSED_SETTINGS:
         value = getattr(settings, name)
-        env[f"WARREN_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+        env[f"WARREN_{name.upper()}"] = (
+            ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        )
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

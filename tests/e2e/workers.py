@@ -30,6 +30,7 @@ def worker_env(settings: Settings, threads: int, **overrides: str) -> dict[str, 
             "WARREN_BROKER_URL": settings.broker_url,
             "WARREN_QUEUE_PREFIX": settings.queue_prefix,
             "WARREN_JOB_MODULES": "actors,tests.jobtypes",
+            "WARREN_ALLOWED_NETWORKS": ",".join(map(str, settings.allowed_networks)),
             "WARREN_LEASE_SECONDS": "3",
             "dramatiq_queue_prefetch": str(threads),  # as `warren worker` sets it
             "PYTHONUNBUFFERED": "1",
