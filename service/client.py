@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pika
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -27,12 +26,10 @@ from service import counts, db, deadletters, jobs, queries
 from service.broker import (
     Dispatch,
     Publisher,
-    PublishErrors,
     build_broker,
     dispatch_of,
-    pika_parameters,
-    queue_names,
 )
+from service.brokerview import BrokerView
 from service.enqueue import EnqueueRequest, build_row, parse
 from service.errors import NotFound, UnknownJobType, ValidationFailed
 from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus
@@ -77,6 +74,7 @@ class Warren:
         self.publisher = publisher or Publisher(build_broker(settings), settings)
         self.relay = Relay(self.engine, self.publisher) if publish_in_background else None
         self.dlq = DeadLetters(self)
+        self.broker_view = BrokerView(settings)
 
     @classmethod
     def connect(cls, settings: Settings | None = None) -> Warren:
@@ -85,6 +83,7 @@ class Warren:
     def close(self) -> None:
         if self.relay is not None:
             self.relay.close()
+        self.broker_view.close()
         self.publisher.close()
         self.engine.dispose()
 
@@ -129,7 +128,7 @@ class Warren:
             prefix = f"jobs[{index}]" if batch else ""
             try:
                 request = body if isinstance(body, EnqueueRequest) else parse(body, prefix)
-                rows.append(build_row(request, self.registry, prefix, now))
+                rows.append(build_row(request, self.registry, prefix, now, self.settings))
             except (ValidationFailed, UnknownJobType) as exc:
                 refused.append(exc)
         if refused:
@@ -242,27 +241,11 @@ class Warren:
     def queue_depths(self) -> dict[str, dict[str, int]]:
         """Messages ready and consumers per tier queue, as RabbitMQ reports them; empty when
         RabbitMQ is unreachable."""
-        depths: dict[str, dict[str, int]] = {}
-        try:
-            connection = pika.BlockingConnection(pika_parameters(self.settings))
-        except PublishErrors:
-            return depths
-        try:
-            channel = connection.channel()
-            for name in queue_names(self.settings):
-                for queue in (name, f"{name}.DQ", f"{name}.XQ"):
-                    try:
-                        ok = channel.queue_declare(queue, passive=True).method
-                    except pika.exceptions.ChannelClosedByBroker:
-                        channel = connection.channel()
-                        continue
-                    depths[queue] = {"messages": ok.message_count, "consumers": ok.consumer_count}
-        finally:
-            connection.close()
-        return depths
+        return self.broker_view.depths()
 
     def health(self) -> dict[str, str]:
-        """`{"database": "ok" | reason, "broker": "ok" | reason}`."""
+        """`{"database": "ok" | reason, "broker": "ok" | reason}`. The broker's answer is
+        at most a second old (see `service.brokerview`)."""
         checks = {}
         try:
             with self.engine.connect() as conn:
@@ -270,11 +253,7 @@ class Warren:
             checks["database"] = "ok"
         except sa.exc.SQLAlchemyError as exc:
             checks["database"] = f"unreachable: {exc.__class__.__name__}"
-        try:
-            pika.BlockingConnection(pika_parameters(self.settings)).close()
-            checks["broker"] = "ok"
-        except PublishErrors as exc:
-            checks["broker"] = f"unreachable: {exc.__class__.__name__}"
+        checks["broker"] = self.broker_view.health()
         return checks
 
     # -- steer --------------------------------------------------------------------------------
