@@ -2,6 +2,9 @@
 started as a user starts them and driven over real HTTP."""
 
 import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -73,3 +76,58 @@ def test_bad_requests_get_the_contract_error_shape_over_http(api):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_request"
     assert api.get("/nowhere").json()["error"]["code"] == "not_found"
+
+
+@pytest.fixture
+def failing_endpoint() -> Iterator[tuple[str, list[str]]]:
+    """A webhook receiver on 127.0.0.1 that answers every delivery with 500: its URL, and
+    the `Warren-Job-Id` of each delivery it saw."""
+    deliveries: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            deliveries.append(self.headers.get("Warren-Job-Id", ""))
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", deliveries
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_retry_right_after_a_failure_gets_all_its_fresh_attempts(api, spawn, failing_endpoint):
+    """Issue #9's first report, as a user met it: the failed job's old message is still in
+    `.XQ` when the retry starts its new life, and the scheduler drains it moments later."""
+    url, deliveries = failing_endpoint
+    spawn("worker", "--processes", "1", "--threads", "2")
+    spawn("scheduler")
+    body = {
+        "type": "webhook-delivery",
+        "payload": {"url": url, "body": {"event": "paid"}},
+        "maxAttempts": 2,
+        "retry": {"strategy": "fixed", "baseSeconds": 0.1},
+    }
+    job_id = api.post("/jobs", json=body).json()["jobId"]
+
+    def job() -> dict:
+        return api.get(f"/jobs/{job_id}").json()["job"]
+
+    wait_for(lambda: job()["status"] == "failed", timeout=30, what="the first life to fail")
+    assert api.post(f"/jobs/{job_id}/retry").status_code == 202
+
+    wait_for(lambda: len(deliveries) == 4, timeout=30, what="two fresh deliveries")
+    ended = wait_for(lambda: (j := job())["status"] == "failed" and j, timeout=30)
+    assert (ended["attempts"], ended["life"]) == (2, 2)
+    letters = wait_for(lambda: api.get("/dlq").json()["messages"], timeout=30, what="the DLQ")
+    assert [letter["jobId"] for letter in letters] == [job_id]
+    assert deliveries == [job_id] * 4
