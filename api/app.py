@@ -9,6 +9,7 @@ from api.auth import BearerTokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.health import Health
 from api.jobs import Attempts, Batch, Job, Jobs, Retry
+from api.requests import StorableQuery
 from api.stats import Stats
 from service.client import Warren
 from service.settings import Settings
@@ -18,7 +19,7 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     """Build the API on `warren` (or a client made from `settings`, or the environment)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
     warren = warren or Warren(settings or Settings(), publish_in_background=True)
-    app = falcon.App(middleware=[BearerTokens(warren.settings.api_tokens)])
+    app = falcon.App(middleware=[BearerTokens(warren.settings.api_tokens), StorableQuery()])
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)

@@ -2,13 +2,10 @@
 
 import falcon
 
-from api.requests import read_json
+from api.requests import query_params, read_json
 from service.client import Warren
-from service.errors import BadRequest
-from service.queries import MAX_LIMIT
+from service.deadletters import DeadLetterQuery
 from service.views import dead_letter_group_json, dead_letter_json
-
-FILTERS = ("type", "queue", "fingerprint", "limit", "before")
 
 
 class DeadLetters:
@@ -17,23 +14,13 @@ class DeadLetters:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Dead letters, newest first. Page on with `before=<nextBefore>`."""
-        unknown = set(req.params) - set(FILTERS)
-        if unknown:
-            raise BadRequest(f"unknown filter {sorted(unknown)[0]!r}; known: {', '.join(FILTERS)}")
-        limit = req.get_param_as_int("limit", min_value=1, max_value=MAX_LIMIT, default=50)
-        before = req.get_param_as_int("before", min_value=1)
-        letters = self.warren.dlq.list(
-            type=req.get_param("type"),
-            queue=req.get_param("queue"),
-            fingerprint=req.get_param("fingerprint"),
-            limit=limit,
-            before=before,
-        )
+        query = DeadLetterQuery.parse(query_params(req))
+        letters = self.warren.dlq.list(**query.model_dump())
         resp.media = {
             "success": True,
             "count": len(letters),
             "messages": [dead_letter_json(letter) for letter in letters],
-            "nextBefore": letters[-1].id if len(letters) == limit else None,
+            "nextBefore": letters[-1].id if len(letters) == query.limit else None,
         }
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:

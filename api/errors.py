@@ -14,6 +14,7 @@ STATUS = {
     errors.BadRequest: falcon.HTTP_400,
     errors.ValidationFailed: falcon.HTTP_422,
     errors.PayloadTooLarge: falcon.HTTP_413,
+    errors.UnsupportedMediaType: falcon.HTTP_415,
     errors.NotFound: falcon.HTTP_404,
     errors.Conflict: falcon.HTTP_409,
     errors.Unauthorized: falcon.HTTP_401,
@@ -27,7 +28,7 @@ FALCON_CODES = {
     405: "bad_request",
     409: "conflict",
     413: "payload_too_large",
-    415: "bad_request",
+    415: "unsupported_media_type",
     503: "unavailable",
 }
 

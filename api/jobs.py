@@ -4,9 +4,9 @@ import uuid
 
 import falcon
 
-from api.requests import read_json
+from api.requests import query_params, read_json
 from service.client import Warren
-from service.errors import BadRequest, ValidationFailed
+from service.errors import ValidationFailed
 from service.views import attempt_json, job_json
 
 
@@ -29,8 +29,7 @@ class Jobs:
         }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = {name: _single(name, value) for name, value in req.params.items()}
-        page = self.warren.list(params)
+        page = self.warren.list(query_params(req))
         resp.media = {
             "success": True,
             "count": len(page.jobs),
@@ -87,9 +86,3 @@ class Retry:
         self.warren.retry(job_id)
         resp.status = falcon.HTTP_202
         resp.media = {"success": True, "message": "Job retry queued"}
-
-
-def _single(name: str, value: str | list[str]) -> str:
-    if isinstance(value, list):
-        raise BadRequest(f"filter {name!r} given more than once")
-    return value

@@ -1,25 +1,98 @@
-"""Reading request bodies: JSON only, within the size limit."""
+"""Reading requests: JSON bodies declared as JSON and within the size limit, and query strings
+that are text PostgreSQL can store."""
 
 import json
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import falcon
+from gunicorn.http.errors import ParseException
 
-from service.errors import BadRequest, PayloadTooLarge
+from service import storable
+from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+JSON_MEDIA_TYPE = "application/json"
 
 
 def read_json(req: falcon.Request, limit: int) -> Any:
-    """The request's JSON body. Raises `PayloadTooLarge` past `limit` bytes and `BadRequest`
-    for a body that is not JSON."""
+    """The request's JSON body, checked by `service.storable`. Raises `UnsupportedMediaType`
+    unless the body is declared `application/json` (a form or `text/plain` is what a browser
+    may send cross-site without asking), `PayloadTooLarge` past `limit` bytes, `BadRequest`
+    for a body that is not JSON, and `ValidationFailed` naming values that cannot be stored."""
+    _require_json(req)
+    raw = _read_body(req, limit)
+    if not raw:
+        raise BadRequest("request body is empty; expected JSON")
+    value = _parse(raw)
+    storable.check(value)
+    return value
+
+
+def _require_json(req: falcon.Request) -> None:
+    media_type = (req.content_type or "").partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        raise UnsupportedMediaType(
+            f"the body must be JSON, sent with Content-Type: {JSON_MEDIA_TYPE}"
+            f" (got {req.content_type or 'none'})"
+        )
+
+
+def _read_body(req: falcon.Request, limit: int) -> bytes:
+    """Up to `limit + 1` bytes of the body. A chunked body has no Content-Length, so Falcon's
+    `bounded_stream` reads it as empty; the server's own input stream ends where the chunks
+    end (gunicorn decodes them), so it is read instead, still only `limit + 1` bytes of it."""
     too_large = PayloadTooLarge(f"request body is over the {limit} byte limit")
     if req.content_length is not None and req.content_length > limit:
         raise too_large
-    raw = req.bounded_stream.read(limit + 1)
+    chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
+    stream = req.stream if chunked and req.content_length is None else req.bounded_stream
+    try:
+        raw = stream.read(limit + 1)
+    except ParseException as exc:
+        raise BadRequest(f"the request body is malformed: {exc}") from None
     if len(raw) > limit:
         raise too_large
-    if not raw:
-        raise BadRequest("request body is empty; expected JSON")
+    return raw
+
+
+def _parse(raw: bytes) -> Any:
+    """Strict JSON: `NaN` and `Infinity` are not JSON (RFC 8259) and are refused, as is nesting
+    too deep for Python's parser."""
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise BadRequest(f"the JSON nests deeper than {storable.MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def query_params(req: falcon.Request) -> dict[str, str]:
+    """The query string's parameters; one given twice is a `BadRequest`, not a list."""
+    params = {}
+    for name, value in req.params.items():
+        if isinstance(value, list):
+            raise BadRequest(f"filter {name!r} given more than once")
+        params[name] = value
+    return params
+
+
+class StorableQuery:
+    """Middleware: a query string must be UTF-8 text without NUL characters. Falcon replaces
+    bytes that are not UTF-8 with U+FFFD, so a filter would silently match something else, and
+    passes NUL on to PostgreSQL, which refuses it with an error."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if not req.query_string:
+            return
+        try:
+            unquote_to_bytes(req.query_string).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the query string is not UTF-8 text") from None
+        for name, values in req.params.items():
+            for text in (name, *(values if isinstance(values, list) else [values])):
+                if problem := storable.text_problem(text):
+                    raise BadRequest(f"query parameter {name!r} {problem}")

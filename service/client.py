@@ -316,7 +316,7 @@ class DeadLetters:
 def _selection(value: deadletters.Selection | Mapping[str, Any]) -> deadletters.Selection:
     if isinstance(value, deadletters.Selection):
         return value
-    return deadletters.Selection.parse(dict(value))
+    return deadletters.Selection.parse(dict(value) if isinstance(value, Mapping) else value)
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

@@ -15,9 +15,10 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pika
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from dramatiq import Message
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import DecodeError
 from pika.adapters.blocking_connection import BlockingChannel
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
@@ -39,7 +41,9 @@ from service.broker import (
 )
 from service.errors import BadRequest, NotFound
 from service.models import DeadLetter, Job, JobStatus
+from service.queries import DEFAULT_LIMIT, MAX_LIMIT, query_error
 from service.settings import Settings
+from service.strict import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +255,37 @@ def _plain(value: Any) -> Any:
 # -- inspecting --------------------------------------------------------------------------------
 
 
+class ByIds(BaseModel):
+    """`{"jobIds": [...]}`: these jobs' dead letters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_ids: list[uuid.UUID] = Field(alias="jobIds", min_length=1)
+
+
+class ByFingerprint(BaseModel):
+    """`{"fingerprint": "..."}`: every dead letter of one error fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fingerprint: str = Field(min_length=1)
+
+
+class Everything(BaseModel):
+    """`{"all": true}`: every dead letter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all: Literal[True]
+
+
+#: The body of `POST /dlq/replay` and `DELETE /dlq`: what `Selection.parse` validates and
+#: /openapi.json describes.
+SelectionBody = TypeAdapter(ByIds | ByFingerprint | Everything)
+
+_SELECTION_SHAPES = 'expected exactly one of {"jobIds": [...]}, {"fingerprint": ...}, {"all": true}'
+
+
 @dataclass
 class Selection:
     """Which dead letters an operation applies to: ids, a fingerprint, or all."""
@@ -261,24 +296,19 @@ class Selection:
 
     @classmethod
     def parse(cls, body: Any) -> "Selection":
-        """From `{"jobIds": [...]}`, `{"fingerprint": "..."}` or `{"all": true}`."""
-        if not isinstance(body, dict) or len(body) != 1:
-            raise BadRequest(
-                'expected exactly one of {"jobIds": [...]}, {"fingerprint": ...}, {"all": true}'
-            )
-        ((key, value),) = body.items()
-        if key == "all" and value is True:
-            return cls(all=True)
-        if key == "fingerprint" and isinstance(value, str) and value:
-            return cls(fingerprint=value)
-        if key == "jobIds" and isinstance(value, list) and value:
-            try:
-                return cls(job_ids=[uuid.UUID(str(v)) for v in value])
-            except ValueError:
-                raise BadRequest("jobIds must be job ids (UUIDs)") from None
-        raise BadRequest(
-            'expected exactly one of {"jobIds": [...]}, {"fingerprint": ...}, {"all": true}'
-        )
+        """From `{"jobIds": [...]}`, `{"fingerprint": "..."}` or `{"all": true}`; any other
+        JSON value is a `BadRequest`."""
+        try:
+            chosen = SelectionBody.validate_python(body)
+        except ValidationError:
+            if isinstance(body, dict) and set(body) == {"jobIds"}:
+                raise BadRequest("jobIds must be a non-empty list of job ids (UUIDs)") from None
+            raise BadRequest(_SELECTION_SHAPES) from None
+        if isinstance(chosen, ByIds):
+            return cls(job_ids=chosen.job_ids)
+        if isinstance(chosen, ByFingerprint):
+            return cls(fingerprint=chosen.fingerprint)
+        return cls(all=True)
 
     def where(self) -> sa.ColumnElement[bool]:
         if self.job_ids is not None:
@@ -286,6 +316,32 @@ class Selection:
         if self.fingerprint is not None:
             return dead_letters.c.fingerprint == self.fingerprint
         return sa.true()
+
+
+#: The largest id PostgreSQL's `bigint` holds: `before` past it is refused, not sent.
+MAX_ID = 2**63 - 1
+
+Whole = BeforeValidator(whole_number)
+
+
+class DeadLetterQuery(BaseModel):
+    """The query string of `GET /dlq`, validated strictly; /openapi.json describes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = None
+    queue: str | None = None
+    fingerprint: str | None = None
+    limit: Annotated[int, Whole, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    before: Annotated[int, Whole, Field(ge=1, le=MAX_ID)] | None = None
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> "DeadLetterQuery":
+        """Raises `BadRequest` naming the bad parameter."""
+        try:
+            return cls.model_validate(params)
+        except ValidationError as exc:
+            raise BadRequest(query_error(exc, ", ".join(cls.model_fields))) from None
 
 
 def page(

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -19,6 +19,7 @@ from service.errors import UnknownJobType, ValidationFailed
 from service.models import JobStatus
 from service.registry import Enqueueing, Registry
 from service.settings import RetryStrategy, Settings
+from service.strict import moment
 
 PRIORITY_NAMES = {"high": 10, "normal": 5, "low": 1}
 MAX_DELAY_SECONDS = 10 * 366 * 86400
@@ -40,9 +41,9 @@ class RetryOverride(BaseModel):
     model_config = _camel
 
     strategy: RetryStrategy | None = None
-    base_seconds: float | None = Field(default=None, ge=0, le=86400 * 7)
-    max_seconds: float | None = Field(default=None, ge=0, le=86400 * 7)
-    jitter: float | None = Field(default=None, ge=0, le=1)
+    base_seconds: float | None = Field(default=None, strict=True, ge=0, le=86400 * 7)
+    max_seconds: float | None = Field(default=None, strict=True, ge=0, le=86400 * 7)
+    jitter: float | None = Field(default=None, strict=True, ge=0, le=1)
 
     @model_validator(mode="after")
     def _max_not_below_base(self) -> "RetryOverride":
@@ -61,11 +62,20 @@ class EnqueueRequest(BaseModel):
 
     type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any]
-    priority: Annotated[int, BeforeValidator(_priority), Field(ge=1, le=10)] | None = None
+    priority: (
+        Annotated[
+            int,
+            BeforeValidator(
+                _priority, json_schema_input_type=int | Literal["high", "normal", "low"]
+            ),
+            Field(ge=1, le=10),
+        ]
+        | None
+    ) = None
     max_attempts: Annotated[int, Field(strict=True, ge=1, le=25)] | None = None
     timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] | None = None
-    delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
-    scheduled_at: AwareDatetime | None = None
+    delay_seconds: float | None = Field(default=None, strict=True, ge=0, le=MAX_DELAY_SECONDS)
+    scheduled_at: Annotated[AwareDatetime, BeforeValidator(moment)] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
     retry: RetryOverride | None = None
 

@@ -34,6 +34,12 @@ class PayloadTooLarge(WarrenError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(WarrenError):
+    """A request body that does not say it is JSON (`Content-Type: application/json`)."""
+
+    code = "unsupported_media_type"
+
+
 class NotFound(WarrenError):
     code = "not_found"
 

@@ -3,18 +3,32 @@
 import base64
 import contextlib
 import json
+import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.enqueue import PRIORITY_NAMES
 from service.errors import BadRequest, NotFound
 from service.models import STATUSES, Job, JobAttempt
+from service.strict import moment, whole_number
 
 jobs = Job.__table__
 attempts_table = JobAttempt.__table__
@@ -23,6 +37,62 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 FILTERS = ("status", "type", "priority", "createdAfter", "createdBefore")
 PAGING = ("limit", "cursor", "offset")
+
+
+def _status(value: str) -> str:
+    if value not in STATUSES:
+        raise ValueError(f"must be one of {', '.join(STATUSES)}")
+    return value
+
+
+def _priority(value: Any) -> Any:
+    """`high`, `normal`, `low`, or the digits of a number."""
+    if isinstance(value, str) and value in PRIORITY_NAMES:
+        return PRIORITY_NAMES[value]
+    return whole_number(value)
+
+
+def _cursor(value: str) -> str:
+    _decode_cursor(value)
+    return value
+
+
+Whole = BeforeValidator(whole_number)
+Time = Annotated[AwareDatetime, BeforeValidator(moment)]
+
+
+class JobQuery(BaseModel):
+    """The query string of `GET /jobs` (but its `payload.<field>` filters), validated
+    strictly: what `Filters.parse` reads and what /openapi.json describes."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid")
+
+    status: (
+        Annotated[str, AfterValidator(_status), Field(json_schema_extra={"enum": list(STATUSES)})]
+        | None
+    ) = None
+    type: str | None = None
+    priority: (
+        Annotated[
+            int,
+            BeforeValidator(
+                _priority, json_schema_input_type=int | Literal["high", "normal", "low"]
+            ),
+            Field(ge=1, le=10),
+        ]
+        | None
+    ) = None
+    created_after: Time | None = None
+    created_before: Time | None = None
+    limit: Annotated[int, Whole, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
+    offset: Annotated[int, Whole, Field(ge=0, le=10**9)] | None = None
+    cursor: Annotated[str, AfterValidator(_cursor)] | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_page(self) -> "JobQuery":
+        if self.cursor and self.offset is not None:
+            raise ValueError("cursor and offset exclude each other")
+        return self
 
 
 @dataclass
@@ -42,37 +112,27 @@ class Filters:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> "Filters":
         """Filters from query-string parameters. Raises `BadRequest` naming the bad one."""
-        filters = cls()
-        for name, value in params.items():
-            if name.startswith("payload.") and len(name) > len("payload."):
-                filters.payload[name.removeprefix("payload.")] = value
-            elif name == "status":
-                if value not in STATUSES:
-                    raise BadRequest(f"status must be one of {', '.join(STATUSES)}")
-                filters.status = value
-            elif name == "type":
-                filters.type = value
-            elif name == "priority":
-                filters.priority = _priority(value)
-            elif name in ("createdAfter", "createdBefore"):
-                moment = _time(name, value)
-                if name == "createdAfter":
-                    filters.created_after = moment
-                else:
-                    filters.created_before = moment
-            elif name == "limit":
-                filters.limit = _integer(name, value, 1, MAX_LIMIT)
-            elif name == "offset":
-                filters.offset = _integer(name, value, 0, 10**9)
-            elif name == "cursor":
-                _decode_cursor(value)
-                filters.cursor = value
-            else:
-                known = ", ".join((*FILTERS, *PAGING, "payload.<field>"))
-                raise BadRequest(f"unknown filter {name!r}; known: {known}")
-        if filters.cursor and filters.offset is not None:
-            raise BadRequest("cursor and offset exclude each other")
-        return filters
+        payload_names = [n for n in params if n.startswith("payload.") and n != "payload."]
+        payload = {name.removeprefix("payload."): params[name] for name in payload_names}
+        rest = {name: value for name, value in params.items() if name not in payload_names}
+        try:
+            query = JobQuery.model_validate(rest)
+        except ValidationError as exc:
+            known = ", ".join((*FILTERS, *PAGING, "payload.<field>"))
+            raise BadRequest(query_error(exc, known)) from None
+        return cls(payload=payload, **query.model_dump())
+
+
+def query_error(exc: ValidationError, known: str) -> str:
+    """The first of pydantic's errors about a query string as one line naming the parameter
+    as the client spelled it: `status must be one of ...`, `unknown filter 'colour'; known:
+    <known>`. One line, because the CLI prints it as its one line of error."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden":
+        return f"unknown filter {name!r}; known: {known}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{name} {message}" if name else message
 
 
 @dataclass
@@ -141,13 +201,18 @@ def payload_matches(name: str, value: str) -> sa.ColumnElement[bool]:
     Written as JSON containment (`@>`), which the payload's GIN index answers, rather than
     comparing `payload->>name`, which reads every row when nothing matches."""
     candidates: list[object] = [value]
-    with contextlib.suppress(ValueError):
-        parsed = json.loads(value)
-        if isinstance(parsed, bool | int | float):
+    with contextlib.suppress(ValueError, RecursionError):
+        parsed = json.loads(value, parse_constant=_not_a_number)
+        if isinstance(parsed, bool | int) or (isinstance(parsed, float) and math.isfinite(parsed)):
             candidates.append(parsed)
     return sa.or_(
         *(jobs.c.payload.contains({name: shape}) for c in candidates for shape in (c, [c]))
     )
+
+
+def _not_a_number(constant: str) -> object:
+    """`NaN` and `Infinity` read as text: they are not JSON, and `jsonb` cannot hold them."""
+    raise ValueError(constant)
 
 
 def _encode_cursor(job: Job) -> str:
@@ -156,35 +221,13 @@ def _encode_cursor(job: Job) -> str:
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The position a cursor of `_encode_cursor` holds. Anything else, forged or mangled, is
+    a `ValueError`: its parts must be an aware time within UTC's years and a UUID, as text."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, job_id = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (ValueError, TypeError) as exc:
-        raise BadRequest("cursor is not one this API returned") from exc
-
-
-def _priority(value: str) -> int:
-    if value in PRIORITY_NAMES:
-        return PRIORITY_NAMES[value]
-    return _integer("priority", value, 1, 10)
-
-
-def _integer(name: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number") from None
-    if not low <= number <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}")
-    return number
-
-
-def _time(name: str, value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name} must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
-    if moment.tzinfo is None:
-        raise BadRequest(f"{name} must carry a time zone, e.g. a trailing Z")
-    return moment
+        if not isinstance(created, str) or not isinstance(job_id, str):
+            raise TypeError("a cursor holds a time and an id, as text")
+        return moment(created), uuid.UUID(job_id)
+    except (ValueError, TypeError, RecursionError):
+        raise ValueError("is not one this API returned") from None

@@ -1,0 +1,69 @@
+"""JSON values PostgreSQL can store, checked before they reach it.
+
+Python's `json` module accepts what PostgreSQL refuses: a NUL character (`\\u0000`) in a
+string or key (neither `text` nor `jsonb` holds one), a lone UTF-16 surrogate (`"\\ud800"`,
+which cannot be encoded as UTF-8 at all), and numbers past a double (`1e400` reads as
+infinity, which `jsonb` has no spelling for). Each of these used to fail inside the database
+driver, after validation, as a 500. Here they are found first, in one walk over the value, and
+named by their path (`jobs[1].payload.body.deep[0]`) so the caller can fix them.
+
+The walk is iterative and refuses nesting deeper than `MAX_DEPTH`: a 2 KB body of brackets
+would otherwise exhaust Python's stack in whatever recursive code reads it next (pydantic,
+`json.dumps`, PostgreSQL's own parser).
+"""
+
+import math
+import re
+from typing import Any
+
+from service.errors import BadRequest, ValidationFailed
+
+#: How deeply a JSON value may nest: far more than any job payload needs, far less than any
+#: recursive reader of it can take.
+MAX_DEPTH = 64
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(text: str) -> str | None:
+    """Why PostgreSQL cannot store `text`, or None when it can."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
+        return "contains a NUL character (\\u0000)"
+    return "contains a lone UTF-16 surrogate, which is not text"
+
+
+def check(value: Any, prefix: str = "") -> None:
+    """Raise `ValidationFailed` naming every string, key or number in `value` that PostgreSQL
+    cannot store, or `BadRequest` when `value` nests deeper than `MAX_DEPTH`."""
+    details = []
+    for path, problem in _problems(value, prefix):
+        details.append({"field": path or "(body)", "message": problem})
+    if details:
+        raise ValidationFailed("the request holds values that cannot be stored", details)
+
+
+def _problems(value: Any, prefix: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str, int]] = [(value, prefix, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"the JSON nests deeper than {MAX_DEPTH} levels")
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                found.append((path, problem))
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                found.append((path, "is a number beyond the range of a double"))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if problem := text_problem(key):
+                    found.append((path, f"a key {problem}"))
+                    continue
+                stack.append((child, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+    return sorted(found)

@@ -1,0 +1,44 @@
+"""Strict parsing of client-written values, as pydantic `BeforeValidator`s.
+
+Python and pydantic are generous readers: `int()` takes `+5`, `5_0`, ` 5 ` and Arabic-Indic
+digits; pydantic's lax mode reads `"10"` and `true` as numbers and `0` or `"1767225600"` as a
+time. A client that sends those has made a mistake, and guessing what it meant hides the
+mistake, so Warren refuses them: a whole number is ASCII digits, a number is a JSON number, a
+time is ISO 8601 text with a time zone that still is a time once converted to UTC.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+
+def whole_number(value: Any) -> Any:
+    """Text of ASCII digits as an int (query strings); an int stays one (Python callers)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str):
+        if not (value.isascii() and value.isdigit()):
+            raise ValueError("must be a whole number written with the digits 0-9")
+        return int(value)
+    return value
+
+
+def moment(value: Any) -> Any:
+    """ISO 8601 text with a time zone as an aware datetime; a datetime passes (Python callers).
+    Numbers (Unix times, which pydantic would guess at) are refused, as are times that lie
+    outside the years 1-9999 once in UTC (`0001-01-01T00:00:00+14:00`)."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO 8601 time, e.g. 2026-01-31T12:00:00Z") from None
+    else:
+        raise ValueError("must be an ISO 8601 time as text, e.g. 2026-01-31T12:00:00Z")
+    if parsed.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. a trailing Z")
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 1 to 9999 in UTC") from None
+    return parsed
