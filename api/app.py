@@ -4,7 +4,7 @@ import logging
 
 import falcon
 
-from api import errors
+from api import errors, gunicorn_errors
 from api.auth import BearerTokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.health import Health
@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
+    gunicorn_errors.install()
     app.add_route("/jobs", Jobs(warren))
     app.add_route("/jobs/batch", Batch(warren))
     app.add_route("/jobs/{job_id:uuid}", Job(warren))

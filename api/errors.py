@@ -21,9 +21,12 @@ STATUS = {
     errors.Unavailable: falcon.HTTP_503,
 }
 
+#: The code of an error raised as an HTTP status (by Falcon, or by gunicorn: see
+#: api/gunicorn_errors.py) rather than as one of Warren's error types.
 FALCON_CODES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "bad_request",
     409: "conflict",
@@ -31,6 +34,10 @@ FALCON_CODES = {
     415: "unsupported_media_type",
     503: "unavailable",
 }
+
+
+def code_of(status: int) -> str:
+    return FALCON_CODES.get(status, "bad_request" if status < 500 else "internal")
 
 
 def body(code: str, message: str, details: list | None = None) -> dict:
@@ -53,7 +60,7 @@ def warren_error(req: falcon.Request, resp: falcon.Response, exc: errors.WarrenE
 
 def http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params):
     resp.status = exc.status
-    code = FALCON_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal")
+    code = code_of(exc.status_code)
     message = exc.title if not exc.description else f"{exc.title}: {exc.description}"
     resp.media = body(code, message)
     for name, value in (exc.headers or {}).items():
