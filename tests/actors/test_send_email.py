@@ -396,7 +396,9 @@ def assert_refused(response: Any, field: str) -> None:
     assert response.status_code == 422, response.json
     assert response.json["error"]["code"] == "validation_error"
     named = [detail["field"] for detail in response.json["error"]["details"]]
-    assert any(name == field or name.startswith(f"{field}.") for name in named), named
+    assert any(name == field or name.startswith((f"{field}.", f"{field}[")) for name in named), (
+        named
+    )
 
 
 def _with(template: str | list[str], char: str) -> str | list[str]:
