@@ -9,6 +9,7 @@ from api.auth import BearerTokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.health import Health
 from api.jobs import Attempts, Batch, Job, Jobs, Retry
+from api.openapi import OpenApi
 from api.requests import StorableQuery
 from api.stats import Stats
 from service.client import Warren
@@ -34,4 +35,5 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/dlq/replay", Replay(warren))
     app.add_route("/stats", Stats(warren))
     app.add_route("/health", Health(warren))
+    app.add_route("/openapi.json", OpenApi(warren.registry))
     return app

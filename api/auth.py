@@ -1,5 +1,6 @@
 """Bearer-token authentication: when `WARREN_API_TOKENS` is set, every route but `/health`
-requires `Authorization: Bearer <token>`."""
+requires `Authorization: Bearer <token>`. /openapi.json is open too: it describes the API,
+not anyone's jobs."""
 
 import hmac
 
@@ -7,7 +8,7 @@ import falcon
 
 from service.errors import Unauthorized
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/openapi.json"})
 
 
 class BearerTokens:

@@ -332,8 +332,8 @@ class DeadLetterQuery(BaseModel):
     type: str | None = None
     queue: str | None = None
     fingerprint: str | None = None
-    limit: Annotated[int, Whole, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
-    before: Annotated[int, Whole, Field(ge=1, le=MAX_ID)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), Whole] = DEFAULT_LIMIT
+    before: Annotated[int, Field(ge=1, le=MAX_ID), Whole] | None = None
 
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> "DeadLetterQuery":

@@ -22,6 +22,8 @@ from service.settings import RetryStrategy, Settings
 from service.strict import moment
 
 PRIORITY_NAMES = {"high": 10, "normal": 5, "low": 1}
+#: What a priority may be written as, for JSON schemas (/openapi.json).
+PRIORITY_INPUT = Annotated[int, Field(ge=1, le=10)] | Literal["high", "normal", "low"]
 MAX_DELAY_SECONDS = 10 * 366 * 86400
 
 _camel = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -65,10 +67,8 @@ class EnqueueRequest(BaseModel):
     priority: (
         Annotated[
             int,
-            BeforeValidator(
-                _priority, json_schema_input_type=int | Literal["high", "normal", "low"]
-            ),
             Field(ge=1, le=10),
+            BeforeValidator(_priority, json_schema_input_type=PRIORITY_INPUT),
         ]
         | None
     ) = None

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import (
@@ -25,7 +25,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from service.enqueue import PRIORITY_NAMES
+from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES
 from service.errors import BadRequest, NotFound
 from service.models import STATUSES, Job, JobAttempt
 from service.strict import moment, whole_number
@@ -75,17 +75,15 @@ class JobQuery(BaseModel):
     priority: (
         Annotated[
             int,
-            BeforeValidator(
-                _priority, json_schema_input_type=int | Literal["high", "normal", "low"]
-            ),
             Field(ge=1, le=10),
+            BeforeValidator(_priority, json_schema_input_type=PRIORITY_INPUT),
         ]
         | None
     ) = None
     created_after: Time | None = None
     created_before: Time | None = None
-    limit: Annotated[int, Whole, Field(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT
-    offset: Annotated[int, Whole, Field(ge=0, le=10**9)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), Whole] = DEFAULT_LIMIT
+    offset: Annotated[int, Field(ge=0, le=10**9), Whole] | None = None
     cursor: Annotated[str, AfterValidator(_cursor)] | None = None
 
     @model_validator(mode="after")

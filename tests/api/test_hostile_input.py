@@ -18,6 +18,11 @@ def post_raw(client, path: str, raw: str, method: str = "POST", **headers):
     return client.simulate_request(method, path, body=raw.encode(), headers=headers)
 
 
+def webhook(fields: str) -> str:
+    """A webhook-delivery enqueue with `fields` (raw JSON text) in its payload."""
+    return '{"type": "webhook-delivery", "payload": {"url": "' + WEBHOOK + '", ' + fields + "}}"
+
+
 def assert_refused(response, status: int, code: str, field: str | None = None) -> None:
     assert response.status_code == status, response.text
     error = response.json["error"]
@@ -32,21 +37,9 @@ def assert_refused(response, status: int, code: str, field: str | None = None) -
 
 NUL_BODIES = [
     ('{"type": "test-record", "payload": {"tag": "a\\u0000b"}}', "payload.tag"),
-    (
-        '{"type": "webhook-delivery", "payload": {"url": "%s", "body": {"deep": ["x\\u0000"]}}}'
-        % WEBHOOK,
-        "payload.body.deep[0]",
-    ),
-    (
-        '{"type": "webhook-delivery", "payload": {"url": "%s", "body": {"k\\u0000": 1}}}'
-        % WEBHOOK,
-        "payload.body",
-    ),
-    (
-        '{"type": "webhook-delivery", "payload": {"url": "%s", "headers": {"X-A": "a\\u0000"}}}'
-        % WEBHOOK,
-        "payload.headers.X-A",
-    ),
+    (webhook('"body": {"deep": ["x\\u0000"]}'), "payload.body.deep[0]"),
+    (webhook('"body": {"k\\u0000": 1}'), "payload.body"),
+    (webhook('"headers": {"X-A": "a\\u0000"}'), "payload.headers.X-A"),
     ('{"type": "test-noop", "payload": {}, "idempotencyKey": "k\\u0000"}', "idempotencyKey"),
     ('{"type": "test-record", "payload": {"tag": "\\ud800"}}', "payload.tag"),
     ('{"type": "test-record", "payload": {"tag": "\\udfff x"}}', "payload.tag"),
@@ -54,9 +47,7 @@ NUL_BODIES = [
 
 
 @pytest.mark.parametrize(("raw", "field"), NUL_BODIES)
-def test_a_nul_or_a_lone_surrogate_in_a_body_is_422_naming_the_field(
-    client, job_count, raw, field
-):
+def test_a_nul_or_a_lone_surrogate_in_a_body_is_422_naming_the_field(client, job_count, raw, field):
     assert_refused(post_raw(client, "/jobs", raw), 422, "validation_error", field)
     assert job_count() == 0
 
@@ -97,7 +88,7 @@ def test_a_nul_or_a_bad_utf8_sequence_in_a_query_is_400(client, path, query):
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
 def test_nan_and_infinity_are_not_json(client, job_count, number):
-    raw = '{"type": "test-record", "payload": {"seconds": %s}}' % number
+    raw = '{"type": "test-record", "payload": {"seconds": ' + number + "}}"
     assert_refused(post_raw(client, "/jobs", raw), 400, "bad_request")
     assert job_count() == 0
 
@@ -107,7 +98,10 @@ def test_nan_and_infinity_are_not_json(client, job_count, number):
     [
         ('{"type": "test-record", "payload": {"seconds": 1e400}}', "payload.seconds"),
         ('{"type": "test-noop", "payload": {}, "delaySeconds": 1e400}', "delaySeconds"),
-        ('{"type": "test-noop", "payload": {}, "retry": {"baseSeconds": -1e400}}', "retry.baseSeconds"),
+        (
+            '{"type": "test-noop", "payload": {}, "retry": {"baseSeconds": -1e400}}',
+            "retry.baseSeconds",
+        ),
     ],
 )
 def test_a_number_beyond_a_double_is_422_naming_the_field(client, job_count, raw, field):
@@ -130,7 +124,7 @@ def test_a_payload_filter_that_reads_as_a_non_finite_number_matches_text(client,
 
 @pytest.mark.parametrize("depth", [65, 1000, 10_000])
 def test_json_nested_too_deep_is_400(client, job_count, depth):
-    raw = '{"type": "test-noop", "payload": {"n": %s}}' % ("[" * depth + "]" * depth)
+    raw = '{"type": "test-noop", "payload": {"n": ' + "[" * depth + "]" * depth + "}}"
     assert_refused(post_raw(client, "/jobs", raw), 400, "bad_request")
     assert job_count() == 0
 

@@ -1,0 +1,234 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 document of every route, generated, never written.
+
+Request bodies and query strings are described by the very pydantic models that validate them
+(`EnqueueRequest` with each registered job type's payload model, `SelectionBody`, `JobQuery`,
+`DeadLetterQuery`); answers by `api.shapes`. The document is built once per app, from the job
+types that app loaded.
+"""
+
+import copy
+from typing import Any
+
+import falcon
+from pydantic import BaseModel, TypeAdapter
+
+from api import shapes
+from service.client import MAX_BATCH
+from service.deadletters import DeadLetterQuery, SelectionBody
+from service.enqueue import EnqueueRequest
+from service.queries import JobQuery
+from service.registry import Registry
+
+REF = "#/components/schemas/{model}"
+JSON = "application/json"
+
+
+def document(registry: Registry, title: str = "Warren") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API serving `registry`'s job types."""
+    schemas = _component_schemas(registry)
+    enqueue = {"anyOf": [_ref(f"Enqueue.{job.name}") for job in registry]}
+    for job in registry:
+        schemas[f"Enqueue.{job.name}"] = _enqueue_variant(schemas["EnqueueRequest"], job)
+    schemas["Batch"] = {
+        "type": "object",
+        "properties": {
+            "jobs": {"type": "array", "items": enqueue, "minItems": 1, "maxItems": MAX_BATCH}
+        },
+        "required": ["jobs"],
+        "additionalProperties": False,
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": "1",
+            "description": "Background jobs on RabbitMQ and PostgreSQL. Every error is "
+            "`{success: false, error: {code, message, details}}` with a stable code.",
+        },
+        "paths": _paths(enqueue),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        # A token is needed only when WARREN_API_TOKENS is set.
+        "security": [{}, {"bearer": []}],
+    }
+
+
+def _component_schemas(registry: Registry) -> dict[str, Any]:
+    """Every model's schema under components, by the names `_paths` refers to."""
+    adapters = {name: TypeAdapter(model) for name, model in _shape_models().items()}
+    adapters |= {
+        "EnqueueRequest": TypeAdapter(EnqueueRequest),
+        "Selection": SelectionBody,
+        **{f"Payload.{job.name}": TypeAdapter(job.payload) for job in registry},
+    }
+    keys, defs = TypeAdapter.json_schemas(
+        [(name, "validation", adapter) for name, adapter in adapters.items()], ref_template=REF
+    )
+    schemas = dict(defs.get("$defs", {}))
+    for (name, _), schema in keys.items():
+        if schema != _ref(name):  # a union, or a model pydantic named otherwise
+            schemas[name] = schema
+    return schemas
+
+
+def _shape_models() -> dict[str, type[BaseModel]]:
+    return {
+        name: value
+        for name, value in vars(shapes).items()
+        if isinstance(value, type) and issubclass(value, shapes.Shape) and value is not shapes.Shape
+    }
+
+
+def _enqueue_variant(request: dict[str, Any], job: Any) -> dict[str, Any]:
+    """`EnqueueRequest` for one job type: its `type` fixed, its `payload` that type's model."""
+    variant = copy.deepcopy(request)
+    variant["title"] = f"Enqueue {job.name}"
+    variant["properties"]["type"] = {"const": job.name}
+    variant["properties"]["payload"] = _ref(f"Payload.{job.name}")
+    return variant
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI query parameters, by the names clients spell."""
+    schema = model.model_json_schema(by_alias=True, ref_template=REF)
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k not in ("title", "default")}
+        variants = [v for v in prop.pop("anyOf", []) if v != {"type": "null"}]
+        if len(variants) == 1:
+            prop.update(variants[0])
+        elif variants:
+            prop["anyOf"] = variants
+        parameters.append({"name": name, "in": "query", "required": False, "schema": prop})
+    return parameters
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def _answers(**by_status: str) -> dict[str, Any]:
+    answers = {
+        status.removeprefix("s"): {
+            "description": shape,
+            "content": {JSON: {"schema": _ref(shape)}},
+        }
+        for status, shape in by_status.items()
+    }
+    answers["default"] = {
+        "description": "an error, in the one shape every error has",
+        "content": {JSON: {"schema": _ref("Error")}},
+    }
+    return answers
+
+
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+}
+
+
+def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
+    open_route = {"security": []}
+    return {
+        "/jobs": {
+            "post": {
+                "summary": "Enqueue one job",
+                "requestBody": _body(enqueue),
+                "responses": _answers(s201="Enqueued", s200="Enqueued"),
+            },
+            "get": {
+                "summary": "List jobs, newest first",
+                "description": "Also `payload.<field>=<value>`: the payload's top-level field "
+                "equals the value, or is a list holding it.",
+                "parameters": _parameters(JobQuery),
+                "responses": _answers(s200="JobPage"),
+            },
+        },
+        "/jobs/batch": {
+            "post": {
+                "summary": "Enqueue up to 1,000 jobs, all or nothing",
+                "requestBody": _body(_ref("Batch")),
+                "responses": _answers(s201="BatchEnqueued"),
+            }
+        },
+        "/jobs/{job_id}": {
+            "parameters": [JOB_ID],
+            "get": {"summary": "One job", "responses": _answers(s200="OneJob")},
+            "delete": {"summary": "Cancel a job", "responses": _answers(s200="Done")},
+        },
+        "/jobs/{job_id}/attempts": {
+            "parameters": [JOB_ID],
+            "get": {"summary": "A job's attempts", "responses": _answers(s200="Attempts")},
+        },
+        "/jobs/{job_id}/retry": {
+            "parameters": [JOB_ID],
+            "post": {
+                "summary": "Run a failed or cancelled job again",
+                "responses": _answers(s202="Done"),
+            },
+        },
+        "/dlq": {
+            "get": {
+                "summary": "Dead letters, newest first",
+                "parameters": _parameters(DeadLetterQuery),
+                "responses": _answers(s200="DeadLetterPage"),
+            },
+            "delete": {
+                "summary": "Purge dead letters",
+                "requestBody": _body(_ref("Selection")),
+                "responses": _answers(s200="Purged"),
+            },
+        },
+        "/dlq/groups": {
+            "get": {
+                "summary": "Dead letters by error fingerprint",
+                "responses": _answers(s200="DeadLetterGroups"),
+            }
+        },
+        "/dlq/replay": {
+            "post": {
+                "summary": "Run dead jobs again with fresh attempts",
+                "requestBody": _body(_ref("Selection")),
+                "responses": _answers(s202="Replayed"),
+            }
+        },
+        "/stats": {"get": {"summary": "Counts and rates", "responses": _answers(s200="Stats")}},
+        "/health": {
+            "get": {
+                "summary": "Whether PostgreSQL and RabbitMQ answer",
+                "responses": _answers(s200="Health", s503="Health"),
+                **open_route,
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+                **open_route,
+            }
+        },
+    }
+
+
+class OpenApi:
+    """Serves the document, built once."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.document = document(registry)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.document
