@@ -13,10 +13,15 @@ from the headers. A message that cannot be built or written fails the job at onc
 
 `WARREN_SMTP_URL` is `smtp://host:port` (plain, optionally `?starttls=true`) or
 `smtps://host:port` (TLS from the first byte), with optional `user:password@`.
+
+The conversation runs through `service.interruptible`, so that a cancel stops the job within a
+second even while a server keeps it waiting.
 """
 
+import contextlib
 import re
 import smtplib
+import socket
 import ssl
 from dataclasses import dataclass
 from email import policy
@@ -33,6 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 from pydantic.alias_generators import to_camel
 
+from service import interruptible
 from service.errors import PermanentError
 from service.registry import current_job, current_settings, job_type
 
@@ -255,23 +261,47 @@ def _compose(payload: SendEmail, job_id: str | None) -> EmailMessage:
         raise PermanentError(f"cannot compose the message: {exc}") from exc
 
 
-def _connect(server: SmtpServer) -> smtplib.SMTP:
-    context = ssl.create_default_context()
+def _client(server: SmtpServer) -> smtplib.SMTP:
+    """A client not connected yet: made in the job's thread, so that a cancel can reach its
+    socket while the conversation runs in another (see `_abort`)."""
     if server.implicit_tls:
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-            server.host, server.port, timeout=CONNECT_TIMEOUT_SECONDS, context=context
-        )
-    else:
-        smtp = smtplib.SMTP(server.host, server.port, timeout=CONNECT_TIMEOUT_SECONDS)
+        context = ssl.create_default_context()
+        return smtplib.SMTP_SSL(timeout=CONNECT_TIMEOUT_SECONDS, context=context)
+    return smtplib.SMTP(timeout=CONNECT_TIMEOUT_SECONDS)
+
+
+def _connect(smtp: smtplib.SMTP, server: SmtpServer) -> None:
+    smtp.connect(server.host, server.port)
     try:
         if server.starttls:
-            smtp.starttls(context=context)
+            smtp.starttls(context=ssl.create_default_context())
         if server.user:
             smtp.login(server.user, server.password or "")
     except BaseException:
         smtp.close()
         raise
-    return smtp
+
+
+def _abort(smtp: smtplib.SMTP) -> None:
+    """Make a conversation blocked on the server return at once: a socket shut down wakes the
+    thread reading it (closing it would not). A connection still being made has no socket yet
+    and ends at its timeout; the job has stopped waiting for it by then anyway."""
+    sock = smtp.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _deliver(
+    smtp: smtplib.SMTP, server: SmtpServer, message: EmailMessage, payload: SendEmail
+) -> dict[str, Any]:
+    """The whole SMTP conversation; returns the recipients the server refused."""
+    _connect(smtp, server)
+    try:
+        # The envelope is the validated payload's, never read back from the headers.
+        return smtp.send_message(message, from_addr=payload.sender, to_addrs=list(payload.to))
+    finally:
+        _quit(smtp)
 
 
 def _quit(smtp: smtplib.SMTP) -> None:
@@ -296,15 +326,12 @@ def send_email(payload: SendEmail) -> dict[str, Any]:
         raise PermanentError(str(exc)) from exc
     message = _compose(payload, _job_id())
     where = f"{server.host}:{server.port}"
+    smtp = _client(server)
     try:
-        smtp = _connect(server)
-        try:
-            # The envelope is the validated payload's, never read back from the headers.
-            refused = smtp.send_message(
-                message, from_addr=payload.sender, to_addrs=list(payload.to)
-            )
-        finally:
-            _quit(smtp)
+        # In a helper thread, so that a cancel stops the job even while the server is silent.
+        refused = interruptible.call(
+            lambda: _deliver(smtp, server, message, payload), abort=lambda: _abort(smtp)
+        )
     except smtplib.SMTPRecipientsRefused as exc:
         replies = {address: _reply(*reply) for address, reply in exc.recipients.items()}
         text = f"{where} refused every recipient: {replies}"

@@ -1,5 +1,8 @@
 """Warren's configuration: one pydantic-settings class, read once by each entry point."""
 
+import base64
+import binascii
+import json
 from typing import Annotated, Literal
 
 from pydantic import Field, IPvAnyNetwork, field_validator
@@ -32,6 +35,8 @@ class Settings(BaseSettings):
     # Where `warren run`'s development mail catcher keeps what it caught (`warren mail`).
     dev_mail_dir: str = ".warren/mail"
     webhook_secret: str | None = None
+    # Per-destination webhook secrets: "host" or "name@host" (a payload's secretRef) -> secret.
+    webhook_secrets: Annotated[dict[str, str], NoDecode] = {}
     # Networks that URL-taking job types may reach though not public (see service.netguard).
     allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = []
 
@@ -56,3 +61,49 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _parse_secrets(cls, value: object) -> object:
+        """`{"host": "secret"}` as JSON, or `host=secret,name@host2=secret2`: a secret may end
+        in base64's `=`, so each entry is split at its first `=` only."""
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("{"):
+            return json.loads(value)
+        entries = (part.strip().partition("=") for part in value.split(",") if part.strip())
+        return {key.strip(): secret.strip() for key, _, secret in entries}
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _check_secrets(cls, secrets: dict[str, str]) -> dict[str, str]:
+        """Keys are matched against URL hosts, which are lower case; refuse what could never
+        match or never sign, at startup rather than at the first delivery."""
+        checked: dict[str, str] = {}
+        for key, secret in secrets.items():
+            name, at, host = key.strip().lower().rpartition("@")
+            if not host or (at and not name) or "@" in name:
+                raise ValueError(f"{key!r} is not a host or name@host")
+            checked[f"{name}@{host}" if name else host] = _webhook_secret(secret)
+        return checked
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, secret: str | None) -> str | None:
+        return _webhook_secret(secret) if secret else None
+
+
+def _webhook_secret(secret: str) -> str:
+    """A webhook secret: `whsec_<base64>` (Standard Webhooks; the key is the decoded bytes),
+    or any other non-empty text, used as it is."""
+    if not secret:
+        raise ValueError("a webhook secret must not be empty")
+    if secret.startswith("whsec_"):
+        try:
+            if not base64.b64decode(secret.removeprefix("whsec_"), validate=True):
+                raise ValueError("empty key")
+        except (binascii.Error, ValueError):
+            raise ValueError(
+                "a whsec_ secret must be whsec_ followed by non-empty base64"
+            ) from None
+    return secret

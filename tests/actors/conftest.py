@@ -1,5 +1,6 @@
 """Real local servers for the job type tests: an HTTP receiver and an SMTP server, both on
-127.0.0.1, plus a port nothing listens on and a stand-in for a running job."""
+127.0.0.1, plus a port nothing listens on, one where nothing answers, and a stand-in for a
+running job."""
 
 import json
 import socket
@@ -24,6 +25,7 @@ def _no_warren_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside a job, handlers read settings from the environment: start every test clean,
     allowed to reach the local servers on 127.0.0.1 as the test settings are."""
     monkeypatch.delenv("WARREN_WEBHOOK_SECRET", raising=False)
+    monkeypatch.delenv("WARREN_WEBHOOK_SECRETS", raising=False)
     monkeypatch.delenv("WARREN_SMTP_URL", raising=False)
     monkeypatch.setenv("WARREN_ALLOWED_NETWORKS", TEST_ALLOWED_NETWORK)
 
@@ -38,6 +40,16 @@ def free_port() -> int:
 @pytest.fixture
 def closed_port() -> int:
     return free_port()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port where a server accepts connections (the kernel completes the handshake) and
+    never says a word: an SMTP greeting or an HTTP answer that never comes."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -59,6 +71,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    header_lines: list[tuple[str, str]] = field(default_factory=list)  # as sent, repeats kept
 
 
 @dataclass
@@ -101,6 +114,7 @@ def webhook_server() -> Iterator[WebhookReceiver]:
                 path=self.path,
                 headers=dict(self.headers.items()),
                 body=self.rfile.read(length),
+                header_lines=list(self.headers.items()),
             )
             with lock:
                 receiver.requests.append(received)

@@ -1,21 +1,26 @@
 """The real job types enqueued through Warren and run by a real worker against real local
 servers: what a user sees in the job row."""
 
+import base64
 import json
 import os
+import time
 
 import pytest
 
-from actors.webhook_delivery import verify_signature
+from actors.webhook_delivery import verify, verify_signature
 from service.errors import ValidationFailed
 from tests.helpers import wait_for
 
 FAST_RETRY = {"strategy": "fixed", "baseSeconds": 0.1}
+RECEIVER = "whsec_" + base64.b64encode(b"the receiver's own key, 32 bytes").decode()
+OTHER = "whsec_" + base64.b64encode(b"another receiver's key, 32 bytes").decode()
 
 
-def final(warren, job_id):
+def final(warren, job_id, timeout: float = 20.0):
     return wait_for(
-        lambda: (job := warren.get(job_id)).status in ("completed", "failed") and job,
+        lambda: (job := warren.get(job_id)).status in ("completed", "failed", "cancelled") and job,
+        timeout=timeout,
         what=f"job {job_id} to finish",
     )
 
@@ -144,3 +149,61 @@ def test_a_webhook_to_a_forbidden_url_is_refused_at_enqueue(warren, url):
 
     assert [detail["field"] for detail in caught.value.details] == ["payload.url"]
     assert warren.list({"type": "webhook-delivery"}).jobs == []
+
+
+def test_a_webhook_is_signed_with_its_receivers_own_secret(warren, start_worker, webhook_server):
+    start_worker(webhook_secrets={"127.0.0.1": RECEIVER, "other.example": OTHER})
+    job_id = warren.enqueue(
+        "webhook-delivery", {"url": webhook_server.url("/ok"), "body": {"event": "paid"}}
+    ).id
+
+    assert final(warren, job_id).status == "completed"
+
+    [request] = webhook_server.requests
+    assert {k.lower(): v for k, v in request.headers.items()}["webhook-id"] == str(job_id)
+    assert verify(RECEIVER, request.headers, request.body)
+    assert not verify(OTHER, request.headers, request.body)
+
+
+def test_a_secret_ref_unknown_for_the_urls_host_is_refused_at_enqueue(warren, webhook_server):
+    with pytest.raises(ValidationFailed) as caught:
+        warren.enqueue(
+            "webhook-delivery", {"url": webhook_server.url("/ok"), "secretRef": "tenant-b"}
+        )
+
+    assert [detail["field"] for detail in caught.value.details] == ["payload.secretRef"]
+    assert warren.list({"type": "webhook-delivery"}).jobs == []
+
+
+def wait_until_cancelled(warren, job_id) -> float:
+    """Cancel the job and wait for it to end; returns the seconds that took."""
+    asked = time.monotonic()
+    warren.cancel(job_id)
+    job = final(warren, job_id, timeout=15)
+    assert job.status == "cancelled"
+    return time.monotonic() - asked
+
+
+def test_a_webhook_cancelled_while_its_server_holds_the_answer_ends_cancelled_at_once(
+    warren, worker, webhook_server
+):
+    """/slow holds its answer for 10 s: a job blocked reading it must still stop when asked."""
+    job_id = warren.enqueue(
+        "webhook-delivery", {"url": webhook_server.url("/slow"), "timeoutSeconds": 30}
+    ).id
+    wait_for(lambda: webhook_server.requests, what="the request to reach the server")
+
+    assert wait_until_cancelled(warren, job_id) < 1.5
+    assert warren.get(job_id).result is None
+
+
+def test_an_email_cancelled_while_its_server_says_nothing_ends_cancelled_at_once(
+    warren, start_worker, silent_port
+):
+    start_worker(smtp_url=f"smtp://127.0.0.1:{silent_port}")
+    job_id = warren.enqueue(
+        "send-email", {"to": "carol@example.com", "subject": "Hi", "body": "text"}
+    ).id
+    wait_for(lambda: warren.get(job_id).status == "processing", what="the job to start")
+
+    assert wait_until_cancelled(warren, job_id) < 1.5

@@ -1,26 +1,32 @@
 """The "webhook-delivery" job type against a real HTTP server on 127.0.0.1."""
 
+import base64
 import json
+import threading
 import time
 from ipaddress import ip_address
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from standardwebhooks.webhooks import Webhook
 
 from actors.webhook_delivery import (
     WebhookDelivery,
     WebhookFailed,
     deliver_webhook,
     sign,
+    signature_headers,
+    verify,
     verify_signature,
 )
 from service import netguard
-from service.errors import PermanentError
+from service.errors import JobCancelled, PermanentError
 from service.netguard import ForbiddenAddress, ForbiddenURL
 from service.registry import Enqueueing, registry
 from service.settings import Settings
 from tests.conftest import TEST_ALLOWED_NETWORK
+from tests.helpers import wait_for
 
 
 def deliver(**fields: Any) -> dict[str, Any]:
@@ -71,6 +77,7 @@ def test_2xx_returns_status_and_response_and_the_server_gets_the_request(webhook
     assert request.headers["X-Trace"] == "abc"
     assert "Warren-Job-Id" not in request.headers  # not inside a job
     assert "Warren-Signature" not in request.headers  # no secret configured
+    assert not {name.lower() for name in request.headers} & {"webhook-id", "webhook-signature"}
 
 
 def test_response_excerpt_is_at_most_512_bytes_of_the_body(webhook_server) -> None:
@@ -215,6 +222,16 @@ def test_payload_defaults_and_round_trip() -> None:
         ({"url": "https://example.com", "timeoutSeconds": 301}, "timeoutSeconds"),
         ({"url": "https://example.com", "headers": {"Warren-Job-Id": "x"}}, "headers"),
         ({"url": "https://example.com", "headers": {"X-A": "1\r\nX-B: 2"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"X-A": "1\nX-B: 2"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"X-A": "nul\x00"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"X-A": "café"}}, "headers"),  # not ASCII
+        ({"url": "https://example.com", "headers": {"X-A\r\nX-B": "2"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"webhook-signature": "v1,x"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"Webhook-Id": "x"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"WEBHOOK-TIMESTAMP": "1"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"warren-signature": "t=1,v1=0"}}, "headers"),
+        ({"url": "https://example.com", "headers": {"Warren-Anything": "x"}}, "headers"),
+        ({"url": "https://example.com", "secretRef": "bad ref"}, "secretRef"),
         ({"url": "https://example.com", "retries": 3}, "retries"),
     ],
 )
@@ -358,3 +375,263 @@ def test_a_worker_revalidating_the_payload_leaves_the_refusal_to_the_connection(
     handler's `ForbiddenAddress` rather than "payload no longer valid" quoting the URL."""
     model = WebhookDelivery.model_validate({"url": "http://u:p@127.0.0.2/"})
     assert model.url.host == "127.0.0.2"
+
+
+# -- Standard Webhooks signatures, one secret per destination (issue #10, item 6) -------------
+# A receiver verifies with its own secret a signature over the job id, a timestamp and the
+# body; a caller who may enqueue cannot make Warren sign for another receiver.
+
+
+def whsec(seed: str) -> str:
+    return "whsec_" + base64.b64encode(seed.encode().ljust(32, b"!")).decode()
+
+
+RECEIVER = whsec("the receiver's own key")
+OTHER = whsec("another destination's key")
+GLOBAL = whsec("the deployment-wide key")
+
+
+def lower(headers: dict[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def test_a_receiver_verifies_the_standard_webhooks_signature_with_its_own_secret(
+    webhook_server, running_job, monkeypatch
+) -> None:
+    secrets = {"127.0.0.1": RECEIVER, "hooks.example.com": OTHER}
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", json.dumps(secrets))
+    running_job("job-5150")
+    before = int(time.time())
+
+    deliver(url=webhook_server.url("/ok"), body={"event": "paid"})
+
+    [request] = webhook_server.requests
+    headers = lower(request.headers)
+    assert headers["webhook-id"] == "job-5150"
+    assert before <= int(headers["webhook-timestamp"]) <= time.time()
+    assert headers["webhook-signature"].startswith("v1,")
+    # The reference implementation of the scheme agrees, as any receiver's library would.
+    assert Webhook(RECEIVER).verify(request.body, headers) == {"event": "paid"}
+    assert verify(RECEIVER, request.headers, request.body)
+
+
+def test_the_signature_does_not_verify_with_another_destinations_secret(
+    webhook_server, running_job, monkeypatch
+) -> None:
+    secrets = {"127.0.0.1": RECEIVER, "hooks.example.com": OTHER}
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", json.dumps(secrets))
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRET", GLOBAL)
+    running_job("job-5150")
+
+    deliver(url=webhook_server.url("/ok"), body={"event": "paid"})
+
+    [request] = webhook_server.requests
+    for secret in (OTHER, GLOBAL):
+        assert not verify(secret, request.headers, request.body)
+        with pytest.raises(Exception, match="No matching signature"):
+            Webhook(secret).verify(request.body, lower(request.headers))
+        assert not verify_signature(secret, request.headers["Warren-Signature"], request.body)
+
+
+def test_a_signature_is_bound_to_the_message_id_the_body_and_the_time() -> None:
+    body = b'{"amount":100}'
+    headers = signature_headers(RECEIVER, "job-1", body, timestamp=1_700_000_000)
+    now = 1_700_000_100
+
+    assert verify(RECEIVER, headers, body, now=now)
+    assert not verify(RECEIVER, {**headers, "webhook-id": "job-2"}, body, now=now)
+    assert not verify(RECEIVER, headers, body.replace(b"100", b"999"), now=now)
+    assert not verify(RECEIVER, headers, body, now=1_700_000_301)
+    assert not verify(RECEIVER, headers, body, now=1_699_999_699)
+    assert verify(RECEIVER, headers, body, tolerance=10, now=1_700_000_005)
+
+
+def test_several_signatures_verify_if_one_does_so_secrets_can_rotate() -> None:
+    body = b"{}"
+    new = signature_headers(RECEIVER, "job-1", body, timestamp=1_700_000_000)
+    old = signature_headers(OTHER, "job-1", body, timestamp=1_700_000_000)
+    both = {**new, "webhook-signature": f"{old['webhook-signature']} {new['webhook-signature']}"}
+
+    assert verify(RECEIVER, both, body, now=1_700_000_000)
+    assert verify(OTHER, both, body, now=1_700_000_000)
+    assert not verify(GLOBAL, both, body, now=1_700_000_000)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"webhook-id": None},
+        {"webhook-timestamp": None},
+        {"webhook-signature": None},
+        {"webhook-timestamp": "soon"},
+        {"webhook-timestamp": "1700000000.5"},
+        {"webhook-signature": ""},
+        {"webhook-signature": "v1"},
+        {"webhook-signature": "v1,!!not base64!!"},
+        {"webhook-signature": "v1a,AAAA"},
+    ],
+)
+def test_malformed_standard_headers_do_not_verify(changes) -> None:
+    headers = signature_headers(RECEIVER, "job-1", b"{}", timestamp=1_700_000_000)
+    headers = {k: v for k, v in {**headers, **changes}.items() if v is not None}
+    assert not verify(RECEIVER, headers, b"{}", now=1_700_000_000)
+
+
+def test_each_host_is_signed_with_its_own_secret(webhook_server, dns, monkeypatch) -> None:
+    port = webhook_server.url("").rsplit(":", 1)[1]
+    dns["receiver-a.test"] = dns["receiver-b.test"] = ["127.0.0.1"]
+    secrets = f"Receiver-A.test={RECEIVER},receiver-b.test={OTHER}"  # host names: any case
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", secrets)
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRET", GLOBAL)
+
+    deliver(url=f"http://receiver-a.test:{port}/ok", body={})
+    deliver(url=f"http://receiver-b.test:{port}/ok", body={})
+
+    to_a, to_b = webhook_server.requests
+    assert verify(RECEIVER, to_a.headers, to_a.body)
+    assert not verify(OTHER, to_a.headers, to_a.body)
+    assert verify(OTHER, to_b.headers, to_b.body)
+    assert not verify(RECEIVER, to_b.headers, to_b.body)
+
+
+def test_a_host_without_its_own_secret_is_signed_with_the_global_one(
+    webhook_server, monkeypatch
+) -> None:
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", f"hooks.example.com={OTHER}")
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRET", GLOBAL)
+
+    deliver(url=webhook_server.url("/ok"), body={})
+
+    [request] = webhook_server.requests
+    assert verify(GLOBAL, request.headers, request.body)
+    assert verify_signature(GLOBAL, request.headers["Warren-Signature"], request.body)
+
+
+def test_a_host_without_a_secret_is_sent_unsigned_when_there_is_no_global_one(
+    webhook_server, monkeypatch
+) -> None:
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", f"hooks.example.com={OTHER}")
+
+    deliver(url=webhook_server.url("/ok"), body={})
+
+    [request] = webhook_server.requests
+    signed = {"webhook-id", "webhook-timestamp", "webhook-signature", "warren-signature"}
+    assert not signed & set(lower(request.headers))
+
+
+def test_a_secret_ref_picks_the_named_secret_of_the_urls_host(webhook_server, monkeypatch):
+    secrets = {"127.0.0.1": RECEIVER, "tenant-b@127.0.0.1": OTHER}
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", json.dumps(secrets))
+
+    deliver(url=webhook_server.url("/ok"), body={}, secretRef="tenant-b")
+    deliver(url=webhook_server.url("/ok"), body={})
+
+    with_ref, without = webhook_server.requests
+    assert verify(OTHER, with_ref.headers, with_ref.body)
+    assert not verify(RECEIVER, with_ref.headers, with_ref.body)
+    assert verify(RECEIVER, without.headers, without.body)
+
+
+def secret_ref_errors(url: str, secret_ref: str) -> list[str]:
+    """The messages refusing `secretRef` when the payload is validated for enqueue."""
+    settings = Settings(webhook_secrets={"tenant-b@hooks.example.com": OTHER})
+    try:
+        WebhookDelivery.model_validate(
+            {"url": url, "secretRef": secret_ref}, context=Enqueueing(settings)
+        )
+    except ValidationError as exc:
+        assert {error["loc"] for error in exc.errors()} == {("secretRef",)}
+        return [error["msg"] for error in exc.errors()]
+    return []
+
+
+def test_at_enqueue_a_secret_ref_must_name_a_secret_of_the_urls_host() -> None:
+    assert secret_ref_errors("https://hooks.example.com/in", "tenant-b") == []
+    assert secret_ref_errors("https://HOOKS.example.com/in", "Tenant-B") == []
+    [unknown] = secret_ref_errors("https://hooks.example.com/in", "tenant-c")
+    assert "no secret 'tenant-c' for hooks.example.com" in unknown
+    # Another host must not get a signature its receiver's secret would verify.
+    [elsewhere] = secret_ref_errors("https://attacker.example/in", "tenant-b")
+    assert "no secret 'tenant-b' for attacker.example" in elsewhere
+    assert OTHER not in unknown + elsewhere
+
+
+def test_a_secret_ref_no_longer_configured_fails_at_once_sending_nothing(webhook_server):
+    with pytest.raises(PermanentError, match=r"no secret 'tenant-b' for 127\.0\.0\.1"):
+        deliver(url=webhook_server.url("/ok"), body={}, secretRef="tenant-b")
+    assert webhook_server.requests == []
+
+
+def test_the_legacy_header_is_signed_with_the_destinations_secret(webhook_server, monkeypatch):
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", f"127.0.0.1={RECEIVER}")
+
+    deliver(url=webhook_server.url("/ok"), body={"n": 1})
+
+    [request] = webhook_server.requests
+    assert verify_signature(RECEIVER, request.headers["Warren-Signature"], request.body)
+
+
+def test_payload_headers_never_replace_or_repeat_warrens_own(
+    webhook_server, running_job, monkeypatch
+) -> None:
+    """Enqueue refuses these names; a payload that skipped validation still cannot send them."""
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRET", GLOBAL)
+    running_job("job-5150")
+    forged = {name: "forged" for name in ("webhook-id", "Webhook-Signature", "warren-job-id")}
+    payload = WebhookDelivery.model_validate({"url": webhook_server.url("/ok"), "body": {}})
+    payload.headers = {**forged, "X-Kept": "yes"}  # as if it had skipped validation
+
+    deliver_webhook(payload)
+
+    [request] = webhook_server.requests
+    names = [name.lower() for name, _ in request.header_lines]
+    assert names.count("webhook-id") == names.count("webhook-signature") == 1
+    assert names.count("warren-job-id") == 1
+    assert "forged" not in {value for _, value in request.header_lines}
+    assert request.headers["X-Kept"] == "yes"
+    assert verify(GLOBAL, request.headers, request.body)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        json.dumps({"Hooks.Example.com": "s1", "t@hooks.example.com": "whsec_YWJj"}),
+        " Hooks.Example.com=s1 , t@hooks.example.com=whsec_YWJj ",
+    ],
+)
+def test_webhook_secrets_are_read_as_json_or_as_host_equals_secret(monkeypatch, value):
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", value)
+    assert Settings().webhook_secrets == {
+        "hooks.example.com": "s1",
+        "t@hooks.example.com": "whsec_YWJj",
+    }
+
+
+@pytest.mark.parametrize(
+    "value", ["@hooks.example.com=s", "name@=s", "hooks.example.com=", "h=whsec_not base64!"]
+)
+def test_unusable_webhook_secrets_are_refused_at_startup(monkeypatch, value) -> None:
+    monkeypatch.setenv("WARREN_WEBHOOK_SECRETS", value)
+    with pytest.raises(ValidationError, match="webhook_secrets"):
+        Settings()
+
+
+# -- cancellation (issue #10: a cancelled delivery ended `completed`) -------------------------
+
+
+def test_a_cancel_stops_a_request_whose_answer_is_held(webhook_server, running_job) -> None:
+    """/slow holds its answer for 10 s; the cancel, asked once the request arrived, stops the
+    handler within a second (the worker's heartbeat sets the flag the same way)."""
+    job = running_job()
+    asked: list[float] = []
+
+    def cancel_once_received() -> None:
+        wait_for(lambda: webhook_server.requests, what="the request")
+        asked.append(time.monotonic())
+        job.cancel_requested.set()
+
+    threading.Thread(target=cancel_once_received, daemon=True).start()
+    with pytest.raises(JobCancelled):
+        deliver(url=webhook_server.url("/slow"), timeoutSeconds=30)
+
+    assert time.monotonic() - asked[0] < 1.0
