@@ -423,12 +423,13 @@ class BenchEnv:
         self.processes.append(process)
         return process
 
-    def start_api(self, workers: int = 2, threads: int = 8) -> Api:
-        """`warren api` on a free port of 127.0.0.1, once `/health` answers 200."""
+    def start_api(self, workers: int = 2, threads: int = 8, **extra_env: str) -> Api:
+        """`warren api` on a free port of 127.0.0.1, once `/health` answers 200; `extra_env`
+        adds `WARREN_*` settings of its own (`WARREN_API_TOKENS="t"`)."""
         port = free_port()
         options = ["--host", "127.0.0.1", "--port", str(port)]
         options += ["--workers", str(workers), "--threads", str(threads)]
-        process = self.start("api", warren_argv("api", *options))
+        process = self.start("api", warren_argv("api", *options), **extra_env)
         url = f"http://127.0.0.1:{port}"
         wait_until(
             lambda: _healthy(url), READY_TIMEOUT, "the API's /health", interval=0.2, process=process
