@@ -3,6 +3,9 @@
 Every transition is one conditional UPDATE (`WHERE id = :id AND status = :expected ...`); a write
 that matches no row lost a race and changes nothing. Writes made on behalf of a running attempt
 are fenced by `current_attempt_id`, so a worker that lost its job cannot overwrite the row.
+Writes a message causes are fenced by the job's `life` the message was published for, so a
+message of an earlier life cannot claim, fail or hide a life started since (README: "Lives,
+and what fences each write").
 """
 
 import contextlib
