@@ -17,7 +17,7 @@ from service.client import MAX_BATCH
 from service.deadletters import DeadLetterQuery, SelectionBody
 from service.enqueue import EnqueueRequest
 from service.queries import JobQuery
-from service.registry import Registry
+from service.registry import JobType, Registry
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -25,9 +25,10 @@ JSON = "application/json"
 
 def document(registry: Registry, title: str = "Warren") -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API serving `registry`'s job types."""
-    schemas = _component_schemas(registry)
-    enqueue = {"anyOf": [_ref(f"Enqueue.{job.name}") for job in registry]}
-    for job in registry:
+    job_types = [registry.get(name) for name in registry.names()]  # by name: one document
+    schemas = _component_schemas(job_types)
+    enqueue = {"anyOf": [_ref(f"Enqueue.{job.name}") for job in job_types]}
+    for job in job_types:
         schemas[f"Enqueue.{job.name}"] = _enqueue_variant(schemas["EnqueueRequest"], job)
     schemas["Batch"] = {
         "type": "object",
@@ -55,13 +56,13 @@ def document(registry: Registry, title: str = "Warren") -> dict[str, Any]:
     }
 
 
-def _component_schemas(registry: Registry) -> dict[str, Any]:
+def _component_schemas(job_types: list[JobType]) -> dict[str, Any]:
     """Every model's schema under components, by the names `_paths` refers to."""
     adapters = {name: TypeAdapter(model) for name, model in _shape_models().items()}
     adapters |= {
         "EnqueueRequest": TypeAdapter(EnqueueRequest),
         "Selection": SelectionBody,
-        **{f"Payload.{job.name}": TypeAdapter(job.payload) for job in registry},
+        **{f"Payload.{job.name}": TypeAdapter(job.payload) for job in job_types},
     }
     keys, defs = TypeAdapter.json_schemas(
         [(name, "validation", adapter) for name, adapter in adapters.items()], ref_template=REF
@@ -81,7 +82,7 @@ def _shape_models() -> dict[str, type[BaseModel]]:
     }
 
 
-def _enqueue_variant(request: dict[str, Any], job: Any) -> dict[str, Any]:
+def _enqueue_variant(request: dict[str, Any], job: JobType) -> dict[str, Any]:
     """`EnqueueRequest` for one job type: its `type` fixed, its `payload` that type's model."""
     variant = copy.deepcopy(request)
     variant["title"] = f"Enqueue {job.name}"

@@ -9,8 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import hypothesis
 import pytest
+import schemathesis
+from schemathesis import checks
 
+from api import openapi
+from service.registry import registry
+from tests.conftest import test_settings as run_settings
 from tests.e2e.conftest import ROOT, cli_argv
 from tests.helpers import free_port, wait_for
 
@@ -154,3 +160,38 @@ def test_gunicorn_refusals_carry_the_json_error_shape(api_url, request_bytes, st
     assert error["success"] is False
     assert error["error"]["code"] == "bad_request"
     assert error["error"]["message"]
+
+
+# -- the whole API against its own document --------------------------------------------------------
+
+
+#: The document `warren api` serves with this run's job types, built in-process: schemathesis
+#: makes its tests at collection, before any server runs (and its lazy `from_fixture` loader
+#: does not work with pytest 9). `test_the_live_document_is_this_one` ties the two together.
+DOCUMENT = openapi.document(registry.load(run_settings().job_modules))
+schema = schemathesis.openapi.from_dict(DOCUMENT)
+
+
+def test_the_live_document_is_this_one(api):
+    assert api.get("/openapi.json").json() == DOCUMENT
+
+
+#: What every answer must satisfy: no 5xx, a documented status, JSON, and the shape the
+#: document gives that status (errors: the contract's error shape).
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+]
+
+
+@schema.parametrize()
+@hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    derandomize=True,
+)
+def test_every_route_answers_fuzzed_input_as_its_document_says(api_url, case):
+    case.call_and_validate(base_url=api_url, checks=CHECKS)
