@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install services run test lint bench
+.PHONY: install services nginx run test lint bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,14 +19,23 @@ services:
 run: install services
 	$(VENV)/bin/warren run
 
-test: install services
+test: install services nginx
 	$(VENV)/bin/pytest
+
+# nginx for the test of the recommended deployment (tests/e2e/test_slowclients.py, which is
+# skipped without it): installed when missing, as root on a Debian machine.
+nginx:
+	@PATH="$$PATH:/usr/sbin"; command -v nginx >/dev/null || [ "$$(id -u)" != 0 ] \
+	  || ! command -v apt-get >/dev/null || apt-get install -y -qq nginx >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; } \
+	  || echo "nginx could not be installed: tests/e2e/test_slowclients.py is skipped"
 
 bench: install services
 	$(PY) -m bench.throughput
 	$(PY) -m bench.latency
 	$(PY) -m bench.scale
 	$(PY) -m bench.memory
+	$(PY) -m bench.slowclients
 
 lint: install
 	$(VENV)/bin/ruff check .
