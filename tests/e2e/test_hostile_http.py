@@ -148,8 +148,17 @@ def test_a_malformed_chunk_is_400_in_json(api_url):
         (b"NOT A REQUEST\r\n\r\n", 400),
         (b"GET /jobs HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n", 400),
         (b"GET /jobs HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        (b"POST /jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br\r\n\r\n", 501),
     ],
-    ids=["uri-too-long", "header-too-large", "too-many-headers", "garbage", "nul-header", "http-9"],
+    ids=[
+        "uri-too-long",
+        "header-too-large",
+        "too-many-headers",
+        "garbage",
+        "nul-header",
+        "http-9",
+        "unknown-coding",
+    ],
 )
 def test_gunicorn_refusals_carry_the_json_error_shape(api_url, request_bytes, status):
     answer_status, headers, content = raw_exchange(api_url, request_bytes)
