@@ -15,6 +15,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from service import storable
 from service.errors import UnknownJobType, ValidationFailed
 from service.models import JobStatus
 from service.registry import Enqueueing, Registry
@@ -103,12 +104,15 @@ def _is_union_tag(part: object) -> bool:
 
 
 def parse(body: Any, prefix: str = "") -> EnqueueRequest:
-    """Validate an enqueue body; raise `ValidationFailed` naming each bad field."""
+    """Validate an enqueue body; raise `ValidationFailed` naming each bad field. Values
+    PostgreSQL cannot store are refused here too, for Python and CLI callers (HTTP bodies
+    were checked whole when read)."""
     if not isinstance(body, dict):
         raise ValidationFailed(
             "an enqueue request is a JSON object",
             [{"field": prefix or "(body)", "message": "expected an object"}],
         )
+    storable.check(body, prefix)
     try:
         return EnqueueRequest.model_validate(body)
     except ValidationError as exc:
