@@ -6,13 +6,15 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from ipaddress import ip_address
+from typing import Any
 
 import pika
 import pytest
 import sqlalchemy as sa
 from dramatiq import Worker
 
-from service import db
+from service import db, netguard
 from service import worker as worker_entry
 from service.broker import (
     TIERS,
@@ -185,3 +187,18 @@ def dispatcher(settings: Settings, engine: sa.Engine, clean: None) -> Iterator:
         stop.set()
         thread.join(timeout=10)
         publisher.close()
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Stands in for DNS: names put in the returned dict resolve to the addresses given."""
+    answers: dict[str, list[str]] = {}
+    real = netguard.resolve
+
+    def resolve(host: str, port: int) -> list[Any]:
+        if host in answers:
+            return [ip_address(address) for address in answers[host]]
+        return real(host, port)
+
+    monkeypatch.setattr(netguard, "resolve", resolve)
+    return answers

@@ -44,21 +44,6 @@ def enqueue_errors(url: str, settings: Settings | None = None) -> list[str]:
     return []
 
 
-@pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Stands in for DNS: names put in the returned dict resolve to the addresses given."""
-    answers: dict[str, list[str]] = {}
-    real = netguard.resolve
-
-    def resolve(host: str, port: int) -> list[Any]:
-        if host in answers:
-            return [ip_address(address) for address in answers[host]]
-        return real(host, port)
-
-    monkeypatch.setattr(netguard, "resolve", resolve)
-    return answers
-
-
 def test_registered_as_a_job_type() -> None:
     assert registry.get("webhook-delivery").handler is deliver_webhook
 

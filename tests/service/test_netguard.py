@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from ipaddress import ip_address, ip_network
+from ipaddress import ip_network
 from typing import Any
 
 import httpx
@@ -82,21 +82,6 @@ def tls_server(ca: trustme.CA) -> Iterator[Server]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("receiver.test").configure_cert(context)
     yield from _serve(context)
-
-
-@pytest.fixture
-def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
-    """Stands in for DNS: names put in the returned dict resolve to the addresses given."""
-    answers: dict[str, list[str]] = {}
-    real = netguard.resolve
-
-    def resolve(host: str, port: int) -> list[Any]:
-        if host in answers:
-            return [ip_address(address) for address in answers[host]]
-        return real(host, port)
-
-    monkeypatch.setattr(netguard, "resolve", resolve)
-    return answers
 
 
 def get(url: str, **options: Any) -> httpx.Response:
