@@ -22,13 +22,13 @@ run: install services
 test: install services nginx
 	$(VENV)/bin/pytest
 
-# nginx for the test of the recommended deployment (tests/e2e/test_slowclients.py, which is
-# skipped without it): installed when missing, as root on a Debian machine.
+# nginx for the test of the recommended deployment (tests/e2e/test_slowclients.py, which fails
+# in CI without it and is skipped elsewhere): installed when missing, as root on Debian.
 nginx:
 	@PATH="$$PATH:/usr/sbin"; command -v nginx >/dev/null || [ "$$(id -u)" != 0 ] \
 	  || ! command -v apt-get >/dev/null || apt-get install -y -qq nginx >/dev/null \
 	  || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; } \
-	  || echo "nginx could not be installed: tests/e2e/test_slowclients.py is skipped"
+	  || echo "nginx could not be installed: tests/e2e/test_slowclients.py skips (fails in CI)"
 
 bench: install services
 	$(PY) -m bench.throughput
