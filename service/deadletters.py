@@ -3,44 +3,31 @@
 A message whose job failed for good is nacked and RabbitMQ's dead-letter exchange routes it to
 `<queue>.XQ`, as are messages no worker could process at all (an unknown job type after a
 deploy, an undecodable body). The scheduler drains every `.XQ` into `dead_letters` (RabbitMQ
-would drop them after 7 days) and acks. The inspector lists them, groups them by fingerprint
-(error type + normalized message), replays them (the job returns to `pending` with fresh
-attempts and is published again) and purges them.
+would drop them after 7 days; see `service.drain`). The inspector lists them, groups them by
+fingerprint (error type + normalized message), replays them (the job starts a new life with
+fresh attempts and is published again) and purges them.
 """
 
-import base64
-import contextlib
 import hashlib
-import json
 import logging
 import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import pika
 import sqlalchemy as sa
-from dramatiq import Message
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.errors import DecodeError
-from pika.adapters.blocking_connection import BlockingChannel
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from service import jobs
 from service.broker import (
-    PublishErrors,
-    life_of,
-    pika_parameters,
     queue_name,
-    queue_names,
     tier_of,
 )
 from service.errors import BadRequest, NotFound
-from service.models import DeadLetter, Job, JobStatus
+from service.models import DeadLetter, Job
 from service.queries import DEFAULT_LIMIT, MAX_LIMIT, query_error
 from service.settings import Settings
 from service.strict import whole_number
@@ -48,7 +35,6 @@ from service.strict import whole_number
 log = logging.getLogger(__name__)
 
 dead_letters = DeadLetter.__table__
-jobs_table = Job.__table__
 
 _VARIABLE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
@@ -109,147 +95,6 @@ def record_job(conn: Connection, job: Job, settings: Settings) -> None:
         message={"message_id": str(job.id), "actor_name": job.type, "kwargs": job.payload},
         error=job.error or {"type": "Failed", "message": "failed"},
     )
-
-
-UNDELIVERABLE = "Undeliverable"
-
-#: The drain's connection, as RabbitMQ's management UI names it (after the queue prefix).
-DRAIN = "dead-letter drain"
-
-
-def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> bool:
-    """Record a drained, decodable message, and fail its job if no worker could run it.
-    Returns whether the message was recorded."""
-    try:
-        job_id: uuid.UUID | None = uuid.UUID(message.message_id)
-    except ValueError:
-        job_id = None
-    job = None
-    if job_id is not None:
-        row = conn.execute(
-            sa.select(jobs_table).where(jobs_table.c.id == job_id).with_for_update()
-        ).first()
-        job = Job.model_validate(row._mapping) if row else None
-    if job is not None and not _speaks_for(message, job):
-        log.info(
-            "dead letter of job %s (life %s) dropped: the job is %s in life %d",
-            job.id,
-            life_of(message),
-            job.status,
-            job.life,
-        )
-        return False
-    if job is not None and job.status == JobStatus.FAILED and job.error:
-        error = job.error
-    else:
-        error = {
-            "type": UNDELIVERABLE,
-            "message": f"no worker could process this message (job type {message.actor_name!r}"
-            " unknown to the workers?)",
-            "retryable": False,
-        }
-        if job is not None:
-            jobs.fail_undeliverable(conn, job.id, job.life, error)
-    record(
-        conn,
-        job_id=job.id if job else None,
-        type=message.actor_name,
-        queue=queue,
-        message=message.asdict(),
-        error=error,
-        x_death=x_death,
-    )
-    return True
-
-
-def _speaks_for(message: Message, job: Job) -> bool:
-    """Whether a dead letter may describe or change its job: only a message of the job's
-    current life, while the job failed (this is its message) or still waits (no worker could
-    run it).
-
-    A message of an earlier life (the job was retried by hand or replayed before its old
-    message was drained) is dropped and leaves the job alone: that life's attempts are in the
-    job's history, and the DLQ lists what is dead now. So is a duplicate of a job that ended
-    well, or of one whose run is in progress and will record its own outcome."""
-    return life_of(message) == job.life and job.status in (JobStatus.FAILED, JobStatus.PENDING)
-
-
-class Drainer:
-    """Moves messages from the `.XQ` queues into the `dead_letters` table, on one channel
-    kept across ticks (opened again after a connection is lost)."""
-
-    def __init__(self, engine: Engine, settings: Settings, broker: RabbitmqBroker) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.broker = broker
-        self._connection: pika.BlockingConnection | None = None
-        self._channel: BlockingChannel | None = None
-
-    def drain(self, limit: int = 500) -> int:
-        """Drain up to `limit` dead letters per queue; returns how many were stored."""
-        channel = self._open_channel()
-        stored = 0
-        for queue in queue_names(self.settings):
-            for _ in range(limit):
-                method, properties, body = channel.basic_get(f"{queue}.XQ", auto_ack=False)
-                if method is None:
-                    break
-                stored += self._store(queue, properties, body)
-                channel.basic_ack(method.delivery_tag)
-        return stored
-
-    def close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(*PublishErrors):
-                connection.close()
-
-    def _open_channel(self) -> BlockingChannel:
-        """The drain's channel. A new one declares the tier queues first (as every worker
-        does, with the same arguments), so a scheduler that starts before any worker finds
-        its `.XQ` queues instead of the broker closing the channel over a missing queue."""
-        if self._channel is not None and self._channel.is_open:
-            return self._channel
-        self.close()
-        for name in queue_names(self.settings):
-            self.broker.declare_queue(name, ensure=True)
-        self._connection = pika.BlockingConnection(pika_parameters(self.settings, DRAIN))
-        self._channel = self._connection.channel()
-        return self._channel
-
-    def _store(self, queue: str, properties: pika.BasicProperties, body: bytes) -> bool:
-        x_death = _jsonable((properties.headers or {}).get("x-death"))
-        with self.engine.begin() as conn:
-            try:
-                message = Message.decode(body)
-            except DecodeError as exc:
-                record(
-                    conn,
-                    job_id=None,
-                    type=None,
-                    queue=queue,
-                    message={"raw": base64.b64encode(body).decode()},
-                    error={
-                        "type": "UndecodableMessage",
-                        "message": f"the message body could not be decoded: {exc.error}",
-                        "retryable": False,
-                    },
-                    x_death=x_death,
-                )
-                return True
-            return _settle(conn, message, queue, x_death)
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_plain)) if value is not None else None
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode(errors="replace")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
 
 
 # -- inspecting --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from service import counts, deadletters, jobs, queries
 from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
-from service.deadletters import Drainer
+from service.drain import Drainer
 from service.models import JobStatus
 from service.settings import Settings
 

@@ -1,8 +1,8 @@
 """The deployment the README recommends, `warren api` behind nginx (deploy/nginx), keeps
 `/health` answering while slow and idle clients hold connections, passes requests through
 unchanged, and refuses oversized bodies with the API's own error. Skipped on a developer's
-machine without nginx; in CI (`CI=true`) a missing nginx fails (`make test` installs it). `bench.slowclients` measures the same at
-scale and against plain `warren api`."""
+machine without nginx; in CI (`CI=true`) a missing nginx fails (`make test` installs it).
+`bench.slowclients` measures the same at scale and against plain `warren api`."""
 
 import json
 import os

@@ -14,8 +14,8 @@ import pytest
 
 from service import jobs
 from service.broker import Dispatch, Publisher, build_broker, pika_parameters
-from service.deadletters import DRAIN, Drainer
 from service.dispatcher import Dispatcher
+from service.drain import DRAIN, Drainer
 from tests.conftest import delete_queues
 from tests.helpers import runs, wait_for
 
