@@ -92,7 +92,4 @@ class StorableQuery:
             unquote_to_bytes(req.query_string).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the query string is not UTF-8 text") from None
-        for name, values in req.params.items():
-            for text in (name, *(values if isinstance(values, list) else [values])):
-                if problem := storable.text_problem(text):
-                    raise BadRequest(f"query parameter {name!r} {problem}")
+        storable.check_params(req.params)

@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import counts, db, deadletters, jobs, queries
+from service import counts, db, deadletters, jobs, queries, storable
 from service.broker import (
     Dispatch,
     Publisher,
@@ -287,6 +287,7 @@ class DeadLetters:
         limit: int = 50,
         before: int | None = None,
     ) -> list[DeadLetter]:
+        storable.check_params({"type": type, "queue": queue, "fingerprint": fingerprint})
         if queue is not None and "." not in queue:
             queue = f"{self.warren.settings.queue_prefix}.{queue}"
         with self.warren.engine.connect() as conn:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from service import jobs
+from service import jobs, storable
 from service.broker import (
     queue_name,
     tier_of,
@@ -183,6 +183,7 @@ class DeadLetterQuery(BaseModel):
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> "DeadLetterQuery":
         """Raises `BadRequest` naming the bad parameter."""
+        storable.check_params(params)
         try:
             return cls.model_validate(params)
         except ValidationError as exc:

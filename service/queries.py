@@ -25,6 +25,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from service import storable
 from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES
 from service.errors import BadRequest, NotFound
 from service.models import STATUSES, Job, JobAttempt
@@ -110,6 +111,7 @@ class Filters:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> "Filters":
         """Filters from query-string parameters. Raises `BadRequest` naming the bad one."""
+        storable.check_params(params)
         payload_names = [n for n in params if n.startswith("payload.") and n != "payload."]
         payload = {name.removeprefix("payload."): params[name] for name in payload_names}
         rest = {name: value for name, value in params.items() if name not in payload_names}

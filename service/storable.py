@@ -14,6 +14,7 @@ would otherwise exhaust Python's stack in whatever recursive code reads it next 
 
 import math
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from service.errors import BadRequest, ValidationFailed
@@ -33,6 +34,16 @@ def text_problem(text: str) -> str | None:
     if found.group() == "\x00":
         return "contains a NUL character (\\u0000)"
     return "contains a lone UTF-16 surrogate, which is not text"
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Raise `BadRequest` naming the first query parameter whose name or value (or one of its
+    values) PostgreSQL cannot store. For every reader of filters: the API, the Python client
+    and the CLI alike."""
+    for name, values in params.items():
+        for text in (name, *(values if isinstance(values, list) else [values])):
+            if isinstance(text, str) and (problem := text_problem(text)):
+                raise BadRequest(f"query parameter {name!r} {problem}")
 
 
 def check(value: Any, prefix: str = "") -> None:

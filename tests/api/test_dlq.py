@@ -11,6 +11,7 @@ import pytest
 from service import jobs
 from service.broker import Dispatch, pika_parameters
 from service.enqueue import build_row, parse
+from service.errors import BadRequest
 from tests.helpers import wait_for
 
 FAST = {"strategy": "fixed", "baseSeconds": 0.1}
@@ -156,3 +157,8 @@ def test_an_undecodable_message_lands_in_the_dlq(client, settings, pipeline):
 
     assert letter["error"]["type"] == "UndecodableMessage"
     assert letter["jobId"] is None
+
+
+def test_the_python_client_refuses_a_nul_in_dead_letter_filters(warren):
+    with pytest.raises(BadRequest):
+        warren.dlq.list(type="a\x00b")

@@ -4,8 +4,10 @@ caller of enqueue, not only HTTP (tests/api/test_hostile_input.py covers the API
 import pytest
 
 from service import storable
+from service.deadletters import DeadLetterQuery
 from service.enqueue import parse
 from service.errors import BadRequest, ValidationFailed
+from service.queries import Filters
 
 
 @pytest.mark.parametrize(
@@ -33,3 +35,16 @@ def test_nesting_past_the_limit_is_a_bad_request():
 
 def test_ordinary_text_and_numbers_pass():
     storable.check({"text": "é 漢字 \U0001f600 \t\n", "n": 1e308, "big": 10**40, "deep": [[{}]]})
+
+
+@pytest.mark.parametrize(
+    "params", [{"type": "a\x00b"}, {"payload.tag": "\ud800"}, {"status\x00": "failed"}]
+)
+def test_job_filters_refuse_what_postgres_cannot_store_for_every_caller(params):
+    with pytest.raises(BadRequest, match="query parameter"):
+        Filters.parse(params)  # what the API, `warren.list()` and `warren jobs list` read
+
+
+def test_dead_letter_filters_refuse_a_nul():
+    with pytest.raises(BadRequest, match="'type'"):
+        DeadLetterQuery.parse({"type": "a\x00b"})
