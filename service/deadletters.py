@@ -142,7 +142,8 @@ class Selection:
     @classmethod
     def parse(cls, body: Any) -> "Selection":
         """From `{"jobIds": [...]}`, `{"fingerprint": "..."}` or `{"all": true}`; any other
-        JSON value is a `BadRequest`."""
+        JSON value is a `BadRequest`; text PostgreSQL cannot store is a `ValidationFailed`."""
+        storable.check(body)
         try:
             chosen = SelectionBody.validate_python(body)
         except ValidationError:

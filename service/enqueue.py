@@ -104,9 +104,8 @@ def _is_union_tag(part: object) -> bool:
 
 
 def parse(body: Any, prefix: str = "") -> EnqueueRequest:
-    """Validate an enqueue body; raise `ValidationFailed` naming each bad field. Values
-    PostgreSQL cannot store are refused here too, for Python and CLI callers (HTTP bodies
-    were checked whole when read)."""
+    """Validate an enqueue body; raise `ValidationFailed` naming each bad field, values that
+    PostgreSQL cannot store among them (for HTTP, Python and CLI callers alike)."""
     if not isinstance(body, dict):
         raise ValidationFailed(
             "an enqueue request is a JSON object",
