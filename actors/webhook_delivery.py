@@ -330,7 +330,13 @@ def _send(
         return r.status_code, _excerpt(r)
 
 
-@job_type("webhook-delivery", payload=WebhookDelivery, max_attempts=8, timeout_seconds=360)
+@job_type(
+    "webhook-delivery",
+    payload=WebhookDelivery,
+    max_attempts=8,
+    timeout_seconds=360,
+    secret=("headers",),  # an Authorization header is a credential
+)
 def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
     """Send the request; return `{"statusCode", "response"}` for a 2xx answer. Raises
     `netguard.ForbiddenAddress` (permanent) for a target Warren may not connect to, and

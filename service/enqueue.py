@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from service import storable
+from service import sealing, storable
 from service.errors import UnknownJobType, ValidationFailed
 from service.models import JobStatus
 from service.registry import Enqueueing, Registry
@@ -143,12 +143,17 @@ def build_row(
     scheduled_at = request.scheduled_at
     if request.delay_seconds:
         scheduled_at = now + timedelta(seconds=request.delay_seconds)
+    job_id = uuid.uuid4()
+    stored = payload.model_dump(mode="json", by_alias=True)
+    if job.secret:
+        key = Enqueueing(settings).current_settings().sealing_key
+        stored = sealing.seal(stored, job.secret, key, str(job_id))
     return {
-        "id": uuid.uuid4(),
+        "id": job_id,
         "type": job.name,
         "status": JobStatus.PENDING.value,
         "priority": request.priority or job.priority,
-        "payload": payload.model_dump(mode="json", by_alias=True),
+        "payload": stored,
         "attempts": 0,
         "max_attempts": request.max_attempts or job.max_attempts,
         "timeout_seconds": request.timeout_seconds or job.timeout_seconds,

@@ -16,6 +16,7 @@ from typing import Any
 import dramatiq
 from pydantic import BaseModel, ValidationError, ValidationInfo
 
+from service import sealing
 from service.errors import PermanentError, UnknownJobType
 from service.retries import RetryPolicy
 from service.settings import Settings
@@ -35,6 +36,9 @@ class JobType:
     timeout_seconds: int = 300
     retry: RetryPolicy | None = None
     permanent: tuple[type[BaseException], ...] = field(default=())
+    #: Top-level payload fields holding secrets: sealed at rest, shown as "[secret]" (see
+    #: `service.sealing`), opened only for the handler.
+    secret: tuple[str, ...] = field(default=())
 
     def validate(self, payload: Any, context: Any = None) -> BaseModel:
         """The payload model; `context` is pydantic's (an `Enqueueing` when enqueueing)."""
@@ -169,6 +173,10 @@ def set_current(job: RunningJob | None) -> None:
 
 def _runner(job: JobType) -> Callable[..., None]:
     def run(**payload: Any) -> None:
+        if job.secret:
+            running = getattr(_current, "job", None)
+            job_id = running.id if running is not None else ""
+            payload = sealing.unseal(payload, job.secret, current_settings().sealing_key, job_id)
         try:
             model = job.validate(payload)
         except ValidationError as exc:

@@ -5,7 +5,8 @@ import binascii
 import json
 from typing import Annotated, Literal
 
-from pydantic import Field, IPvAnyNetwork, field_validator
+from cryptography.fernet import Fernet
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RetryStrategy = Literal["exponential", "linear", "fixed"]
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     # Where `warren run`'s development mail catcher keeps what it caught (`warren mail`).
     dev_mail_dir: str = ".warren/mail"
     webhook_secret: str | None = None
+    secret_key: SecretStr | None = None
     # Per-destination webhook secrets: "host" or "name@host" (a payload's secretRef) -> secret.
     webhook_secrets: Annotated[dict[str, str], NoDecode] = {}
     # Networks that URL-taking job types may reach though not public (see service.netguard).
@@ -86,6 +88,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"{key!r} is not a host or name@host")
             checked[f"{name}@{host}" if name else host] = _webhook_secret(secret)
         return checked
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            try:
+                Fernet(key.get_secret_value().encode())
+            except ValueError:
+                raise ValueError(
+                    "WARREN_SECRET_KEY must be a Fernet key: 32 url-safe base64-encoded bytes"
+                    " (make one with `warren secret-key`)"
+                ) from None
+        return key
+
+    @property
+    def sealing_key(self) -> str | None:
+        """`secret_key` in clear, for `service.sealing`."""
+        return self.secret_key.get_secret_value() if self.secret_key else None
 
     @field_validator("webhook_secret")
     @classmethod

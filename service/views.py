@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
+from service import sealing
 from service.models import DeadLetter, Job, JobAttempt
 
 
@@ -18,7 +19,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "type": job.type,
         "status": job.status,
         "priority": job.priority,
-        "payload": job.payload,
+        "payload": sealing.redacted(job.payload),
         "result": job.result,
         "error": job.error,
         "attempts": job.attempts,
@@ -64,7 +65,7 @@ def dead_letter_json(letter: DeadLetter) -> dict[str, Any]:
         "error": letter.error,
         "fingerprint": letter.fingerprint,
         "deadAt": timestamp(letter.dead_at),
-        "payload": message.get("kwargs"),
+        "payload": sealing.redacted(message.get("kwargs")),
         "xDeath": letter.x_death,
     }
 

@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from sqlalchemy.engine import make_url
 
-from service import db, devmail
+from service import db, devmail, sealing
 from service.broker import TIERS, Publisher, build_broker
 from service.cli.common import (
     LOG_FORMAT,
@@ -215,3 +215,9 @@ def db_upgrade() -> None:
     settings = load_settings()
     db.upgrade(settings)
     typer.echo(f"database {make_url(settings.database_url).database} is at the newest schema")
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new WARREN_SECRET_KEY, which encrypts secret payload fields at rest."""
+    typer.echo(sealing.new_key())

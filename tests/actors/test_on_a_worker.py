@@ -7,9 +7,17 @@ import os
 import time
 
 import pytest
+import sqlalchemy as sa
+from falcon import testing
+from pydantic import SecretStr
 
 from actors.webhook_delivery import verify, verify_signature
+from api.app import create_app
+from service import sealing
+from service.client import Warren
+from service.drain import Drainer
 from service.errors import ValidationFailed
+from service.views import job_json
 from tests.helpers import wait_for
 
 FAST_RETRY = {"strategy": "fixed", "baseSeconds": 0.1}
@@ -207,3 +215,35 @@ def test_an_email_cancelled_while_its_server_says_nothing_ends_cancelled_at_once
     wait_for(lambda: warren.get(job_id).status == "processing", what="the job to start")
 
     assert wait_until_cancelled(warren, job_id) < 1.5
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["with-key", "without-key"])
+def test_webhook_headers_are_secret_everywhere_but_on_the_wire(
+    settings, engine, start_worker, webhook_server, encrypted
+):
+    key = SecretStr(sealing.new_key()) if encrypted else None
+    keyed = Warren(settings.model_copy(update={"secret_key": key}), engine=engine)
+    start_worker(secret_key=key)
+    job_id = keyed.enqueue(
+        "webhook-delivery",
+        {"url": webhook_server.url("/missing"), "headers": {"Authorization": "Bearer s3cr3t"}},
+    ).id
+
+    job = final(keyed, job_id)
+    [request] = webhook_server.requests
+    assert request.headers["Authorization"] == "Bearer s3cr3t"  # the receiver gets it
+    client = testing.TestClient(create_app(warren=keyed))
+    shown = client.simulate_get(f"/jobs/{job_id}").json["job"]["payload"]
+    assert shown["headers"] == "[secret]"
+    assert "s3cr3t" not in json.dumps(job_json(job))
+    drainer = Drainer(engine, keyed.settings, keyed.publisher.broker)
+    wait_for(drainer.drain, what="the dead letter")  # as the scheduler drains it
+    drainer.close()
+    [letter] = client.simulate_get("/dlq").json["messages"]
+    assert letter["payload"]["headers"] == "[secret]"
+    with engine.connect() as conn:
+        stored = conn.scalar(
+            sa.text("SELECT payload::text FROM jobs WHERE id = :id"), {"id": job_id}
+        )
+    assert ("s3cr3t" in stored) is not encrypted
+    keyed.publisher.close()
