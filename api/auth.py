@@ -6,7 +6,7 @@ import hmac
 
 import falcon
 
-from service.errors import Unauthorized
+from api.errors import Unauthorized
 
 OPEN_PATHS = frozenset({"/health", "/openapi.json"})
 

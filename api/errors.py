@@ -1,5 +1,8 @@
 """The one place where errors become HTTP responses: `{success: false, error: {code, message,
-details}}` with a stable code, and never a stack trace."""
+details}}` with a stable code, and never a stack trace.
+
+Warren's error types are in `service.errors`; the few that only HTTP has (a body too large or
+not JSON, a missing token) are here, in the same hierarchy (`WarrenError`)."""
 
 import logging
 
@@ -10,14 +13,33 @@ from service import errors
 
 log = logging.getLogger(__name__)
 
+
+class PayloadTooLarge(errors.WarrenError):
+    """A request body over `WARREN_MAX_PAYLOAD_BYTES`."""
+
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(errors.WarrenError):
+    """A request body that does not say it is JSON (`Content-Type: application/json`)."""
+
+    code = "unsupported_media_type"
+
+
+class Unauthorized(errors.WarrenError):
+    """A request without a valid bearer token while `WARREN_API_TOKENS` is set."""
+
+    code = "unauthorized"
+
+
 STATUS = {
     errors.BadRequest: falcon.HTTP_400,
     errors.ValidationFailed: falcon.HTTP_422,
-    errors.PayloadTooLarge: falcon.HTTP_413,
-    errors.UnsupportedMediaType: falcon.HTTP_415,
+    PayloadTooLarge: falcon.HTTP_413,
+    UnsupportedMediaType: falcon.HTTP_415,
     errors.NotFound: falcon.HTTP_404,
     errors.Conflict: falcon.HTTP_409,
-    errors.Unauthorized: falcon.HTTP_401,
+    Unauthorized: falcon.HTTP_401,
     errors.Unavailable: falcon.HTTP_503,
 }
 
@@ -55,7 +77,7 @@ def status_of(exc: errors.WarrenError) -> str:
 def warren_error(req: falcon.Request, resp: falcon.Response, exc: errors.WarrenError, params):
     resp.status = status_of(exc)
     resp.media = body(exc.code, exc.message, exc.details)
-    if isinstance(exc, errors.Unauthorized):
+    if isinstance(exc, Unauthorized):
         resp.set_header("WWW-Authenticate", "Bearer")
 
 

@@ -8,8 +8,9 @@ from urllib.parse import unquote_to_bytes
 import falcon
 from gunicorn.http.errors import ParseException
 
+from api.errors import PayloadTooLarge, UnsupportedMediaType
 from service import storable
-from service.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import BadRequest
 
 JSON_MEDIA_TYPE = "application/json"
 

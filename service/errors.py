@@ -1,5 +1,6 @@
 """Warren's error types. The API maps each to an HTTP status and a stable code in one place
-(`api/errors.py`); the CLI prints their message on one line."""
+(`api/errors.py`, which adds the errors only HTTP has); the CLI prints their message on one
+line."""
 
 from typing import Any
 
@@ -30,26 +31,12 @@ class ValidationFailed(WarrenError):
     code = "validation_error"
 
 
-class PayloadTooLarge(WarrenError):
-    code = "payload_too_large"
-
-
-class UnsupportedMediaType(WarrenError):
-    """A request body that does not say it is JSON (`Content-Type: application/json`)."""
-
-    code = "unsupported_media_type"
-
-
 class NotFound(WarrenError):
     code = "not_found"
 
 
 class Conflict(WarrenError):
     code = "conflict"
-
-
-class Unauthorized(WarrenError):
-    code = "unauthorized"
 
 
 class Unavailable(WarrenError):
