@@ -40,7 +40,6 @@ STATUS = {
     errors.NotFound: falcon.HTTP_404,
     errors.Conflict: falcon.HTTP_409,
     Unauthorized: falcon.HTTP_401,
-    errors.Unavailable: falcon.HTTP_503,
 }
 
 #: The code of an error raised as an HTTP status (by Falcon, or by gunicorn: see

@@ -39,10 +39,6 @@ class Conflict(WarrenError):
     code = "conflict"
 
 
-class Unavailable(WarrenError):
-    code = "unavailable"
-
-
 class PermanentError(Exception):
     """Raised by a handler when retrying cannot help: the job fails at once, `retryable=false`."""
 
