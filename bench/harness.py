@@ -13,9 +13,10 @@ A benchmark module is a `measure(env, args) -> dict` function and a `main()` tha
 
 `run()` creates the database `warren_bench_<id>` (migrated) and declares the queues
 `warren_bench_<id>.high/.normal/.low`; on the way out (success, error, Ctrl-C, SIGTERM or the
-time limit) it stops every process started through the environment, deletes the queues and
-drops the database. The last line printed is always one JSON object: the results, or the error.
-Everything talks to PostgreSQL and RabbitMQ on 127.0.0.1 only.
+time limit) it stops every process started through the environment, deletes the queues (and
+the exchanges a benchmark added with `env.add_exchange`) and drops the database. The last line
+printed is always one JSON object: the results, or the error. Everything talks to PostgreSQL
+and RabbitMQ on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -283,12 +284,15 @@ def queue_info(names: Sequence[str]) -> dict[str, tuple[int, int] | None]:
     return info
 
 
-def delete_queues(names: Sequence[str]) -> None:
+def delete_queues(names: Sequence[str], exchanges: Sequence[str] = ()) -> None:
+    """Delete queues, then exchanges; deleting one that does not exist is no error."""
     connection = pika.BlockingConnection(pika.URLParameters(connection_url(BROKER_URL)))
     try:
         channel = connection.channel()
         for name in names:
             channel.queue_delete(name)
+        for name in exchanges:
+            channel.exchange_delete(name)
     finally:
         connection.close()
 
@@ -319,6 +323,7 @@ class BenchEnv:
         )
         self.tier_queues = [f"{self.name}.{tier}" for tier in TIERS]
         self.queues = [q for name in self.tier_queues for q in queue_family(name)]
+        self.exchanges: list[str] = []
         self.processes: list[Process] = []
         self._clients: list[Warren] = []
         self._engine: sa.Engine | None = None
@@ -347,8 +352,9 @@ class BenchEnv:
         steps.append(
             (
                 "delete queues",
-                lambda: _persist(lambda: delete_queues(self.queues)),
-                f"queues left: {' '.join(self.queues)}",
+                lambda: _persist(lambda: delete_queues(self.queues, self.exchanges)),
+                f"queues left: {' '.join(self.queues)}; exchanges left: "
+                f"{' '.join(self.exchanges) or '-'}",
             )
         )
         steps.append(
@@ -394,9 +400,14 @@ class BenchEnv:
         self._clients.append(warren)
         return warren
 
-    def add_queue(self, name: str) -> None:
-        """Have a queue of the benchmark's own (and its companions) deleted at the end."""
-        self.queues.extend(queue_family(name))
+    def add_queue(self, name: str, companions: bool = True) -> None:
+        """Have a queue of the benchmark's own deleted at the end, with its Dramatiq
+        companions `.DQ` and `.XQ` unless `companions` is false."""
+        self.queues.extend(queue_family(name) if companions else [name])
+
+    def add_exchange(self, name: str) -> None:
+        """Have an exchange of the benchmark's own deleted at the end (after the queues)."""
+        self.exchanges.append(name)
 
     # -- processes
 
@@ -436,24 +447,37 @@ class BenchEnv:
         )
         return Api(process, url)
 
-    def start_worker(self, processes: int, threads: int) -> Process:
-        """`warren worker`, once each of its processes consumes every tier queue."""
+    def start_worker(self, processes: int, threads: int, wait: bool = True) -> Process:
+        """`warren worker`, once each of its processes consumes every tier queue (at once when
+        `wait` is false: then `wait_for_consumers(env.tier_queues, processes, worker)`)."""
         process = self.start(
             "worker",
             warren_argv("worker", "--processes", str(processes), "--threads", str(threads)),
         )
-        self.wait_for_consumers(self.tier_queues, processes, process)
+        if wait:
+            self.wait_for_consumers(self.tier_queues, processes, process)
         return process
 
-    def wait_for_consumers(self, queues: Sequence[str], count: int, process: Process) -> None:
-        """Wait until each queue has at least `count` consumers (one per worker process)."""
+    def wait_for_consumers(
+        self, queues: Sequence[str], count: int, process: Process, *others: Process
+    ) -> None:
+        """Wait until each queue has at least `count` consumers (one per worker process);
+        fail as soon as `process` or one of `others` exits."""
+        processes = (process, *others)
 
         def ready() -> bool:
+            for each in processes:
+                if each.exited():
+                    raise BenchError(
+                        f"{each.name} exited with code {each.popen.returncode} while "
+                        f"waiting for it to consume {', '.join(queues)}"
+                    )
             info = queue_info(queues)
             return all(entry is not None and entry[1] >= count for entry in info.values())
 
-        what = f"{process.name} to consume {', '.join(queues)}"
-        wait_until(ready, READY_TIMEOUT, what, interval=0.5, process=process)
+        names = ", ".join(each.name for each in processes)
+        what = f"{names} to consume {', '.join(queues)}"
+        wait_until(ready, READY_TIMEOUT, what, interval=0.5)
 
 
 def _persist(step: Callable[[], None], patience: float = CLEANUP_PATIENCE) -> None:
@@ -530,9 +554,17 @@ def machine_info(env: BenchEnv) -> dict[str, Any]:
         "loadAverage1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "dramatiq": version("dramatiq"),
+        "celery": _installed_version("celery"),
         "postgres": postgres,
         "rabbitmq": rabbitmq.decode() if isinstance(rabbitmq, bytes) else str(rabbitmq),
     }
+
+
+def _installed_version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _interrupt(signum: int, frame: Any) -> None:
