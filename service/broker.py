@@ -11,13 +11,13 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pika
 from dramatiq import Message, Middleware
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-from dramatiq.common import current_millis, dq_name
+from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 
 from service.models import Job
@@ -56,6 +56,29 @@ def queue_name(settings: Settings, tier: str) -> str:
 
 def queue_names(settings: Settings) -> list[str]:
     return [queue_name(settings, tier) for tier in TIERS]
+
+
+class QueueFamily(NamedTuple):
+    """A tier's queues, named as Dramatiq names them: the queue, its delay queue (`.DQ`, where
+    delayed messages wait for their `eta`) and its dead-letter queue (`.XQ`)."""
+
+    queue: str
+    delayed: str
+    dead: str
+
+    @classmethod
+    def of(cls, queue: str) -> "QueueFamily":
+        """The family of the queue named `queue`."""
+        return cls(queue, dq_name(queue), xq_name(queue))
+
+
+def queue_family(settings: Settings, tier: str) -> QueueFamily:
+    return QueueFamily.of(queue_name(settings, tier))
+
+
+def queue_families(settings: Settings) -> list[QueueFamily]:
+    """The three tiers' families, `high` first."""
+    return [queue_family(settings, tier) for tier in TIERS]
 
 
 def connection_url(url: str) -> str:

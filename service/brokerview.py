@@ -14,7 +14,7 @@ import time
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from service.broker import PublishErrors, pika_parameters, queue_names
+from service.broker import PublishErrors, pika_parameters, queue_families
 from service.settings import Settings
 
 #: This connection, as RabbitMQ's management UI names it (after the queue prefix).
@@ -69,8 +69,8 @@ class BrokerView:
 
     def _depths(self) -> dict[str, dict[str, int]]:
         depths: dict[str, dict[str, int]] = {}
-        for name in queue_names(self.settings):
-            for queue in (name, f"{name}.DQ", f"{name}.XQ"):
+        for family in queue_families(self.settings):
+            for queue in family:
                 try:
                     ok = self._open_channel().queue_declare(queue, passive=True).method
                 except pika.exceptions.ChannelClosedByBroker:

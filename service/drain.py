@@ -22,7 +22,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy.engine import Connection, Engine
 
 from service import jobs
-from service.broker import PublishErrors, life_of, pika_parameters, queue_names
+from service.broker import PublishErrors, life_of, pika_parameters, queue_families, queue_names
 from service.deadletters import record
 from service.models import Job, JobStatus
 from service.settings import Settings
@@ -108,12 +108,12 @@ class Drainer:
         """Drain up to `limit` dead letters per queue; returns how many were stored."""
         channel = self._open_channel()
         stored = 0
-        for queue in queue_names(self.settings):
+        for family in queue_families(self.settings):
             for _ in range(limit):
-                method, properties, body = channel.basic_get(f"{queue}.XQ", auto_ack=False)
+                method, properties, body = channel.basic_get(family.dead, auto_ack=False)
                 if method is None:
                     break
-                stored += self._store(queue, properties, body)
+                stored += self._store(family.queue, properties, body)
                 channel.basic_ack(method.delivery_tag)
         return stored
 

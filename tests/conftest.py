@@ -17,11 +17,11 @@ from dramatiq import Worker
 from service import db, netguard
 from service import worker as worker_entry
 from service.broker import (
-    TIERS,
     Publisher,
     build_broker,
     connection_url,
     pika_parameters,
+    queue_families,
     queue_names,
 )
 from service.client import Warren
@@ -77,10 +77,9 @@ def engine(settings: Settings) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def queue_family(settings: Settings) -> list[str]:
-    return [
-        f"{settings.queue_prefix}.{tier}{suffix}" for tier in TIERS for suffix in ("", ".DQ", ".XQ")
-    ]
+def all_queues(settings: Settings) -> list[str]:
+    """Every queue of this run: each tier's queue, delay queue and dead-letter queue."""
+    return [name for family in queue_families(settings) for name in family]
 
 
 def declare_queues(settings: Settings) -> None:
@@ -96,7 +95,7 @@ def delete_queues(settings: Settings) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(connection_url(settings.broker_url)))
     try:
         channel = connection.channel()
-        for name in queue_family(settings):
+        for name in all_queues(settings):
             channel.queue_delete(name)
     finally:
         connection.close()
@@ -105,7 +104,7 @@ def delete_queues(settings: Settings) -> None:
 def purge_queues(settings: Settings) -> None:
     connection = pika.BlockingConnection(pika_parameters(settings))
     try:
-        for name in queue_family(settings):
+        for name in all_queues(settings):
             channel = connection.channel()
             with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
                 channel.queue_purge(name)  # fails when the queue was never declared

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from service.broker import queue_family
 from service.settings import Settings
 from tests.e2e.workers import WorkerProcesses
 from tests.helpers import runs, wait_for
@@ -108,7 +109,7 @@ def test_a_job_that_kills_its_worker_fails_once_its_attempts_are_spent(
     assert [run.attempt for run in runs(engine, job_id)] == [1, 2]
     assert deaths == 2  # one worker per attempt, no more
     # Its message was dead-lettered, not requeued: the third worker lives on and works.
-    dead_letters = f"{warren.settings.queue_prefix}.normal.XQ"
+    dead_letters = queue_family(warren.settings, "normal").dead
     wait_for(
         lambda: warren.queue_depths()[dead_letters]["messages"] == 1,
         timeout=10,

@@ -5,6 +5,7 @@ and never runs again. Nothing of a cancelled job is left in RabbitMQ."""
 import time
 from datetime import timedelta
 
+from service.broker import queue_family
 from tests.helpers import runs, wait_for
 
 
@@ -12,17 +13,13 @@ def assert_no_message_left(warren, worker) -> None:
     """Stop the worker, so that any message it had not acked goes back to its queue, then
     check that the normal tier, its delay queue and its dead-letter queue are all empty."""
     worker.stop()
-    tier = f"{warren.settings.queue_prefix}.normal"
+    family = queue_family(warren.settings, "normal")
     depths = wait_for(
-        lambda: (d := warren.queue_depths()) and d[tier]["consumers"] == 0 and d,
+        lambda: (d := warren.queue_depths()) and d[family.queue]["consumers"] == 0 and d,
         timeout=10,
         what="the worker's consumers to leave",
     )
-    assert {q: depths[q]["messages"] for q in (tier, f"{tier}.DQ", f"{tier}.XQ")} == {
-        tier: 0,
-        f"{tier}.DQ": 0,
-        f"{tier}.XQ": 0,
-    }
+    assert {q: depths[q]["messages"] for q in family} == dict.fromkeys(family, 0)
 
 
 def test_a_running_job_asked_to_cancel_stops_and_ends_cancelled(warren, start_worker, engine):

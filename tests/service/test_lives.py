@@ -13,7 +13,14 @@ import pika
 import pytest
 
 from service import jobs
-from service.broker import Dispatch, Publisher, build_broker, pika_parameters
+from service.broker import (
+    Dispatch,
+    Publisher,
+    QueueFamily,
+    build_broker,
+    pika_parameters,
+    queue_family,
+)
 from service.dispatcher import Dispatcher
 from service.drain import DRAIN, Drainer
 from tests.conftest import delete_queues
@@ -32,8 +39,7 @@ def drainer(warren, engine):
 
 
 def xq_depth(warren) -> int:
-    tier = f"{warren.settings.queue_prefix}.normal"
-    return warren.queue_depths()[f"{tier}.XQ"]["messages"]
+    return warren.queue_depths()[queue_family(warren.settings, "normal").dead]["messages"]
 
 
 def failed_for_good(warren, start_worker, engine) -> tuple:
@@ -139,7 +145,8 @@ def put_in_dead_letter_queue(warren, dispatch: Dispatch) -> None:
     message = warren.publisher.message(dispatch)
     connection = pika.BlockingConnection(pika_parameters(warren.settings))
     try:
-        connection.channel().basic_publish("", f"{message.queue_name}.XQ", message.encode())
+        dead = QueueFamily.of(message.queue_name).dead
+        connection.channel().basic_publish("", dead, message.encode())
     finally:
         connection.close()
 
