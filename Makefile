@@ -30,7 +30,12 @@ nginx:
 	  || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; } \
 	  || echo "nginx could not be installed: tests/e2e/test_slowclients.py skips (fails in CI)"
 
-bench: install services
+# The benchmarks also need the `bench` extra (Celery, the baseline of bench.throughput).
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed services
 	$(PY) -m bench.throughput
 	$(PY) -m bench.latency
 	$(PY) -m bench.scale
