@@ -178,7 +178,7 @@ class Publisher:
         """Publish jobs in AMQP transactions of up to 1,000 messages: one round trip for the
         batch instead of one confirm per message, and RabbitMQ takes all of a transaction or
         none. Returns the jobs published; on failure the rest stay unpublished rows, which the
-        dispatcher publishes later."""
+        scheduler publishes later."""
         jobs = list(jobs)
         published: list[Dispatch] = []
         for start in range(0, len(jobs), 1000):
@@ -203,7 +203,7 @@ class Publisher:
             except PublishErrors as exc:
                 self._drop_batch_channel()
                 if attempt == 2:
-                    log.warning("publishing failed, the dispatcher will retry: %s", exc)
+                    log.warning("publishing failed, the scheduler will retry: %s", exc)
         return False
 
     def _encoded(self, job: Dispatch) -> tuple[str, bytes]:

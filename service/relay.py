@@ -14,7 +14,7 @@ steady trickle of requests the relay's round trips, and the GIL they hold, stay 
 requests' path; without pacing each request cost one publish and one mark of its own.
 
 Nothing is lost if a publish fails or the process dies first: the rows stay unpublished, and
-the dispatcher publishes them once they look stranded (`stranded_after_seconds`). A mark that
+the scheduler publishes them once they look stranded (`stranded_after_seconds`). A mark that
 does not land costs one duplicate message, which a worker's claim ignores.
 """
 
@@ -48,7 +48,7 @@ class Relay:
     started on first use. `close()` publishes and marks what is still waiting, then stops.
 
     At most `max_waiting` jobs wait in memory: while RabbitMQ is down the relay falls behind,
-    and what it is not given stays an unpublished row for the dispatcher."""
+    and what it is not given stays an unpublished row for the scheduler."""
 
     def __init__(
         self,
@@ -99,8 +99,8 @@ class Relay:
     def _publish_batch(self, due: list[Dispatch]) -> None:
         try:
             published = self.publisher.publish_many(due)
-        except Exception:  # the thread must outlive any one batch; the dispatcher covers it
-            log.exception("relay: %d jobs not published; the dispatcher will", len(due))
+        except Exception:  # the thread must outlive any one batch; the scheduler covers it
+            log.exception("relay: %d jobs not published; the scheduler will", len(due))
             published = []
         with self._lock:
             self.waiting -= len(due)
@@ -132,9 +132,9 @@ class Relay:
 
 def record_published(engine: Engine, published: Sequence[Dispatch]) -> None:
     """Mark jobs published at enqueue, retry or replay. A mark that fails is only logged: the
-    dispatcher publishes those jobs again, and a duplicate message is harmless."""
+    scheduler publishes those jobs again, and a duplicate message is harmless."""
     try:
         with engine.begin() as conn:
             jobs.mark_published(conn, published)
     except sa.exc.SQLAlchemyError as exc:
-        log.warning("%d jobs not marked published (%s); the dispatcher will", len(published), exc)
+        log.warning("%d jobs not marked published (%s); the scheduler will", len(published), exc)

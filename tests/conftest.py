@@ -25,7 +25,7 @@ from service.broker import (
     queue_names,
 )
 from service.client import Warren
-from service.dispatcher import Dispatcher
+from service.scheduler import Scheduler
 from service.settings import Settings
 from tests.jobtypes import RUNS_DDL
 
@@ -167,14 +167,14 @@ def worker(start_worker) -> RunningWorker:
 
 
 @pytest.fixture
-def dispatcher(settings: Settings, engine: sa.Engine, clean: None) -> Iterator:
-    """Start the dispatcher loop in a thread: `dispatcher(**setting_overrides)`."""
+def scheduler(settings: Settings, engine: sa.Engine, clean: None) -> Iterator:
+    """Start the scheduler loop in a thread: `scheduler(**setting_overrides)`."""
     stops: list[tuple[threading.Event, threading.Thread, Publisher]] = []
 
-    def start(**overrides) -> Dispatcher:
+    def start(**overrides) -> Scheduler:
         tuned = settings.model_copy(update=overrides)
         publisher = Publisher(build_broker(tuned), tuned)
-        loop = Dispatcher(engine, publisher, tuned)
+        loop = Scheduler(engine, publisher, tuned)
         stop = threading.Event()
         thread = threading.Thread(target=loop.run, args=(stop,), daemon=True)
         thread.start()

@@ -23,7 +23,7 @@ from service.cli.common import (
     load_settings,
     log,
 )
-from service.dispatcher import Dispatcher
+from service.scheduler import Scheduler
 
 # -- processes --------------------------------------------------------------------------------
 
@@ -135,7 +135,7 @@ def scheduler() -> None:
     engine = db.make_engine(settings, pool_size=2, max_overflow=2)
     publisher = Publisher(build_broker(settings), settings)
     try:
-        Dispatcher(engine, publisher, settings).run(stop)
+        Scheduler(engine, publisher, settings).run(stop)
     finally:
         publisher.close()
         engine.dispose()

@@ -112,13 +112,13 @@ def test_an_email_to_an_unreachable_server_is_retried(warren, start_worker, clos
 
 
 def test_a_webhook_to_a_forbidden_target_fails_at_once_keeping_nothing_of_it(
-    warren, start_worker, dispatcher, webhook_server
+    warren, start_worker, scheduler, webhook_server
 ):
     """Issue #10: a webhook pointed at an internal service must not bring back its answer.
     The enqueuing side allows 127.0.0.1 (the environment of these tests); the worker does
     not, as a deployment's worker would refuse RabbitMQ's admin API on its own machine."""
     start_worker(allowed_networks=[])
-    dispatcher()  # drains dead letters into /dlq
+    scheduler()  # drains dead letters into /dlq
     job_id = warren.enqueue(
         "webhook-delivery",
         {"url": webhook_server.url("/secret"), "method": "GET"},

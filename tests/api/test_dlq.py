@@ -18,9 +18,9 @@ FAST = {"strategy": "fixed", "baseSeconds": 0.1}
 
 
 @pytest.fixture
-def pipeline(worker, dispatcher):
+def pipeline(worker, scheduler):
     """A worker and a scheduler: what a deployment runs."""
-    dispatcher()
+    scheduler()
 
 
 def dlq(client, **params):

@@ -1,5 +1,5 @@
 """Kept counts: what `GET /stats` reports always equals counting the jobs table, whether or
-not the dispatcher has folded the latest changes yet."""
+not the scheduler has folded the latest changes yet."""
 
 import threading
 

@@ -10,7 +10,7 @@ def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, en
     job_id = warren.enqueue("test-record", {"seconds": 30}).id
     wait_for(lambda: warren.get(job_id).status == "processing")
 
-    with engine.begin() as conn:  # what the dispatcher does when it releases a lost lease
+    with engine.begin() as conn:  # what the scheduler does when it releases a lost lease
         conn.execute(
             sa.text(
                 "UPDATE jobs SET status = 'pending', current_attempt_id = NULL,"

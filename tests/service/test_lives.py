@@ -21,8 +21,8 @@ from service.broker import (
     pika_parameters,
     queue_family,
 )
-from service.dispatcher import Dispatcher
 from service.drain import DRAIN, Drainer
+from service.scheduler import Scheduler
 from tests.conftest import delete_queues
 from tests.helpers import runs, wait_for
 
@@ -258,18 +258,18 @@ def test_the_scheduler_drains_on_one_channel_tick_after_tick(warren, engine):
     """RabbitMQ's management API counts the drain connection's channels once every few
     seconds: ticks run for longer than that, then the count must settle at one."""
     publisher = Publisher(build_broker(warren.settings), warren.settings)
-    dispatcher = Dispatcher(engine, publisher, warren.settings)
+    scheduler = Scheduler(engine, publisher, warren.settings)
     name = f"warren {warren.settings.queue_prefix}: {DRAIN}"
     try:
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:
-            dispatcher.tick()
+            scheduler.tick()
         channels = wait_for(
             lambda: management_channels(name) == 1, timeout=15, what=f"one channel on {name}"
         )
         assert channels
     finally:
-        dispatcher.drainer.close()
+        scheduler.drainer.close()
         publisher.close()
 
 
@@ -288,18 +288,18 @@ def management_channels(connection_name: str) -> int | None:
 
 def test_after_a_connection_reset_the_next_tick_works_again(warren, engine, caplog):
     publisher = Publisher(build_broker(warren.settings), warren.settings)
-    dispatcher = Dispatcher(engine, publisher, warren.settings)
+    scheduler = Scheduler(engine, publisher, warren.settings)
     try:
-        dispatcher.tick()
+        scheduler.tick()
         publisher.broker.connection.close()  # as when RabbitMQ drops the connection
-        dispatcher.drainer._connection.close()
+        scheduler.drainer._connection.close()
 
-        with caplog.at_level("WARNING", logger="service.dispatcher"):
+        with caplog.at_level("WARNING", logger="service.scheduler"):
             for _ in range(3):
-                dispatcher._next_lost_check = 0.0  # check for lost messages every tick
-                dispatcher.tick()
+                scheduler._next_lost_check = 0.0  # check for lost messages every tick
+                scheduler.tick()
         failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
         assert len(failures) <= 1  # only the first tick meets the closed connection
     finally:
-        dispatcher.drainer.close()
+        scheduler.drainer.close()
         publisher.close()

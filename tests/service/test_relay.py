@@ -1,5 +1,5 @@
 """The API's relay: `POST /jobs` answers once the row is committed, and the relay publishes the
-job right after; when it cannot, the row waits for the dispatcher and nothing is lost."""
+job right after; when it cannot, the row waits for the scheduler and nothing is lost."""
 
 from falcon import testing
 
@@ -37,8 +37,8 @@ def test_jobs_enqueued_over_http_are_published_and_run(settings, engine, warren,
         api.relay.close()
 
 
-def test_what_the_relay_cannot_publish_stays_for_the_dispatcher(
-    settings, engine, warren, worker, dispatcher
+def test_what_the_relay_cannot_publish_stays_for_the_scheduler(
+    settings, engine, warren, worker, scheduler
 ):
     offline = offline_api(settings, engine)
     client = testing.TestClient(create_app(warren=offline))
@@ -49,12 +49,12 @@ def test_what_the_relay_cannot_publish_stays_for_the_dispatcher(
     offline.relay.close()  # its publish has failed by now
 
     assert warren.get(job_id).published_at is None
-    dispatcher()
+    scheduler()
     wait_for(lambda: warren.get(job_id).status == "completed", what="the job to run")
 
 
 def test_while_rabbitmq_is_down_the_relay_holds_a_bounded_number_of_jobs(
-    settings, engine, warren, worker, dispatcher
+    settings, engine, warren, worker, scheduler
 ):
     offline = offline_api(settings, engine)
     offline.relay.max_waiting = 5
@@ -69,7 +69,7 @@ def test_while_rabbitmq_is_down_the_relay_holds_a_bounded_number_of_jobs(
 
     assert offline.relay.waiting <= 5
     offline.relay.close()
-    dispatcher()
+    scheduler()
     wait_for(lambda: all(warren.get(job_id).status == "completed" for job_id in ids))
 
 

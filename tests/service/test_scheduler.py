@@ -1,4 +1,4 @@
-"""The dispatcher (`warren scheduler`) gives every pending job a message: enqueues whose
+"""The scheduler (`warren scheduler`) gives every pending job a message: enqueues whose
 publish failed, schedules and retries too far ahead to hold as delayed messages."""
 
 import time
@@ -10,7 +10,7 @@ from sqlmodel import Session
 from api.app import create_app
 from service.broker import Publisher, build_broker
 from service.client import Warren
-from service.dispatcher import Dispatcher
+from service.scheduler import Scheduler
 from tests.conftest import purge_queues
 from tests.helpers import wait_for
 
@@ -26,7 +26,7 @@ def final(warren, job_id, timeout=20.0):
 
 
 def test_with_rabbitmq_unreachable_enqueue_still_answers_201_and_the_job_runs_later(
-    warren, settings, engine, worker, dispatcher
+    warren, settings, engine, worker, scheduler
 ):
     offline = Warren(settings.model_copy(update={"broker_url": CLOSED_BROKER}), engine=engine)
     client = testing.TestClient(create_app(warren=offline))
@@ -39,18 +39,18 @@ def test_with_rabbitmq_unreachable_enqueue_still_answers_201_and_the_job_runs_la
     job_id = response.json["jobId"]
     assert warren.get(job_id).published_at is None
 
-    dispatcher()
+    scheduler()
     assert final(warren, job_id).status == "completed"
 
 
-def test_a_job_due_beyond_the_horizon_is_a_row_until_the_dispatcher_publishes_it(
-    warren, settings, engine, worker, dispatcher
+def test_a_job_due_beyond_the_horizon_is_a_row_until_the_scheduler_publishes_it(
+    warren, settings, engine, worker, scheduler
 ):
     near = Warren(settings.model_copy(update={"delay_horizon_seconds": 1.0}), engine=engine)
     job_id = near.enqueue("test-record", {}, delay_seconds=2.5).id
 
     assert warren.get(job_id).published_at is None
-    dispatcher(delay_horizon_seconds=1.0)
+    scheduler(delay_horizon_seconds=1.0)
     published = wait_for(lambda: (j := warren.get(job_id)).published_at and j)
 
     job = final(warren, job_id)
@@ -59,7 +59,7 @@ def test_a_job_due_beyond_the_horizon_is_a_row_until_the_dispatcher_publishes_it
     assert job.started_at >= job.scheduled_at
 
 
-def test_a_retry_due_beyond_the_horizon_waits_as_a_row(warren, start_worker, dispatcher):
+def test_a_retry_due_beyond_the_horizon_waits_as_a_row(warren, start_worker, scheduler):
     start_worker(delay_horizon_seconds=1.0)
     job_id = warren.enqueue(
         "test-record", {"failTimes": 1}, retry={"strategy": "fixed", "baseSeconds": 2}
@@ -70,7 +70,7 @@ def test_a_retry_due_beyond_the_horizon_waits_as_a_row(warren, start_worker, dis
     assert waiting.published_at is None
     assert waiting.next_attempt_at is not None
 
-    dispatcher(delay_horizon_seconds=1.0)
+    scheduler(delay_horizon_seconds=1.0)
     job = final(warren, job_id)
     assert job.status == "completed"
     assert job.attempts == 2
@@ -104,14 +104,14 @@ def age(engine, job_id, hours: int = 2) -> None:
 
 
 def test_a_job_whose_message_was_lost_is_published_again(
-    warren, settings, engine, start_worker, dispatcher
+    warren, settings, engine, start_worker, scheduler
 ):
     job_id = warren.enqueue("test-record", {}).id
     purge_queues(settings)  # the message is gone; the row still says published
     age(engine, job_id)
 
     start_worker()
-    dispatcher(republish_after_seconds=3600)
+    scheduler(republish_after_seconds=3600)
 
     assert final(warren, job_id).status == "completed"
 
@@ -123,7 +123,7 @@ def test_a_job_whose_message_is_still_queued_is_not_published_again(
     age(engine, job_id)
     publisher = Publisher(build_broker(settings), settings)
     try:
-        tick = Dispatcher(engine, publisher, settings).tick()
+        tick = Scheduler(engine, publisher, settings).tick()
     finally:
         publisher.close()
 

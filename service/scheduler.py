@@ -1,0 +1,133 @@
+"""The scheduler (`warren scheduler`): its loop makes sure every pending job has a message.
+
+Each tick, in short transactions that lock rows with `SKIP LOCKED` (so several schedulers can
+run side by side):
+
+1. release jobs whose worker died: a `processing` job whose lease expired is recorded as lost and
+   returned to `pending` (or `failed` when its attempts are spent);
+2. publish pending jobs that have no message in RabbitMQ and are due within the delay horizon:
+   enqueues whose publish failed, far-future schedules and long retries coming due, released
+   jobs, manual retries;
+3. drain the `.XQ` dead-letter queues into the `dead_letters` table;
+4. fold the job count deltas into the kept counts that `GET /stats` reads;
+5. now and then (every quarter of `republish_after_seconds`, at most every 5 minutes), publish
+   again the jobs whose message was lost: pending, published and due more than
+   `republish_after_seconds` ago, in a tier whose queue and delay queue are empty. A duplicate
+   of a message that was not lost after all is harmless: a worker's claim ignores it.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import astuple, dataclass
+
+from sqlalchemy.engine import Engine
+
+from service import counts, deadletters, jobs, queries
+from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
+from service.drain import Drainer
+from service.models import JobStatus
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tick:
+    published: int = 0
+    released: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    republished: int = 0
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, publisher: Publisher, settings: Settings) -> None:
+        self.engine = engine
+        self.publisher = publisher
+        self.settings = settings
+        self.drainer = Drainer(engine, settings, publisher.broker)
+        self._next_lost_check = 0.0
+
+    def tick(self) -> Tick:
+        """One pass of every step; a step that fails (an outage) does not stop the others."""
+        tick = Tick()
+        steps = (
+            self._release_expired,
+            self._publish_due,
+            self._drain,
+            self._fold_counts,
+            self._republish_lost,
+        )
+        for step in steps:
+            try:
+                step(tick)
+            except Exception as exc:  # an outage must not end the loop
+                log.warning("scheduler: %s failed: %s", step.__name__.strip("_"), exc)
+                # After an outage, the next tick starts on fresh connections.
+                self.drainer.close()
+                self.publisher.reconnect()
+        return tick
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick every `dispatch_interval_seconds` until `stop` is set; survive outages."""
+        log.info("scheduler started (every %ss)", self.settings.dispatch_interval_seconds)
+        while not stop.is_set():
+            tick = self.tick()
+            if any(astuple(tick)):
+                log.info(
+                    "published %d, released %d, failed %d, dead-lettered %d, republished %d",
+                    *astuple(tick),
+                )
+            stop.wait(self.settings.dispatch_interval_seconds)
+        self.drainer.close()
+
+    def _release_expired(self, tick: Tick) -> None:
+        with self.engine.begin() as conn:
+            for job_id, attempt_id in jobs.expired_leases(conn, self.settings.lease_seconds):
+                status = jobs.release_expired(conn, job_id, attempt_id)
+                if status == JobStatus.PENDING:
+                    tick.released += 1
+                elif status == JobStatus.FAILED:
+                    deadletters.record_job(conn, queries.get(conn, job_id), self.settings)
+                    tick.failed += 1
+
+    def _publish_due(self, tick: Tick) -> None:
+        while True:
+            with self.engine.begin() as conn:
+                due = jobs.due_unpublished(
+                    conn, self.settings.delay_horizon_seconds, self.settings.stranded_after_seconds
+                )
+                published = self.publisher.publish_many(dispatch_of(job) for job in due)
+                jobs.mark_published(conn, published)
+            tick.published += len(published)
+            if len(published) < len(due) or len(due) < 500:
+                return
+
+    def _drain(self, tick: Tick) -> None:
+        tick.dead_lettered += self.drainer.drain()
+
+    def _republish_lost(self, tick: Tick) -> None:
+        if time.monotonic() < self._next_lost_check:
+            return
+        after = self.settings.republish_after_seconds
+        self._next_lost_check = time.monotonic() + min(after / 4, 300.0)
+        broker = self.publisher.broker
+        idle = [
+            priorities
+            for tier, priorities in TIER_PRIORITIES.items()
+            if sum(broker.get_queue_message_counts(queue_name(self.settings, tier))[:2]) == 0
+        ]
+        if not idle:
+            return
+        with self.engine.begin() as conn:
+            lost = jobs.lost_messages(conn, idle, after)
+            published = self.publisher.publish_many(dispatch_of(job) for job in lost)
+            jobs.mark_published(conn, published)
+        if published:
+            log.warning("published again %d jobs whose message was lost", len(published))
+        tick.republished += len(published)
+
+    def _fold_counts(self, tick: Tick) -> None:
+        with self.engine.begin() as conn:
+            counts.fold(conn)
