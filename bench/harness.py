@@ -47,6 +47,7 @@ import sqlalchemy as sa
 
 from service import db
 from service.broker import TIERS, build_broker, connection_url
+from service.cli.processes import api_argv
 from service.client import Warren
 from service.settings import Settings
 
@@ -55,6 +56,7 @@ POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 JOB_MODULES = ("actors", "bench.jobtypes")
 READY_TIMEOUT = 90.0
+WARREN_APP = "api.app:create_app()"  # what `warren api` has gunicorn serve
 CLEANUP_PATIENCE = 60.0
 
 
@@ -441,10 +443,26 @@ class BenchEnv:
         options = ["--host", "127.0.0.1", "--port", str(port)]
         options += ["--workers", str(workers), "--threads", str(threads)]
         process = self.start("api", warren_argv("api", *options), **extra_env)
+        return self._serving(process, port)
+
+    def start_app(
+        self, name: str, app: str, workers: int = 2, threads: int = 8, **extra_env: str
+    ) -> Api:
+        """Another WSGI app (`"bench.plainapi:create_app()"`) served on a free port of
+        127.0.0.1 as `warren api` serves Warren's: gunicorn with `warren api`'s own command
+        line (worker class, processes, threads, access log), only the app replaced. Returns
+        once its `/health` answers 200."""
+        port = free_port()
+        argv = api_argv("127.0.0.1", port, workers, threads)
+        if WARREN_APP not in argv:
+            raise BenchError(f"`warren api`'s gunicorn command names no {WARREN_APP}: {argv}")
+        argv = [app if part == WARREN_APP else part for part in argv]
+        return self._serving(self.start(name, argv, **extra_env), port)
+
+    def _serving(self, process: Process, port: int) -> Api:
         url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: _healthy(url), READY_TIMEOUT, "the API's /health", interval=0.2, process=process
-        )
+        what = f"{process.name}'s /health"
+        wait_until(lambda: _healthy(url), READY_TIMEOUT, what, interval=0.2, process=process)
         return Api(process, url)
 
     def start_worker(self, processes: int, threads: int, wait: bool = True) -> Process:

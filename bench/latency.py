@@ -1,9 +1,14 @@
-"""Enqueue latency over HTTP: `POST /jobs` at a steady request rate, then `POST /jobs/batch`.
+"""Enqueue latency over HTTP: `POST /jobs` at a steady request rate, against what users would
+write instead, then `POST /jobs/batch`.
 
     .venv/bin/python -m bench.latency --rate 200 --seconds 30
 
 A `warren api` (2 gunicorn processes x 8 threads) runs on a free port of 127.0.0.1; no worker
-runs, the jobs just accumulate.
+runs, the jobs just accumulate. Beside it runs the baseline, "plain" (`bench.plainapi`): a
+Falcon app whose `POST /jobs` parses the body, calls a Dramatiq actor's `send()` with
+publisher confirms and records nothing, served by gunicorn with `warren api`'s own command line
+(the same worker class, processes and threads); its messages accumulate in a queue of the
+run's own.
 
 Single enqueue, open loop: request i is due at start + i/rate, whatever happened to the ones
 before; `--clients` threads (each with its own keep-alive connection) take the next due
@@ -15,7 +20,12 @@ Two latencies per request:
 - "from schedule": from the time it was due to the response, which also counts the wait when
   every client thread was busy (the API fell behind), so a slow API cannot hide its backlog.
 Errors are responses other than 201, and exceptions (timeouts, refused connections).
-A short warm-up at the same rate runs first and is not counted.
+A short warm-up of each API at the same rate runs first and is not counted. Then the two take
+turns with the same rate, clients and seconds: `--rounds` rounds (2), each `--seconds /
+--rounds` per API, in the order warren, plain, then plain, warren, and so on, so that load
+from elsewhere on the machine and the growing jobs table fall on both alike. The samples of
+each API's turns are pooled; the achieved rate is its answered requests over the sum of its
+turns' spans. The ratio warren/plain of the p95 from schedule is the figure to compare.
 
 Batch: `--batches` requests of 1,000 `bench-noop` jobs each, one after another; jobs/s is all
 jobs over the time until the last answer. The API answers once the rows are committed and its
@@ -112,9 +122,11 @@ def open_loop(url: str, rate: float, seconds: float, clients: int) -> list[Sampl
     return samples
 
 
-def single_figures(samples: list[Sample], rate: float) -> dict[str, Any]:
+def single_figures(turns: list[list[Sample]], rate: float) -> dict[str, Any]:
+    """Latencies of the pooled samples of one API's turns."""
+    samples = [sample for turn in turns for sample in turn]
     ok = [s for s in samples if s.error is None]
-    span = max(s.answered for s in samples) - min(s.due for s in samples)
+    span = sum(max(s.answered for s in turn) - min(s.due for s in turn) for turn in turns)
     return {
         "requests": len(samples),
         "targetPerSecond": rate,
@@ -173,19 +185,74 @@ def show_latency(label: str, figures: dict[str, float]) -> None:
     )
 
 
+def queued_messages(queue: str) -> int:
+    return (harness.queue_info([queue])[queue] or (0, 0))[0]
+
+
+def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> dict[str, Any]:
+    """`POST /jobs` open loop on Warren and on the plain endpoint, taking turns."""
+    queue = f"{env.name}.plainapi"
+    env.add_queue(queue)
+    plain = env.start_app(
+        "plain-api", "bench.plainapi:create_app()", workers=2, threads=8, BENCH_PLAINAPI_QUEUE=queue
+    )
+    say(f"plain api on {plain.url} (bench.plainapi: Dramatiq send with confirms, no records)")
+    urls = {"warren": warren_url, "plain": plain.url}
+    sent_ok = dict.fromkeys(urls, 0)
+    for name, url in urls.items():
+        warmup = open_loop(url, args.rate, args.warmup, args.clients)
+        sent_ok[name] += sum(s.error is None for s in warmup)
+
+    turns: dict[str, list[list[Sample]]] = {name: [] for name in urls}
+    order: list[str] = []
+    for index in range(args.rounds):
+        for name in list(urls) if index % 2 == 0 else reversed(urls):
+            turn = open_loop(urls[name], args.rate, args.seconds / args.rounds, args.clients)
+            turns[name].append(turn)
+            sent_ok[name] += sum(s.error is None for s in turn)
+            order.append(name)
+    # Every 201 of the plain endpoint is a confirmed message in its queue (nothing consumes it)
+    harness.wait_until(
+        lambda: queued_messages(queue) >= sent_ok["plain"],
+        30,
+        f"{sent_ok['plain']} messages of the plain endpoint in {queue}",
+        interval=0.2,
+    )
+
+    say(
+        f"POST /jobs at {args.rate:g}/s for {args.seconds:g} s each, {args.clients} clients, "
+        f"in turns of {args.seconds / args.rounds:g} s: {', '.join(order)}"
+    )
+    figures = {name: single_figures(turns[name], args.rate) for name in urls}
+    for name, single in figures.items():
+        say(
+            f"{name}: {single['requests']} requests, achieved {single['achievedPerSecond']}/s, "
+            f"errors {single['errors'] or 0}"
+        )
+        show_latency("service", single["service"])
+        show_latency("from schedule", single["fromSchedule"])
+    ratio = {
+        key: round(
+            figures["warren"]["fromSchedule"][key] / figures["plain"]["fromSchedule"][key], 3
+        )
+        for key in ("p50Ms", "p95Ms", "p99Ms")
+    }
+    say(
+        f"warren/plain from schedule: p95 {ratio['p95Ms']:.2f} "
+        f"(p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f})"
+    )
+    return {
+        "single": figures["warren"],
+        "plain": figures["plain"],
+        "ratioFromSchedule": ratio,
+        "turns": order,
+    }
+
+
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     api = env.start_api(workers=2, threads=8)
     say(f"warren api on {api.url} (2 processes x 8 threads), no worker")
-    open_loop(api.url, args.rate, args.warmup, args.clients)
-
-    samples = open_loop(api.url, args.rate, args.seconds, args.clients)
-    single = single_figures(samples, args.rate)
-    say(
-        f"POST /jobs: {single['requests']} requests at {args.rate:g}/s for {args.seconds:g} s, "
-        f"achieved {single['achievedPerSecond']}/s, errors {single['errors'] or 0}"
-    )
-    show_latency("service", single["service"])
-    show_latency("from schedule", single["fromSchedule"])
+    single = single_enqueue(env, args, api.url)
 
     batch = batches(env, api.url, args.batches)
     say(
@@ -198,7 +265,8 @@ def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         "rate": args.rate,
         "seconds": args.seconds,
         "clients": args.clients,
-        "single": single,
+        "rounds": args.rounds,
+        **single,
         "batch": batch,
     }
 
@@ -206,7 +274,12 @@ def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=200, help="requests per second (200)")
-    parser.add_argument("--seconds", type=float, default=30, help="how long to send (30)")
+    parser.add_argument(
+        "--seconds", type=float, default=30, help="how long to send to each API (30)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="turns of each API, alternating order (2)"
+    )
     parser.add_argument("--clients", type=int, default=16, help="sending threads (16)")
     parser.add_argument("--warmup", type=float, default=2, help="uncounted seconds first (2)")
     parser.add_argument("--batches", type=int, default=20, help="batch requests (20)")
@@ -214,6 +287,8 @@ def main() -> None:
         "--max-seconds", type=float, default=900, help="time limit of the whole run (900)"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be 1 or more")
     harness.run("latency", measure, args, args.max_seconds)
 
 
