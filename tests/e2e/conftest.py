@@ -33,7 +33,7 @@ PASSED_SETTINGS = (
 
 
 def cli_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "service.cli", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,7 @@ from typing import Annotated, NoReturn
 import typer
 from sqlalchemy.engine import make_url
 
-from service import db, devmail, sealing
-from service.broker import TIERS, Publisher, build_broker
-from service.cli.common import (
+from cli.common import (
     LOG_FORMAT,
     STOP_SIGNALS,
     app,
@@ -23,6 +21,8 @@ from service.cli.common import (
     load_settings,
     log,
 )
+from service import db, devmail, sealing
+from service.broker import TIERS, Publisher, build_broker
 from service.scheduler import Scheduler
 
 # -- processes --------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def run() -> None:
 
 def spawn_child(command: str) -> subprocess.Popen:
     # Own process group: a terminal's Ctrl-C reaches only us, and we forward it once.
-    return subprocess.Popen([sys.executable, "-m", "service.cli", command], process_group=0)
+    return subprocess.Popen([sys.executable, "-m", "cli", command], process_group=0)
 
 
 def supervise(children: dict[str, subprocess.Popen]) -> int:

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import (
+from cli.common import (
     JsonOption,
     app,
     compact,

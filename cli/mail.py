@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import JsonOption, load_settings, mail_app, print_json, show, table
+from cli.common import JsonOption, load_settings, mail_app, print_json, show, table
 from service.mailbox import CaughtMail, Mailbox
 from service.views import timestamp
 

@@ -12,13 +12,13 @@ import typer
 
 # Importing the command modules registers their commands, in the order `--help` lists them.
 # isort: off
-from service.cli import processes  # noqa: F401
-from service.cli import jobs  # noqa: F401
-from service.cli import deadletters  # noqa: F401
-from service.cli import mail  # noqa: F401
+from cli import processes  # noqa: F401
+from cli import jobs  # noqa: F401
+from cli import deadletters  # noqa: F401
+from cli import mail  # noqa: F401
 
 # isort: on
-from service.cli.common import app, describe
+from cli.common import app, describe
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import (
+from cli.common import (
     JsonOption,
     compact,
     connected,

@@ -1,0 +1,5 @@
+"""`python -m cli`: the same as the `warren` console script."""
+
+from cli import main
+
+main()
