@@ -45,9 +45,9 @@ import httpx
 import pika
 import sqlalchemy as sa
 
+from cli.processes import api_argv
 from service import db
 from service.broker import TIERS, build_broker, connection_url
-from service.cli.processes import api_argv
 from service.client import Warren
 from service.settings import Settings
 
@@ -133,7 +133,7 @@ def free_port() -> int:
 
 def warren_argv(*args: str) -> list[str]:
     """The `warren` command line, run with this interpreter."""
-    return [sys.executable, "-m", "service.cli", *args]
+    return [sys.executable, "-m", "cli", *args]
 
 
 # -- /proc ------------------------------------------------------------------------------------
