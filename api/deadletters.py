@@ -3,9 +3,9 @@
 import falcon
 
 from api.requests import query_params, read_json
+from api.views import dead_letter_group_json, dead_letter_json
 from service.client import Warren
 from service.deadletters import DeadLetterQuery
-from service.views import dead_letter_group_json, dead_letter_json
 
 
 class DeadLetters:

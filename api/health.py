@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import falcon
 
+from api.views import timestamp
 from service.client import Warren
-from service.views import timestamp
 
 
 class Health:

@@ -5,9 +5,9 @@ import uuid
 import falcon
 
 from api.requests import query_params, read_json
+from api.views import attempt_json, job_json
 from service.client import Warren
 from service.errors import ValidationFailed
-from service.views import attempt_json, job_json
 
 
 class Jobs:

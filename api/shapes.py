@@ -1,6 +1,6 @@
 """The JSON shapes of the API's answers, as pydantic models for /openapi.json.
 
-The answers themselves are built by `service.views` and the resources; these models only
+The answers themselves are built by `api.views` and the resources; these models only
 describe them. They cannot drift silently: the schemathesis test (tests/e2e) checks every
 answer of a live `warren api` against the document they generate.
 """

@@ -4,6 +4,11 @@ from typing import Annotated, Any
 
 import typer
 
+from api.views import (
+    dead_letter_group_json,
+    dead_letter_json,
+    timestamp,
+)
 from cli.common import (
     JsonOption,
     compact,
@@ -13,11 +18,6 @@ from cli.common import (
     print_json,
     show,
     table,
-)
-from service.views import (
-    dead_letter_group_json,
-    dead_letter_json,
-    timestamp,
 )
 
 # -- dead letters -----------------------------------------------------------------------------

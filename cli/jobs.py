@@ -5,6 +5,10 @@ from typing import Annotated, Any
 
 import typer
 
+from api.views import (
+    attempt_json,
+    job_json,
+)
 from cli.common import (
     JsonOption,
     app,
@@ -18,10 +22,6 @@ from cli.common import (
 )
 from service.models import STATUSES, JobStatus
 from service.queries import Filters
-from service.views import (
-    attempt_json,
-    job_json,
-)
 
 # -- enqueue ----------------------------------------------------------------------------------
 

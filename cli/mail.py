@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from api.views import timestamp
 from cli.common import JsonOption, load_settings, mail_app, print_json, show, table
 from service.mailbox import CaughtMail, Mailbox
-from service.views import timestamp
 
 
 def mailbox() -> Mailbox:

@@ -13,11 +13,11 @@ from pydantic import SecretStr
 
 from actors.webhook_delivery import verify, verify_signature
 from api.app import create_app
+from api.views import job_json
 from service import sealing
 from service.client import Warren
 from service.drain import Drainer
 from service.errors import ValidationFailed
-from service.views import job_json
 from tests.helpers import wait_for
 
 FAST_RETRY = {"strategy": "fixed", "baseSeconds": 0.1}
