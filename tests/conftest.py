@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import pika
@@ -30,8 +31,20 @@ from service.settings import Settings
 from tests.jobtypes import RUNS_DDL
 
 RUN_ID = uuid.uuid4().hex[:10]
+#: The test tiers: each folder of tests/ marks its tests with its name (`pytest -m unit`).
+TIERS = ("unit", "api", "service", "actors", "e2e", "faults")
+TESTS = Path(__file__).resolve().parent
 #: What URL-taking job types may reach in tests (service.netguard): 127.0.0.1, not 127.0.0.2.
 TEST_ALLOWED_NETWORK = "127.0.0.1/32"
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = Path(item.path).resolve()
+        tier = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+        if tier in TIERS:
+            item.add_marker(tier)
 
 
 def test_settings(**overrides) -> Settings:
