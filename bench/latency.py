@@ -23,7 +23,7 @@ Errors are responses other than 201, and exceptions (timeouts, refused connectio
 A short warm-up of each API at the same rate runs first and is not counted. Then the two take
 turns with the same rate, clients and seconds: `--rounds` rounds (2), each `--seconds /
 --rounds` per API, in the order warren, plain, then plain, warren, and so on, so that load
-from elsewhere on the machine and the growing jobs table fall on both alike. The samples of
+from elsewhere on the machine falls on both alike. The samples of
 each API's turns are pooled; the achieved rate is its answered requests over the sum of its
 turns' spans. The ratio warren/plain of the p95 from schedule is the figure to compare.
 
