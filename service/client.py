@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import counts, db, deadletters, jobs, queries, storable
+from service import db, deadletters, queries, storable
 from service.broker import (
     Dispatch,
     Publisher,
@@ -37,6 +37,7 @@ from service.registry import Registry
 from service.registry import registry as default_registry
 from service.relay import Relay, record_published
 from service.settings import Settings
+from service.store import counts, jobs
 
 log = logging.getLogger(__name__)
 

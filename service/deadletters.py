@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
-from service import jobs, storable
+from service import storable
 from service.broker import (
     queue_name,
     tier_of,
@@ -30,6 +30,7 @@ from service.errors import BadRequest, NotFound
 from service.models import DeadLetter, Job
 from service.queries import DEFAULT_LIMIT, MAX_LIMIT, query_error
 from service.settings import Settings
+from service.store import jobs
 from service.strict import whole_number
 
 log = logging.getLogger(__name__)

@@ -14,18 +14,17 @@ from datetime import datetime
 from typing import Any
 
 import pika
-import sqlalchemy as sa
 from dramatiq import Message
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.errors import DecodeError
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy.engine import Connection, Engine
 
-from service import jobs
 from service.broker import PublishErrors, life_of, pika_parameters, queue_families, queue_names
 from service.deadletters import record
 from service.models import Job, JobStatus
 from service.settings import Settings
+from service.store import jobs
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +42,7 @@ def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> boo
         job_id: uuid.UUID | None = uuid.UUID(message.message_id)
     except ValueError:
         job_id = None
-    job = None
-    if job_id is not None:
-        row = conn.execute(
-            sa.select(jobs.jobs).where(jobs.jobs.c.id == job_id).with_for_update()
-        ).first()
-        job = Job.model_validate(row._mapping) if row else None
+    job = jobs.locked(conn, job_id) if job_id is not None else None
     if job is not None and not _speaks_for(message, job):
         log.info(
             "dead letter of job %s (life %s) dropped: the job is %s in life %d",

@@ -37,6 +37,17 @@ class JobStatus(StrEnum):
 STATUSES = tuple(s.value for s in JobStatus)
 
 
+class AttemptStatus(StrEnum):
+    """An attempt's status: `running` while its worker holds the job, then how it ended;
+    `lost` when its worker stopped renewing the lease and the job was taken back."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
 def _time(**kw: Any) -> Any:
     return Field(default=None, sa_column=Column(DateTime(timezone=True), **kw))
 
@@ -68,6 +79,12 @@ class Job(SQLModel, table=True):
         ),
         Index("jobs_lease_idx", "lease_until", postgresql_where=text("status = 'processing'")),
         Index(
+            "jobs_idempotency_key_idx",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index(
             "jobs_payload_idx",
             "payload",
             postgresql_using="gin",
@@ -87,7 +104,7 @@ class Job(SQLModel, table=True):
     max_attempts: int = Field(nullable=False)
     timeout_seconds: int = Field(nullable=False)
     retry: dict[str, Any] | None = _json()
-    idempotency_key: str | None = Field(default=None, sa_column=Column(Text, unique=True))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(Text))
     worker: str | None = Field(default=None, sa_column=Column(Text))
     current_attempt_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     created_at: datetime = _time(nullable=False)
@@ -100,15 +117,12 @@ class Job(SQLModel, table=True):
     lease_until: datetime | None = _time()
     cancel_requested_at: datetime | None = _time()
 
-    @property
-    def due_at(self) -> datetime:
-        """When the job may start next: its retry time, its schedule, or its creation."""
-        return self.next_attempt_at or self.scheduled_at or self.created_at
-
 
 class JobAttempt(SQLModel, table=True):
-    """One attempt of a job: `running` while it runs, then `completed`, `failed`, `cancelled` or
-    `lost` (its worker died). `number` restarts at 1 in each `life` of the job."""
+    """One attempt of a job (`AttemptStatus`). `number` restarts at 1 in each `life` of the job.
+
+    An attempt's row is written when it ends; while it runs, the job's row holds it
+    (`current_attempt_id`, `worker`, `started_at`), and readers show it as `running`."""
 
     __tablename__ = "job_attempts"
     __table_args__ = (Index("job_attempts_job_idx", "job_id", "id"),)

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from service import storable
 from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES
 from service.errors import BadRequest, NotFound
-from service.models import STATUSES, Job, JobAttempt
+from service.models import STATUSES, AttemptStatus, Job, JobAttempt, JobStatus
 from service.strict import moment, whole_number
 
 jobs = Job.__table__
@@ -149,13 +149,37 @@ def get(conn: Connection, job_id: uuid.UUID) -> Job:
 
 
 def attempts(conn: Connection, job_id: uuid.UUID) -> list[JobAttempt]:
-    get(conn, job_id)
-    return _loaded(
+    """A job's attempts in order. The job's current attempt, running or completed, is read
+    from the job's row: the store writes an attempt's row only when the job moves on from it."""
+    job = get(conn, job_id)
+    ended = _loaded(
         conn,
         sa.select(JobAttempt)
         .where(attempts_table.c.job_id == job_id)
         .order_by(attempts_table.c.id),
     )
+    current = _CURRENT_ATTEMPT.get(JobStatus(job.status))
+    if current and job.current_attempt_id not in {None, *(a.id for a in ended)}:
+        ended.append(
+            JobAttempt(
+                id=job.current_attempt_id,
+                job_id=job.id,
+                number=job.attempts,
+                life=job.life,
+                status=current,
+                worker=job.worker,
+                started_at=job.started_at,
+                finished_at=job.completed_at if current == AttemptStatus.COMPLETED else None,
+            )
+        )
+    return ended
+
+
+#: The statuses of a job whose current attempt is held by the job's row, and its status.
+_CURRENT_ATTEMPT = {
+    JobStatus.PROCESSING: AttemptStatus.RUNNING,
+    JobStatus.COMPLETED: AttemptStatus.COMPLETED,
+}
 
 
 def page(conn: Connection, filters: Filters) -> Page:

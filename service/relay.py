@@ -29,9 +29,9 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service import jobs
 from service.batches import take_batch
 from service.broker import Dispatch, Publisher
+from service.store import jobs
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ from dataclasses import astuple, dataclass
 
 from sqlalchemy.engine import Engine
 
-from service import counts, deadletters, jobs, queries
+from service import deadletters, queries
 from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
 from service.settings import Settings
+from service.store import counts, jobs
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ import uuid
 import pika
 import pytest
 
-from service import jobs
 from service.broker import Dispatch, pika_parameters
 from service.enqueue import build_row, parse
 from service.errors import BadRequest
+from service.store import jobs
 from tests.helpers import wait_for
 
 FAST = {"strategy": "fixed", "baseSeconds": 0.1}

@@ -5,7 +5,7 @@ import threading
 
 import sqlalchemy as sa
 
-from service import counts
+from service.store import counts
 from tests.helpers import wait_for
 
 

@@ -3,6 +3,7 @@ one job twice at once."""
 
 import sqlalchemy as sa
 
+from service.store import jobs
 from tests.helpers import wait_for
 
 
@@ -10,14 +11,16 @@ def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, en
     job_id = warren.enqueue("test-record", {"seconds": 30}).id
     wait_for(lambda: warren.get(job_id).status == "processing")
 
-    with engine.begin() as conn:  # what the scheduler does when it releases a lost lease
+    with engine.begin() as conn:  # the lease looks lost to the scheduler, which releases it
         conn.execute(
             sa.text(
-                "UPDATE jobs SET status = 'pending', current_attempt_id = NULL,"
-                " published_at = now(), scheduled_at = now() + interval '1 hour' WHERE id = :id"
+                "UPDATE jobs SET lease_until = now() - interval '1 minute',"
+                " scheduled_at = now() + interval '1 hour' WHERE id = :id"
             ),
             {"id": job_id},
         )
+        [(_, attempt_id)] = jobs.expired_leases(conn, grace=0)
+        assert jobs.release_expired(conn, job_id, attempt_id) == "pending"
 
     def stopped():
         with engine.connect() as conn:
@@ -28,5 +31,5 @@ def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, en
 
     wait_for(stopped, timeout=5, what="the run to stop")
     [attempt] = warren.attempts(job_id)
-    assert attempt.status == "running"  # its outcome is no longer this worker's to write
+    assert attempt.status == "lost"  # its outcome is no longer this worker's to write
     assert warren.get(job_id).status == "pending"

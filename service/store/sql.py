@@ -1,0 +1,104 @@
+"""SQL the store's verbs share: the due-time rule, the status move, and the PL/pgSQL that
+claims and completes a worker's batch inside PostgreSQL.
+
+`warren_work` is PL/pgSQL because it pays: a worker's group commit sends one call per batch,
+and the function runs one primary-key UPDATE per job inside PostgreSQL. Sent as one statement
+per job, each cost the client a send and a parse of its own; a set-based UPDATE over an array
+of ids was planned as a walk over every pending job when the table's statistics were stale.
+Migrations create these functions from the text here (`FUNCTIONS`); a change to them comes
+with a migration that creates them again.
+"""
+
+from service.models import JobStatus
+
+#: When a job may start next: its retry time, its schedule, or its creation.
+DUE_AT = "coalesce(next_attempt_at, scheduled_at, created_at)"
+
+PENDING = f"'{JobStatus.PENDING}'"
+PROCESSING = f"'{JobStatus.PROCESSING}'"
+COMPLETED = f"'{JobStatus.COMPLETED}'"
+
+
+def move(where: str, assignments: str, returning: str = "jobs.*") -> str:
+    """One status change as one statement: lock the rows `where` selects (in id order, so two
+    moves never deadlock), apply `assignments` to them, record each change of status in the
+    kept counts, and return `returning` of every row changed plus its old status as `was`.
+
+    `where` and `assignments` name the columns of `jobs` unqualified."""
+    return f"""
+    WITH old AS (
+        SELECT id AS job_id, status AS was FROM jobs WHERE {where} ORDER BY id FOR UPDATE
+    ), moved AS (
+        UPDATE jobs SET {assignments}, updated_at = now()
+          FROM old WHERE jobs.id = old.job_id
+        RETURNING {returning}, old.was
+    ), counted AS (
+        SELECT warren_count_moves(array_agg(type), array_agg(was), array_agg(status)) FROM moved
+    )
+    SELECT moved.* FROM moved, counted
+    """
+
+
+FUNCTIONS = f"""
+CREATE OR REPLACE FUNCTION warren_count_moves(types text[], froms text[], tos text[])
+RETURNS void LANGUAGE sql AS $$
+    INSERT INTO job_count_deltas (type, status, delta)
+    SELECT type, status, sum(delta) FROM (
+        SELECT t, f, -1 FROM unnest(types, froms, tos) AS m(t, f, n) WHERE f <> n
+        UNION ALL
+        SELECT t, n, 1 FROM unnest(types, froms, tos) AS m(t, f, n) WHERE f <> n
+    ) AS d(type, status, delta)
+    GROUP BY type, status HAVING sum(delta) <> 0
+$$;
+
+CREATE OR REPLACE FUNCTION warren_work(
+    claim_ids uuid[], claim_lives integer[], claimer text, lease double precision,
+    done_ids uuid[], done_attempts bigint[], results text[])
+RETURNS TABLE (done bigint, id uuid, attempt_id bigint, number integer, max_attempts integer,
+               type text, priority integer, timeout_seconds integer, retry jsonb, life integer)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    i integer;
+    finished record;
+    types text[] := '{{}}';
+    froms text[] := '{{}}';
+    tos text[] := '{{}}';
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(done_ids, 1), 0) LOOP
+        UPDATE jobs SET status = {COMPLETED}, result = CAST(results[i] AS jsonb), error = NULL,
+               completed_at = now(), updated_at = now(), lease_until = NULL
+         WHERE jobs.id = done_ids[i] AND status = {PROCESSING}
+           AND current_attempt_id = done_attempts[i]
+        RETURNING jobs.type INTO finished;
+        IF FOUND THEN
+            types := types || finished.type;
+            froms := froms || {PROCESSING}::text;
+            tos := tos || {COMPLETED}::text;
+            done := done_attempts[i];
+            id := done_ids[i];
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+    done := NULL;
+    FOR i IN 1 .. coalesce(array_length(claim_ids, 1), 0) LOOP
+        UPDATE jobs SET status = {PROCESSING}, attempts = attempts + 1, started_at = now(),
+               updated_at = now(), worker = claimer, next_attempt_at = NULL,
+               lease_until = now() + make_interval(secs => lease),
+               current_attempt_id = nextval(pg_get_serial_sequence('job_attempts', 'id'))
+         WHERE jobs.id = claim_ids[i] AND jobs.life = claim_lives[i] AND status = {PENDING}
+           AND {DUE_AT} <= now() + interval '1 second'
+        RETURNING jobs.id, jobs.current_attempt_id, jobs.attempts, jobs.max_attempts,
+                  jobs.type, jobs.priority, jobs.timeout_seconds, jobs.retry, jobs.life
+             INTO id, attempt_id, number, max_attempts, type, priority, timeout_seconds,
+                  retry, life;
+        IF FOUND THEN
+            types := types || type;
+            froms := froms || {PENDING}::text;
+            tos := tos || {PROCESSING}::text;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+    PERFORM warren_count_moves(types, froms, tos);
+END $$;
+"""
