@@ -118,10 +118,12 @@ def worker(
     tiers = parse_tiers(queues)
     processes = processes or settings.worker_processes
     threads = threads or settings.worker_threads
-    # Prefetch no more than the threads can run, so a backlog cannot hoard one worker.
+    # Dramatiq's own default prefetch, twice the threads: a message whose ack waits for its
+    # outcome's commit (service.acks) still holds its slot, and with no more than the threads
+    # the threads would wait for deliveries. More would let a backlog hoard one worker.
     exec_command(
         worker_argv(settings.queue_prefix, processes, threads, tiers),
-        {"dramatiq_queue_prefetch": str(threads)},
+        {"dramatiq_queue_prefetch": str(2 * threads)},
     )
 
 

@@ -20,6 +20,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 
+from service.acks import Broker
 from service.models import Job
 from service.settings import Settings
 
@@ -91,7 +92,7 @@ def connection_url(url: str) -> str:
 def build_broker(settings: Settings, middleware: Iterable[Middleware] = ()) -> RabbitmqBroker:
     """A RabbitMQ broker with publisher confirms and the three tier queues declared."""
     logging.getLogger("pika").setLevel(logging.WARNING)
-    broker = RabbitmqBroker(
+    broker = Broker(
         url=connection_url(settings.broker_url),
         confirm_delivery=True,
         middleware=list(middleware),

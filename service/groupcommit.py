@@ -3,8 +3,8 @@
 A no-op job costs two transactions, its claim and its completion; at hundreds of jobs a second
 those commits, not the jobs, are the work. Worker threads hand their claims and completions to
 one writer thread and block until they are committed. The writer takes every request waiting
-and writes them in one transaction, sent with its statements in one pipelined round trip on a
-connection of its own (see `jobs.claim_and_complete`). Under load a batch holds about as many
+and writes them in one statement, so one transaction and one round trip, on a connection of
+its own (see `jobs.work`). Under load a batch holds about as many
 requests as there are worker threads; a lone request still costs one transaction, with no
 added wait.
 
@@ -12,6 +12,7 @@ The writer is a thread of its own so that an interrupt raised in a worker thread
 job, a lost lease) can never land in the middle of a batch that holds other threads' writes.
 """
 
+import contextlib
 import queue
 import threading
 import uuid
@@ -20,13 +21,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service import jobs
 from service.batches import take_batch
-from service.jobs import Claim
+from service.store import jobs
+from service.store.jobs import Claim
 
 MAX_BATCH = 256
 _UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
@@ -45,7 +45,7 @@ class GroupCommit:
     """Claims and completions of many threads in shared transactions.
 
     `claim()` and `complete()` block until their write is committed and answer as
-    `jobs.claim` and `jobs.claim_and_complete` would; a database error reaches every caller of the
+    `jobs.work` would; a database error reaches every caller of the
     failed batch, as if each had run its own transaction."""
 
     def __init__(self, engine: Engine, worker: str, lease: float) -> None:
@@ -63,7 +63,15 @@ class GroupCommit:
 
     def complete(self, claim: Claim, result: str | None) -> bool:
         """Record an attempt's success; False if the attempt no longer held its job."""
-        return self._submit(_Request(claim.job_id, claim=claim, result=result))
+        return self.complete_later(claim, result).result()
+
+    def complete_later(self, claim: Claim, result: str | None) -> Future:
+        """Hand in an attempt's success without waiting: the future answers as `complete`
+        would, once the batch that holds it is committed."""
+        request = _Request(claim.job_id, claim=claim, result=result)
+        self._ensure_writer()
+        self._requests.put(request)
+        return request.future
 
     def close(self) -> None:
         """Stop the writer once the requests already handed in are written (or after 30 s,
@@ -100,42 +108,42 @@ class GroupCommit:
         finally:
             self._release_connection()
 
-    def _driver_connection(self) -> psycopg.Connection:
+    def _writer_connection(self) -> sa.Connection:
         """The writer's own connection, taken from the pool, and again after one was lost.
 
-        It is in autocommit mode: `jobs.claim_and_complete` sends BEGIN and COMMIT itself.
-        It keeps the generic plans of its prepared statements, where every other connection
-        plans each execution (see `db.make_engine`): it only ever looks up jobs and attempts
-        by primary key, and with sequential scans off no plan cached while the table was
-        small can scan it. Planning was about 40 % of PostgreSQL's time per job."""
+        It is in autocommit mode: a batch is one statement, so one transaction. It keeps the
+        generic plans of its prepared statements, where every other connection plans each
+        execution (see `db.make_engine`): it only ever looks up jobs by primary key, and with
+        sequential scans off no plan cached while the table was small can scan it. Planning
+        was about 40 % of PostgreSQL's time per job."""
         if self._connection is None:
             connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._connection = connection
             connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
             connection.exec_driver_sql("SET enable_seqscan = off")
-        return self._connection.connection.driver_connection
+        return self._connection
 
     def _release_connection(self) -> None:
         """Close the connection for good: its settings are not for the pool's other users."""
         connection, self._connection = self._connection, None
         if connection is not None:
-            connection.invalidate()
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                connection.invalidate()
             connection.close()
 
     def _discard_connection_if_lost(self, exc: sa.exc.DBAPIError) -> None:
         connection = self._connection
         if connection is None:
             return
-        driver = connection.connection.driver_connection
-        if isinstance(exc, _UNREACHABLE) or driver.closed or driver.broken:
+        if isinstance(exc, _UNREACHABLE) or exc.connection_invalidated or connection.invalidated:
             self._release_connection()
 
     def _write(self, batch: Sequence[_Request]) -> None:
         claims = [r for r in batch if r.claim is None]
         completions = [r for r in batch if r.claim is not None]
         try:
-            claimed, completed = jobs.claim_and_complete(
-                self._driver_connection(),
+            claimed, completed = jobs.work(
+                self._writer_connection(),
                 [(r.job_id, r.life) for r in claims],
                 [(r.claim, r.result) for r in completions],
                 self.worker,

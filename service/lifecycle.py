@@ -20,6 +20,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -30,15 +31,16 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from dramatiq.threading import raise_thread_exception
 from sqlalchemy.engine import Connection, Engine
 
-from service import jobs
+from service.acks import ack_after
 from service.broker import Dispatch, Publisher, PublishErrors, life_of
 from service.errors import DatabaseUnavailable, JobCancelled, LeaseLost, PermanentError
 from service.groupcommit import GroupCommit
-from service.jobs import Claim
 from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
 from service.retries import RetryPolicy
 from service.settings import Settings
+from service.store import jobs
+from service.store.jobs import Claim
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -184,7 +186,7 @@ class Lifecycle(Middleware):
             self._interrupted.discard(claim.attempt_id)
         try:
             if exc is None:
-                exc = self._record_success(claim, running.result)
+                exc = self._record_success(message, claim, running.result)
             if exc is not None:
                 self._record_failure(message, claim, running, exc)
         except DatabaseUnavailable:
@@ -196,13 +198,45 @@ class Lifecycle(Middleware):
     def after_skip_message(self, broker, message) -> None:
         self._local.claim = None
 
-    def _record_success(self, claim: Claim, result: Any) -> BaseException | None:
+    def _record_success(self, message, claim: Claim, result: Any) -> BaseException | None:
+        """Hand the success to the group commit and return without waiting: the message's ack
+        waits for the commit instead (see `service.acks`), so this thread's next claim can
+        share the completion's transaction."""
         try:
             encoded = None if result is None else json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as exc:
             return PermanentError(f"the handler's result is not JSON: {exc}")
-        self._retrying(lambda: self.group.complete(claim, encoded))
+        recorded: Future = Future()
+        written = self.group.complete_later(claim, encoded)
+        written.add_done_callback(lambda _: self._recorded(written, claim, encoded, recorded))
+        ack_after(message, recorded)
         return None
+
+    def _recorded(self, written: Future, claim: Claim, encoded: str | None, done: Future) -> None:
+        """In the writer's thread, once the success's batch is committed or failed: release the
+        ack, or, while PostgreSQL is unreachable, keep trying from a thread of its own."""
+        error = written.exception()
+        if error is not None and isinstance(error, _DB_ERRORS):
+            threading.Thread(
+                target=self._record_patiently, args=(claim, encoded, done), daemon=True
+            ).start()
+            return
+        if error is not None:
+            log.error("job %s: its success was not recorded (%s)", claim.job_id, error)
+        done.set_result(None)
+
+    def _record_patiently(self, claim: Claim, encoded: str | None, done: Future) -> None:
+        try:
+            self._retrying(lambda: self.group.complete(claim, encoded))
+        except DatabaseUnavailable:
+            log.error(
+                "job %s: could not record its outcome; its lease will expire and it will run again",
+                claim.job_id,
+            )
+        except Exception:
+            log.exception("job %s: its success was not recorded", claim.job_id)
+        finally:
+            done.set_result(None)
 
     def _record_failure(
         self, message, claim: Claim, running: RunningJob, exc: BaseException
@@ -219,7 +253,7 @@ class Lifecycle(Middleware):
                 lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, retry_at))
             )
             if status == JobStatus.PENDING and delay <= self.settings.delay_horizon_seconds:
-                self._publish_retry(claim, retry_at)
+                self._publish_retry(claim, message.kwargs, retry_at)
             return
         status = self._retrying(
             lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, None))
@@ -227,11 +261,11 @@ class Lifecycle(Middleware):
         if status == JobStatus.FAILED:
             message.fail()  # dead-lettered; a job that moved on leaves no dead letter
 
-    def _publish_retry(self, claim: Claim, retry_at: datetime) -> None:
+    def _publish_retry(self, claim: Claim, payload: dict[str, Any], retry_at: datetime) -> None:
         dispatch = Dispatch(
             claim.job_id,
             claim.type,
-            claim.payload,
+            payload,
             claim.priority,
             claim.timeout_seconds,
             retry_at,

@@ -1,0 +1,72 @@
+"""Acks that wait for the record: a message is acked once its job's outcome is committed.
+
+A worker thread hands a success to the group commit and goes on to its next message without
+waiting (see `Lifecycle._record_success`); the completion then shares a transaction with the
+claims of the next jobs, one commit where there were two. The message's ack waits instead:
+the lifecycle pins a future to the message (`ack_after`), and this consumer sends the ack when
+that future is done. A worker that dies in between leaves the message unacked; RabbitMQ
+redelivers it, and the job, still `processing` under a lease that nobody renews, is taken over
+and run again, as for a worker that died while running it.
+"""
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import pika
+from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
+
+ACK_AFTER = "ack_after"
+
+
+def ack_after(message: Any, recorded: Future) -> None:
+    """Hold `message`'s ack until `recorded` is done."""
+    setattr(message, ACK_AFTER, recorded)
+
+
+class _RecordedConsumer(_RabbitmqConsumer):
+    """Acks a message once its outcome is recorded. The acks a commit releases together are
+    sent by one callback on the consumer's connection: one wake-up of its thread, not one per
+    message."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ready: list[int] = []
+        self._ready_lock = threading.Lock()
+
+    def ack(self, message: Any) -> None:
+        recorded: Future | None = getattr(message, ACK_AFTER, None)
+        if recorded is None:
+            super().ack(message)
+        else:
+            recorded.add_done_callback(lambda _: self._release(message))
+
+    def _release(self, message: Any) -> None:
+        try:
+            self.known_tags.remove(message._tag)
+        except KeyError:  # the connection was reset since: RabbitMQ redelivers the message
+            return
+        with self._ready_lock:
+            self._ready.append(message._tag)
+            first = len(self._ready) == 1
+        if not first:
+            return
+        try:
+            self.connection.add_callback_threadsafe(self._send_acks)
+        except pika.exceptions.AMQPError:  # closed: RabbitMQ redelivers what was not acked
+            with self._ready_lock:
+                self._ready.clear()
+
+    def _send_acks(self) -> None:
+        with self._ready_lock:
+            tags, self._ready = self._ready, []
+        for tag in tags:
+            self.channel.basic_ack(tag)
+
+
+class Broker(RabbitmqBroker):
+    """Dramatiq's RabbitMQ broker, with consumers whose acks wait for the record."""
+
+    @property
+    def consumer_class(self) -> type[_RabbitmqConsumer]:
+        return _RecordedConsumer
