@@ -37,7 +37,7 @@ from service.registry import Registry
 from service.registry import registry as default_registry
 from service.relay import Relay, record_published
 from service.settings import Settings
-from service.store import counts, jobs
+from service.store import counts, dead_letters, jobs
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class Warren:
         """Run a failed or cancelled job again with fresh attempts."""
         with self.engine.begin() as conn:
             job = jobs.retry(conn, _uuid(job_id))
-            deadletters.resolve(conn, [job.id])
+            dead_letters.resolve(conn, [job.id])
         self.publish([dispatch_of(job)])
 
     def cancel(self, job_id: uuid.UUID | str) -> JobStatus:
@@ -305,14 +305,14 @@ class DeadLetters:
         `NotFound` when a named job id is not in the DLQ (nothing is replayed then)."""
         selection = _selection(selection)
         with self.warren.engine.begin() as conn:
-            due = [dispatch_of(job) for job in deadletters.take_for_replay(conn, selection)]
+            due = [dispatch_of(job) for job in dead_letters.take_for_replay(conn, selection)]
         self.warren.publish(due)
         return len(due)
 
     def purge(self, selection: deadletters.Selection | Mapping[str, Any]) -> int:
         """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
         with self.warren.engine.begin() as conn:
-            return deadletters.purge(conn, _selection(selection))
+            return dead_letters.purge(conn, _selection(selection))
 
 
 def _selection(value: deadletters.Selection | Mapping[str, Any]) -> deadletters.Selection:

@@ -8,9 +8,7 @@ fingerprint (error type + normalized message), replays them (the job starts a ne
 fresh attempts and is published again) and purges them.
 """
 
-import hashlib
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +16,6 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from service import storable
@@ -26,69 +23,23 @@ from service.broker import (
     queue_name,
     tier_of,
 )
-from service.errors import BadRequest, NotFound
+from service.errors import BadRequest
 from service.models import DeadLetter, Job
 from service.queries import DEFAULT_LIMIT, MAX_LIMIT, query_error
 from service.settings import Settings
-from service.store import jobs
+from service.store import dead_letters
 from service.strict import whole_number
 
 log = logging.getLogger(__name__)
 
-dead_letters = DeadLetter.__table__
-
-_VARIABLE = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
-    r"|0x[0-9a-f]+|\b[0-9a-f]{12,}\b"  # hex ids
-    r"|\d+(?:\.\d+)?",  # numbers
-    re.IGNORECASE,
-)
-
-
-def fingerprint(error: dict[str, Any]) -> str:
-    """Errors that differ only in ids and numbers share a fingerprint."""
-    normalized = _VARIABLE.sub("#", str(error.get("message", "")))[:500]
-    raw = f"{error.get('type', '')}\n{normalized}".encode()
-    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
-
+_table = DeadLetter.__table__
 
 # -- recording ---------------------------------------------------------------------------------
 
 
-def record(
-    conn: Connection,
-    *,
-    job_id: uuid.UUID | None,
-    type: str | None,
-    queue: str,
-    message: dict[str, Any],
-    error: dict[str, Any],
-    x_death: Any = None,
-) -> None:
-    """Store one dead letter. A job has at most one: a newer one replaces the older."""
-    values = {
-        "job_id": job_id,
-        "type": type,
-        "queue": queue,
-        "message": message,
-        "x_death": x_death,
-        "error": error,
-        "fingerprint": fingerprint(error),
-        "dead_at": sa.func.now(),
-    }
-    statement = pg_insert(dead_letters).values(**values)
-    if job_id is not None:
-        statement = statement.on_conflict_do_update(
-            index_elements=["job_id"],
-            index_where=dead_letters.c.job_id.is_not(None),
-            set_={k: statement.excluded[k] for k in values if k != "job_id"},
-        )
-    conn.execute(statement)
-
-
 def record_job(conn: Connection, job: Job, settings: Settings) -> None:
     """Dead-letter a job that failed with no message in hand (its worker was lost)."""
-    record(
+    dead_letters.record(
         conn,
         job_id=job.id,
         type=job.type,
@@ -157,13 +108,6 @@ class Selection:
             return cls(fingerprint=chosen.fingerprint)
         return cls(all=True)
 
-    def where(self) -> sa.ColumnElement[bool]:
-        if self.job_ids is not None:
-            return dead_letters.c.job_id.in_(self.job_ids)
-        if self.fingerprint is not None:
-            return dead_letters.c.fingerprint == self.fingerprint
-        return sa.true()
-
 
 #: The largest id PostgreSQL's `bigint` holds: `before` past it is refused, not sent.
 MAX_ID = 2**63 - 1
@@ -202,12 +146,12 @@ def page(
     before: int | None = None,
 ) -> list[DeadLetter]:
     """Dead letters, newest first; `before` is the id the previous page ended at."""
-    statement = sa.select(dead_letters).order_by(dead_letters.c.id.desc()).limit(limit)
+    statement = sa.select(_table).order_by(_table.c.id.desc()).limit(limit)
     for column, value in (("type", type), ("queue", queue), ("fingerprint", fingerprint)):
         if value is not None:
-            statement = statement.where(dead_letters.c[column] == value)
+            statement = statement.where(_table.c[column] == value)
     if before is not None:
-        statement = statement.where(dead_letters.c.id < before)
+        statement = statement.where(_table.c.id < before)
     return [DeadLetter.model_validate(row._mapping) for row in conn.execute(statement)]
 
 
@@ -225,30 +169,3 @@ def groups(conn: Connection) -> list[dict[str, Any]]:
         )
     )
     return [dict(row._mapping) for row in rows]
-
-
-def resolve(conn: Connection, job_ids: list[uuid.UUID]) -> None:
-    """Remove the dead letters of jobs that a person started again."""
-    conn.execute(sa.delete(dead_letters).where(dead_letters.c.job_id.in_(job_ids)))
-
-
-def take_for_replay(conn: Connection, selection: Selection) -> list[Job]:
-    """Remove the selected dead letters and start a new life of each of their failed jobs.
-    Returns the jobs to publish. Raises `NotFound` naming ids not in the DLQ."""
-    if selection.job_ids is not None:
-        present = set(conn.scalars(sa.select(dead_letters.c.job_id).where(selection.where())))
-        missing = [str(i) for i in selection.job_ids if i not in present]
-        if missing:
-            raise NotFound(f"not in the dead-letter queue: {', '.join(missing)}")
-    taken = list(
-        conn.scalars(
-            sa.delete(dead_letters)
-            .where(selection.where(), dead_letters.c.job_id.is_not(None))
-            .returning(dead_letters.c.job_id)
-        )
-    )
-    return jobs.revive(conn, taken)
-
-
-def purge(conn: Connection, selection: Selection) -> int:
-    return conn.execute(sa.delete(dead_letters).where(selection.where())).rowcount

@@ -1,7 +1,7 @@
 """The scheduler's dead-letter drain: messages move from the `.XQ` queues into `dead_letters`.
 
 A message lands in `<queue>.XQ` when its job failed for good (the worker nacks it) or when no
-worker could process it at all. The drain stores each one (`deadletters.record`) and acks it;
+worker could process it at all. The drain stores each one (`store.dead_letters.record`) and acks it;
 only a message of its job's current life may describe or change the job.
 """
 
@@ -21,10 +21,10 @@ from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy.engine import Connection, Engine
 
 from service.broker import PublishErrors, life_of, pika_parameters, queue_families, queue_names
-from service.deadletters import record
 from service.models import Job, JobStatus
 from service.settings import Settings
 from service.store import jobs
+from service.store.dead_letters import record
 
 log = logging.getLogger(__name__)
 

@@ -142,11 +142,12 @@ class Lifecycle(Middleware):
             if state.lease_left is not None and state.lease_left > 0:
                 return ("defer", state.lease_left + 0.5)
             released = jobs.release_expired(conn, job_id, state.attempt_id)
-            if released == JobStatus.PENDING:
+            status = released.status if released is not None else None
+            if status == JobStatus.PENDING:
                 claim = jobs.claim(conn, job_id, life, self.worker_name, lease)
                 if claim is not None:
                     return claim
-            return ("dead", 0.0) if released == JobStatus.FAILED else ("skip", 0.0)
+            return ("dead", 0.0) if status == JobStatus.FAILED else ("skip", 0.0)
 
     def _start(self, claim: Claim) -> None:
         running = RunningJob(

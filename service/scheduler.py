@@ -23,7 +23,7 @@ from dataclasses import astuple, dataclass
 
 from sqlalchemy.engine import Engine
 
-from service import deadletters, queries
+from service import deadletters
 from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
@@ -86,11 +86,11 @@ class Scheduler:
     def _release_expired(self, tick: Tick) -> None:
         with self.engine.begin() as conn:
             for job_id, attempt_id in jobs.expired_leases(conn, self.settings.lease_seconds):
-                status = jobs.release_expired(conn, job_id, attempt_id)
-                if status == JobStatus.PENDING:
+                job = jobs.release_expired(conn, job_id, attempt_id)
+                if job is not None and job.status == JobStatus.PENDING:
                     tick.released += 1
-                elif status == JobStatus.FAILED:
-                    deadletters.record_job(conn, queries.get(conn, job_id), self.settings)
+                elif job is not None and job.status == JobStatus.FAILED:
+                    deadletters.record_job(conn, job, self.settings)
                     tick.failed += 1
 
     def _publish_due(self, tick: Tick) -> None:

@@ -353,11 +353,11 @@ _RELEASE_EXPIRED = sa.text(
 )
 
 
-def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> JobStatus | None:
+def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> Job | None:
     """Take back a `processing` job whose worker stopped renewing the lease of this attempt:
     the attempt is recorded `lost`, and the job is `pending` again, `failed` if no attempts
-    remain, or `cancelled` if a person had asked it to stop. Returns the new status, or None
-    if the lease had not expired or the job had moved on from this attempt."""
+    remain, or `cancelled` if a person had asked it to stop. Returns the job as it is now, or
+    None if the lease had not expired or the job had moved on from this attempt."""
     job = conn.execute(
         _RELEASE_EXPIRED,
         {"id": job_id, "attempt": attempt_id, "error": json.dumps(WORKER_LOST)},
@@ -365,7 +365,7 @@ def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> Job
     if job is None:
         return None
     _finish_attempt(conn, job, AttemptStatus.LOST, WORKER_LOST)
-    return JobStatus(job.status)
+    return _job(job)
 
 
 _EXPIRED_LEASES = sa.text(

@@ -5,7 +5,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from service import deadletters
+from service.store import dead_letters
 from tests.e2e.test_cli import enqueue, ok, one_error_line, show
 
 pytestmark = pytest.mark.usefixtures("clean")
@@ -21,7 +21,7 @@ def dead_job(run_cli, engine, settings):
             sa.text("UPDATE jobs SET status = 'failed', attempts = 1, error = :e WHERE id = :id"),
             {"e": json.dumps(error), "id": job_id},
         )
-        deadletters.record(
+        dead_letters.record(
             conn,
             job_id=job_id,
             type="test-noop",

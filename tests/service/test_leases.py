@@ -20,7 +20,7 @@ def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, en
             {"id": job_id},
         )
         [(_, attempt_id)] = jobs.expired_leases(conn, grace=0)
-        assert jobs.release_expired(conn, job_id, attempt_id) == "pending"
+        assert jobs.release_expired(conn, job_id, attempt_id).status == "pending"
 
     def stopped():
         with engine.connect() as conn:

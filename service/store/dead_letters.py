@@ -1,0 +1,115 @@
+"""The job store's verbs for `dead_letters`: record, resolve, replay and purge.
+
+A job has at most one dead letter: a newer one replaces the older. The inspector
+(`service.deadletters`) reads them and builds the `Selection` these verbs take.
+"""
+
+import hashlib
+import re
+import uuid
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Connection
+
+from service.errors import NotFound
+from service.models import Job
+from service.store import jobs
+
+_VARIABLE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
+    r"|0x[0-9a-f]+|\b[0-9a-f]{12,}\b"  # hex ids
+    r"|\d+(?:\.\d+)?",  # numbers
+    re.IGNORECASE,
+)
+
+
+def fingerprint(error: dict[str, Any]) -> str:
+    """Errors that differ only in ids and numbers share a fingerprint."""
+    normalized = _VARIABLE.sub("#", str(error.get("message", "")))[:500]
+    raw = f"{error.get('type', '')}\n{normalized}".encode()
+    return hashlib.sha1(raw, usedforsecurity=False).hexdigest()[:16]
+
+
+class Selection(Protocol):
+    """Which dead letters a verb applies to: these jobs', one fingerprint's, or (neither) all."""
+
+    job_ids: list[uuid.UUID] | None
+    fingerprint: str | None
+
+
+_RECORD = sa.text(
+    """
+    INSERT INTO dead_letters (job_id, type, queue, message, x_death, error, fingerprint, dead_at)
+    VALUES (:job_id, :type, :queue, :message, :x_death, :error, :fingerprint, now())
+    ON CONFLICT (job_id) WHERE job_id IS NOT NULL DO UPDATE
+       SET type = excluded.type, queue = excluded.queue, message = excluded.message,
+           x_death = excluded.x_death, error = excluded.error,
+           fingerprint = excluded.fingerprint, dead_at = excluded.dead_at
+    """
+).bindparams(*(sa.bindparam(name, type_=JSONB) for name in ("message", "x_death", "error")))
+
+
+def record(
+    conn: Connection,
+    *,
+    job_id: uuid.UUID | None,
+    type: str | None,
+    queue: str,
+    message: dict[str, Any],
+    error: dict[str, Any],
+    x_death: Any = None,
+) -> None:
+    """Store one dead letter, fingerprinted; a job's earlier one is replaced."""
+    conn.execute(
+        _RECORD,
+        {
+            "job_id": job_id,
+            "type": type,
+            "queue": queue,
+            "message": message,
+            "x_death": x_death,
+            "error": error,
+            "fingerprint": fingerprint(error),
+        },
+    )
+
+
+_RESOLVE = sa.text("DELETE FROM dead_letters WHERE job_id = ANY(CAST(:ids AS uuid[]))")
+
+
+def resolve(conn: Connection, job_ids: list[uuid.UUID]) -> None:
+    """Remove the dead letters of jobs that a person started again."""
+    conn.execute(_RESOLVE, {"ids": job_ids})
+
+
+def _where(selection: Selection) -> tuple[str, dict[str, Any]]:
+    if selection.job_ids is not None:
+        return "job_id = ANY(CAST(:ids AS uuid[]))", {"ids": selection.job_ids}
+    if selection.fingerprint is not None:
+        return "fingerprint = :fingerprint", {"fingerprint": selection.fingerprint}
+    return "true", {}
+
+
+def take_for_replay(conn: Connection, selection: Selection) -> list[Job]:
+    """Remove the selected dead letters and start a new life of each of their failed jobs.
+    Returns the jobs to publish. Raises `NotFound` naming ids not in the DLQ."""
+    where, params = _where(selection)
+    if selection.job_ids is not None:
+        selected = sa.text(f"SELECT job_id FROM dead_letters WHERE {where}")
+        present = set(conn.scalars(selected, params))
+        missing = [str(i) for i in selection.job_ids if i not in present]
+        if missing:
+            raise NotFound(f"not in the dead-letter queue: {', '.join(missing)}")
+    taken = conn.scalars(
+        sa.text(f"DELETE FROM dead_letters WHERE {where} AND job_id IS NOT NULL RETURNING job_id"),
+        params,
+    )
+    return jobs.revive(conn, list(taken))
+
+
+def purge(conn: Connection, selection: Selection) -> int:
+    """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
+    where, params = _where(selection)
+    return conn.execute(sa.text(f"DELETE FROM dead_letters WHERE {where}"), params).rowcount

@@ -1,0 +1,48 @@
+"""The job store is the one writer of the job tables: no code outside `service/store/` (and
+the migrations that create the tables) inserts, updates or deletes rows of `jobs`,
+`job_attempts`, `dead_letters` or the kept counts.
+
+Checked on the source: a SQL write naming one of those tables, or a SQLAlchemy
+`insert`/`update`/`delete` construct, anywhere else fails the test."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = r"(jobs|job_attempts|dead_letters|job_counts|job_count_deltas)"
+WRITES = re.compile(
+    rf"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE)\s+{TABLES}\b"
+    r"|\b(sa|sqlalchemy)\.(insert|update|delete)\("
+    r"|\bpg_insert\(",
+    re.IGNORECASE,
+)
+ALLOWED = ("service/store/", "service/migrations/")
+
+
+def writes_outside_the_store() -> list[str]:
+    found = []
+    for package in ("service", "api", "actors", "cli"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = path.relative_to(ROOT).as_posix()
+            if name.startswith(ALLOWED):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if WRITES.search(line):
+                    found.append(f"{name}:{number}: {line.strip()}")
+    return found
+
+
+def test_only_the_store_writes_the_job_tables():
+    assert writes_outside_the_store() == []
+
+
+def test_the_check_sees_each_kind_of_write():
+    for line in (
+        "UPDATE jobs SET status = 'failed'",
+        "insert into job_attempts (id) values (1)",
+        "DELETE FROM dead_letters WHERE true",
+        "conn.execute(sa.update(table).values(x=1))",
+        "pg_insert(dead_letters)",
+    ):
+        assert WRITES.search(line), line
+    assert not WRITES.search("SELECT * FROM jobs WHERE status = 'pending'")
