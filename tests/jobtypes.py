@@ -129,3 +129,15 @@ def ledger(payload: Ledger) -> None:
             ),
             {"j": job.id, "a": job.attempt, "s": started, "f": datetime.now(UTC)},
         )
+
+
+class Lookup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+
+
+@job_type("test-lookup", payload=Lookup, max_attempts=5, permanent=(KeyError,))
+def lookup(payload: Lookup) -> str:
+    """Look `key` up in an empty table: a `KeyError`, which this job type declares permanent."""
+    return {}[payload.key]

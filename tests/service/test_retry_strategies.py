@@ -99,3 +99,12 @@ def test_a_timed_out_attempt_is_retried_and_the_last_one_fails_the_job(warren, w
         assert 0.9 <= (run.finished_at - run.started_at).total_seconds() < 3.5
     [gap] = gaps(engine, job_id)
     assert gap >= BASE
+
+
+def test_an_error_its_job_type_declares_permanent_fails_the_job_at_once(warren, worker):
+    job_id = warren.enqueue("test-lookup", {"key": "missing"}).id
+
+    wait_for(lambda: warren.get(job_id).status == "failed")
+    job = warren.get(job_id)
+    assert job.attempts == 1 and job.max_attempts == 5
+    assert job.error == {"type": "KeyError", "message": "'missing'", "retryable": False}
