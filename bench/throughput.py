@@ -27,7 +27,7 @@ jobs done, which leaves out the worker's start and its last stragglers. The syst
 - plain Dramatiq: `broker.enqueue` one by one, then `dramatiq bench.plain:setup`; done = runs
   counted by its actor;
 - Celery 5 (`bench.celeryapp`): `apply_async` on one connection, then P separate `celery
-  worker -P threads -c T` processes, late acks, each prefetching T; done = runs counted by its
+  worker -P threads -c T` processes, late acks, each prefetching 2T; done = runs counted by its
   task, as plain Dramatiq's.
 Each also prints its costs per job over the same window, 10 % to 90 % (`bench.costs`): CPU of
 all PostgreSQL processes (and of the run's database's backends alone), of the worker's process
@@ -280,7 +280,7 @@ def start_plain_worker(
         argv,
         BENCH_PLAIN_QUEUE=queue,
         BENCH_PLAIN_COUNT_DIR=str(count_dir),
-        dramatiq_queue_prefetch=str(threads),
+        dramatiq_queue_prefetch=str(2 * threads),
     )
 
 
