@@ -1,5 +1,9 @@
 """Warren's Python API: the same operations as the HTTP API, for service-to-service callers.
 
+`Warren` is not an HTTP client: it is the facade the API itself serves, run in the caller's
+process against PostgreSQL and RabbitMQ directly (the rows are written by the job store,
+`service.store`).
+
     warren = Warren.connect()                       # settings from WARREN_* variables
     job_id = warren.enqueue("send-email", {"to": "a@example.com", "subject": "Hi", "body": "…"})
     warren.get(job_id).status
@@ -183,7 +187,7 @@ class Warren:
         self, rows: list[dict[str, Any]], outcome: list[tuple[uuid.UUID, bool]]
     ) -> None:
         """Publish freshly inserted rows that are due within the horizon; mark them published.
-        What fails to publish stays an unpublished row, which the dispatcher picks up."""
+        What fails to publish stays an unpublished row, which the scheduler picks up."""
         horizon = datetime.now(UTC) + timedelta(seconds=self.settings.delay_horizon_seconds)
         due = [
             _dispatch(row)
@@ -194,7 +198,7 @@ class Warren:
 
     def publish(self, due: list[Dispatch]) -> None:
         """Publish jobs and mark them published, now or by the relay; what fails stays for
-        the dispatcher."""
+        the scheduler."""
         if self.relay is not None and due:
             self.relay.add(due)
             return

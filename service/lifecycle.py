@@ -1,10 +1,11 @@
 """The worker middleware that keeps each job's row true while Dramatiq runs it.
 
 Before a message runs, its job is claimed by a conditional UPDATE; after it runs, the outcome is
-written fenced by the attempt, one `job_attempts` row per attempt. Retries are decided here from
+written fenced by the attempt. A success is handed to the group commit without waiting, and
+the message's ack waits for it instead (`service.acks`). Retries are decided here from
 the durable row (attempts, `maxAttempts`, the job's retry policy), not from message headers:
 a retry due within the delay horizon is a delayed message, a later one waits as a row for the
-dispatcher. A job that fails for good has its message nacked into the `.XQ` dead-letter queue.
+scheduler. A job that fails for good has its message nacked into the `.XQ` dead-letter queue.
 
 A heartbeat thread per worker process renews the leases of running jobs and interrupts a job
 whose cancellation was requested.
@@ -276,9 +277,9 @@ class Lifecycle(Middleware):
         try:
             self.publisher.publish(dispatch)
         except PublishErrors as exc:
-            log.warning("job %s: retry not published (%s); the dispatcher will", claim.job_id, exc)
+            log.warning("job %s: retry not published (%s); the scheduler will", claim.job_id, exc)
             return
-        # If this fails the dispatcher publishes it again; a duplicate message is harmless.
+        # If this fails the scheduler publishes it again; a duplicate message is harmless.
         with contextlib.suppress(DatabaseUnavailable):
             self._retrying(lambda: self._in_tx(lambda c: jobs.mark_published(c, [dispatch])))
 

@@ -107,7 +107,7 @@ def mark_published(conn: Connection, published: Sequence[Dispatch]) -> None:
     """Record that RabbitMQ confirmed these jobs' messages. A mark lands only while the job
     still waits for the run it was published for (the same life, no attempt since): a mark
     that arrives late, after that run started or a person retried the job, must not hide
-    the job's next run from the dispatcher.
+    the job's next run from the scheduler.
 
     One statement per job, sent together (psycopg pipelines an executemany): a row matched by
     its primary key is the plan PostgreSQL picks whatever it knows of the table, while a set
@@ -237,7 +237,7 @@ _FORGET_PUBLICATION = sa.text(
 
 
 def forget_publication(conn: Connection, job_id: uuid.UUID, life: int) -> None:
-    """A pending job's message came too early: let the dispatcher publish it when due."""
+    """A pending job's message came too early: let the scheduler publish it when due."""
     conn.execute(_FORGET_PUBLICATION, {"id": job_id, "life": life})
 
 
