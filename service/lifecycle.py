@@ -32,9 +32,17 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from dramatiq.threading import raise_thread_exception
 from sqlalchemy.engine import Connection, Engine
 
+from service import storable
 from service.acks import ack_after
 from service.broker import Dispatch, Publisher, PublishErrors, life_of
-from service.errors import DatabaseUnavailable, JobCancelled, LeaseLost, PermanentError
+from service.errors import (
+    BadRequest,
+    DatabaseUnavailable,
+    JobCancelled,
+    LeaseLost,
+    PermanentError,
+    ValidationFailed,
+)
 from service.groupcommit import GroupCommit
 from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
@@ -208,6 +216,11 @@ class Lifecycle(Middleware):
             encoded = None if result is None else json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as exc:
             return PermanentError(f"the handler's result is not JSON: {exc}")
+        try:
+            storable.check(result, "result")
+        except (ValidationFailed, BadRequest) as exc:
+            where = "; ".join(f"{d['field']} {d['message']}" for d in exc.details) or str(exc)
+            return PermanentError(f"the handler's result cannot be stored: {where}")
         recorded: Future = Future()
         written = self.group.complete_later(claim, encoded)
         written.add_done_callback(lambda _: self._recorded(written, claim, encoded, recorded))

@@ -141,3 +141,13 @@ class Lookup(BaseModel):
 def lookup(payload: Lookup) -> str:
     """Look `key` up in an empty table: a `KeyError`, which this job type declares permanent."""
     return {}[payload.key]
+
+
+class Empty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@job_type("test-nul-result", payload=Empty, max_attempts=3)
+def nul_result(payload: Empty) -> dict:
+    """Return text PostgreSQL cannot store: a NUL character."""
+    return {"text": "before\x00after"}

@@ -180,3 +180,13 @@ def test_a_claim_that_fails_unexpectedly_defers_the_message_and_never_runs_uncla
     assert failures == [job_id]
     assert (job.status, job.attempts) == ("completed", 1)
     assert runs(engine, job_id) == 1
+
+
+def test_a_result_postgresql_cannot_store_fails_the_job_at_once(warren, worker):
+    job_id = warren.enqueue("test-nul-result", {}).id
+
+    job = final(warren, job_id)
+
+    assert job.status == "failed" and job.attempts == 1
+    assert job.error["type"] == "PermanentError"
+    assert "result.text contains a NUL character" in job.error["message"]
