@@ -16,6 +16,7 @@ from cli import processes  # noqa: F401
 from cli import jobs  # noqa: F401
 from cli import deadletters  # noqa: F401
 from cli import mail  # noqa: F401
+from cli import retention  # noqa: F401
 
 # isort: on
 from cli.common import app, describe

@@ -26,7 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import db, deadletters, queries, storable
+from service import db, deadletters, queries, retention, storable
 from service.broker import (
     Dispatch,
     Publisher,
@@ -262,6 +262,14 @@ class Warren:
         return checks
 
     # -- steer --------------------------------------------------------------------------------
+
+    def prune(self, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete finished jobs and dead letters past their retention (`WARREN_RETAIN_*_DAYS`);
+        returns how many of each kind (`completed`, `cancelled`, `failed`, `deadLetters`) were
+        deleted, or with `dry_run` would be."""
+        if dry_run:
+            return retention.prunable(self.engine, self.settings)
+        return retention.prune(self.engine, self.settings)
 
     def retry(self, job_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled job again with fresh attempts."""

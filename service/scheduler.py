@@ -13,7 +13,9 @@ run side by side):
 5. now and then (every quarter of `republish_after_seconds`, at most every 5 minutes), publish
    again the jobs whose message was lost: pending, published and due more than
    `republish_after_seconds` ago, in a tier whose queue and delay queue are empty. A duplicate
-   of a message that was not lost after all is harmless: a worker's claim ignores it.
+   of a message that was not lost after all is harmless: a worker's claim ignores it;
+6. every `prune_interval_seconds`, delete finished jobs and dead letters past their retention
+   (`service.retention`), at most a few batches of 1,000 per kind per tick.
 """
 
 import logging
@@ -23,7 +25,7 @@ from dataclasses import astuple, dataclass
 
 from sqlalchemy.engine import Engine
 
-from service import deadletters
+from service import deadletters, retention
 from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
@@ -31,6 +33,9 @@ from service.settings import Settings
 from service.store import counts, jobs
 
 log = logging.getLogger(__name__)
+
+#: Batches of each kind a tick prunes at most; the rest waits for the next prune.
+PRUNE_BATCHES = 5
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Tick:
     failed: int = 0
     dead_lettered: int = 0
     republished: int = 0
+    pruned: int = 0
 
 
 class Scheduler:
@@ -49,6 +55,7 @@ class Scheduler:
         self.settings = settings
         self.drainer = Drainer(engine, settings, publisher.broker)
         self._next_lost_check = 0.0
+        self._next_prune = 0.0
 
     def tick(self) -> Tick:
         """One pass of every step; a step that fails (an outage) does not stop the others."""
@@ -59,6 +66,7 @@ class Scheduler:
             self._drain,
             self._fold_counts,
             self._republish_lost,
+            self._prune,
         )
         for step in steps:
             try:
@@ -77,7 +85,8 @@ class Scheduler:
             tick = self.tick()
             if any(astuple(tick)):
                 log.info(
-                    "published %d, released %d, failed %d, dead-lettered %d, republished %d",
+                    "published %d, released %d, failed %d, dead-lettered %d, republished %d,"
+                    " pruned %d",
                     *astuple(tick),
                 )
             stop.wait(self.settings.dispatch_interval_seconds)
@@ -128,6 +137,13 @@ class Scheduler:
         if published:
             log.warning("published again %d jobs whose message was lost", len(published))
         tick.republished += len(published)
+
+    def _prune(self, tick: Tick) -> None:
+        if time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + self.settings.prune_interval_seconds
+        deleted = retention.prune(self.engine, self.settings, max_batches=PRUNE_BATCHES)
+        tick.pruned += sum(deleted.values())
 
     def _fold_counts(self, tick: Tick) -> None:
         with self.engine.begin() as conn:

@@ -52,6 +52,13 @@ class Settings(BaseSettings):
     stranded_after_seconds: float = 5.0
     republish_after_seconds: float = 3600.0
 
+    # How long finished work is kept before the scheduler deletes it (see service.retention).
+    retain_completed_days: float = Field(default=7.0, gt=0)
+    retain_cancelled_days: float = Field(default=7.0, gt=0)
+    retain_failed_days: float = Field(default=30.0, gt=0)
+    retain_dead_letters_days: float = Field(default=30.0, gt=0)
+    prune_interval_seconds: float = 60.0
+
     retry_strategy: RetryStrategy = "exponential"
     retry_base_seconds: float = 5.0
     retry_max_seconds: float = 3600.0

@@ -113,3 +113,25 @@ def purge(conn: Connection, selection: Selection) -> int:
     """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
     where, params = _where(selection)
     return conn.execute(sa.text(f"DELETE FROM dead_letters WHERE {where}"), params).rowcount
+
+
+_OLDER_THAN = "dead_at < now() - make_interval(secs => :age)"
+_PRUNE = sa.text(
+    f"""
+    DELETE FROM dead_letters WHERE id IN (
+        SELECT id FROM dead_letters WHERE {_OLDER_THAN} ORDER BY id LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+_PRUNABLE = sa.text(f"SELECT count(*) FROM dead_letters WHERE {_OLDER_THAN}")
+
+
+def prune(conn: Connection, age: float, limit: int) -> int:
+    """Delete up to `limit` dead letters recorded more than `age` seconds ago."""
+    return conn.execute(_PRUNE, {"age": age, "limit": limit}).rowcount
+
+
+def prunable(conn: Connection, age: float) -> int:
+    """How many dead letters `prune` would delete, in all."""
+    return conn.scalar(_PRUNABLE, {"age": age})

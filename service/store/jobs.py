@@ -542,3 +542,35 @@ def _job(row: Row) -> Job:
     mapping = dict(row._mapping)
     mapping.pop("was", None)
     return Job.model_validate(mapping)
+
+
+# -- retention ----------------------------------------------------------------------------------
+
+# A job finished before `cutoff` was created before it too: the range on (status, created_at)
+# finds the candidates on `jobs_status_created_idx`, however large the table.
+_FINISHED_BEFORE = """
+    status = :status AND created_at < now() - make_interval(secs => :age)
+    AND completed_at < now() - make_interval(secs => :age)
+"""
+_PRUNE = sa.text(
+    f"""
+    DELETE FROM jobs WHERE id IN (
+        SELECT id FROM jobs WHERE {_FINISHED_BEFORE} LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+    """
+)
+_PRUNABLE = sa.text(f"SELECT count(*) FROM jobs WHERE {_FINISHED_BEFORE}")
+
+
+def prune(conn: Connection, status: JobStatus, age: float, limit: int) -> int:
+    """Delete up to `limit` jobs in this final status that finished more than `age` seconds
+    ago, with their attempts. Returns how many. The kept counts follow (a statement trigger
+    records every delete)."""
+    if not status.is_final:
+        raise ValueError(f"{status} jobs are never pruned")
+    return conn.execute(_PRUNE, {"status": status, "age": age, "limit": limit}).rowcount
+
+
+def prunable(conn: Connection, status: JobStatus, age: float) -> int:
+    """How many jobs `prune` would delete, in all."""
+    return conn.scalar(_PRUNABLE, {"status": status, "age": age})

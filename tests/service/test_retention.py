@@ -1,0 +1,113 @@
+"""Retention: finished jobs and dead letters past their retention are deleted, in batches;
+pending and processing jobs never are; the kept counts stay exact."""
+
+import pytest
+import sqlalchemy as sa
+
+from service import retention
+from service.store import dead_letters
+from tests.service.test_counts import assert_exact
+
+# (status, days since it finished) -> kept with the default retention?
+AGED = [
+    ("completed", 10, False),
+    ("completed", 1, True),
+    ("cancelled", 10, False),
+    ("cancelled", 6, True),
+    ("failed", 40, False),
+    ("failed", 20, True),
+    ("pending", 100, True),
+    ("processing", 100, True),
+]
+
+
+def age(engine, job_id, status: str, days: int) -> None:
+    """Make a pending job one that reached `status` `days` ago, counted as the store would."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE jobs SET status = :status, created_at = now() - make_interval(days => :d),"
+                " completed_at = CASE WHEN :status IN ('completed', 'cancelled', 'failed')"
+                " THEN now() - make_interval(days => :d) END WHERE id = :id"
+            ),
+            {"status": status, "d": days, "id": job_id},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO job_count_deltas (type, status, delta)"
+                " VALUES ('test-noop', 'pending', -1), ('test-noop', :status, 1)"
+            ),
+            {"status": status},
+        )
+
+
+def dead_letter(engine, days: int) -> None:
+    error = {"type": "E", "message": "boom", "retryable": False}
+    with engine.begin() as conn:
+        dead_letters.record(conn, job_id=None, type="test-noop", queue="q", message={}, error=error)
+        conn.execute(
+            sa.text(
+                "UPDATE dead_letters SET dead_at = now() - make_interval(days => :d)"
+                " WHERE id = (SELECT max(id) FROM dead_letters)"
+            ),
+            {"d": days},
+        )
+
+
+@pytest.fixture
+def aged(warren, engine):
+    """One job per row of AGED, and dead letters 40 and 10 days old."""
+    ids = {}
+    for status, days, kept in AGED:
+        job = warren.enqueue("test-noop", {}, delay_seconds=86400)
+        age(engine, job.id, status, days)
+        ids[job.id] = kept
+    dead_letter(engine, 40)
+    dead_letter(engine, 10)
+    return ids
+
+
+def remaining(engine) -> set:
+    with engine.connect() as conn:
+        return set(conn.scalars(sa.text("SELECT id FROM jobs")))
+
+
+def test_a_prune_deletes_only_what_is_past_its_retention(warren, engine, aged):
+    deleted = warren.prune()
+
+    assert deleted == {"completed": 1, "cancelled": 1, "failed": 1, "deadLetters": 1}
+    assert remaining(engine) == {job_id for job_id, kept in aged.items() if kept}
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM dead_letters")) == 1
+    assert_exact(engine)
+
+
+def test_a_dry_run_counts_and_deletes_nothing(warren, engine, aged):
+    assert warren.prune(dry_run=True) == {
+        "completed": 1,
+        "cancelled": 1,
+        "failed": 1,
+        "deadLetters": 1,
+    }
+    assert remaining(engine) == set(aged)
+
+
+def test_retention_is_set_per_kind(warren, engine, aged):
+    warren.settings = warren.settings.model_copy(update={"retain_failed_days": 15})
+
+    assert warren.prune()["failed"] == 2
+
+
+def test_a_prune_goes_in_batches_and_a_tick_stops_after_a_few(
+    warren, engine, scheduler, monkeypatch
+):
+    monkeypatch.setattr(retention, "BATCH", 2)
+    monkeypatch.setattr("service.scheduler.PRUNE_BATCHES", 2)
+    for job in warren.submit([{"type": "test-noop", "payload": {}}] * 7):
+        age(engine, job.id, "completed", 10)
+
+    assert scheduler().tick().pruned == 4  # two batches of two
+    assert len(remaining(engine)) == 3
+    assert warren.prune()["completed"] == 3
+    assert remaining(engine) == set()
+    assert_exact(engine)
