@@ -63,6 +63,11 @@ class Job:
     def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: uuid.UUID) -> None:
         resp.media = {"success": True, "job": job_json(self.warren.get(job_id))}
 
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, job_id: uuid.UUID) -> None:
+        """Reschedule a pending job: a new time and/or priority."""
+        body = read_json(req, self.warren.settings.max_payload_bytes)
+        resp.media = {"success": True, "job": job_json(self.warren.reschedule(job_id, body))}
+
     def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: uuid.UUID) -> None:
         """Cancel: a pending job never starts; a processing one is asked to stop."""
         self.warren.cancel(job_id)

@@ -1,9 +1,9 @@
 """`GET /openapi.json`: an OpenAPI 3.1 document of every route, generated, never written.
 
 Request bodies and query strings are described by the very pydantic models that validate them
-(`EnqueueRequest` with each registered job type's payload model, `SelectionBody`, `JobQuery`,
-`DeadLetterQuery`); answers by `api.shapes`. The document is built once per app, from the job
-types that app loaded.
+(`EnqueueRequest` with each registered job type's payload model, `RescheduleRequest`,
+`SelectionBody`, `JobQuery`, `DeadLetterQuery`); answers by `api.shapes`. The document is
+built once per app, from the job types that app loaded.
 """
 
 import copy
@@ -18,6 +18,7 @@ from service.deadletters import DeadLetterQuery, SelectionBody
 from service.enqueue import EnqueueRequest
 from service.queries import JobQuery
 from service.registry import JobType, Registry
+from service.reschedule import RescheduleRequest
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -61,6 +62,7 @@ def _component_schemas(job_types: list[JobType]) -> dict[str, Any]:
     adapters = {name: TypeAdapter(model) for name, model in _shape_models().items()}
     adapters |= {
         "EnqueueRequest": TypeAdapter(EnqueueRequest),
+        "RescheduleRequest": TypeAdapter(RescheduleRequest),
         "Selection": SelectionBody,
         **{f"Payload.{job.name}": TypeAdapter(job.payload) for job in job_types},
     }
@@ -164,6 +166,11 @@ def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
         "/jobs/{job_id}": {
             "parameters": [JOB_ID],
             "get": {"summary": "One job", "responses": _answers(s200="OneJob")},
+            "patch": {
+                "summary": "Reschedule a pending job: a new time and/or priority",
+                "requestBody": _body(_ref("RescheduleRequest")),
+                "responses": _answers(s200="OneJob"),
+            },
             "delete": {"summary": "Cancel a job", "responses": _answers(s200="Done")},
         },
         "/jobs/{job_id}/attempts": {

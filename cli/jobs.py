@@ -1,4 +1,5 @@
-"""Jobs for admin scripts: `warren enqueue`, `jobs show | list | retry | cancel`, `stats`."""
+"""Jobs for admin scripts: `warren enqueue`, `jobs show | list | retry | reschedule | cancel`,
+`stats`."""
 
 import json
 from typing import Annotated, Any
@@ -169,6 +170,29 @@ def jobs_retry(
         print_json({"jobId": job_id, "status": "pending", "message": "Job retry queued"})
     else:
         typer.echo(f"job {job_id} is pending again with fresh attempts")
+
+
+@jobs_app.command("reschedule")
+def jobs_reschedule(
+    job_id: Annotated[str, typer.Argument(metavar="ID")],
+    at: Annotated[str | None, typer.Option("--at", help="New time, ISO 8601 with offset")] = None,
+    delay: Annotated[
+        float | None, typer.Option("--delay", help="New time, seconds from now")
+    ] = None,
+    priority: Annotated[str | None, typer.Option(help="1-10, or high, normal, low")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move a pending job to a new time and/or priority."""
+    change: dict[str, Any] = {"scheduledAt": at, "delaySeconds": delay}
+    if priority is not None:
+        change["priority"] = int(priority) if priority.isdigit() else priority
+    with connected() as warren:
+        job = warren.reschedule(job_id, {k: v for k, v in change.items() if v is not None})
+    if as_json:
+        print_json(job_json(job))
+    else:
+        when = job.scheduled_at.isoformat() if job.scheduled_at else "now"
+        typer.echo(f"job {job_id} runs at {when}, priority {job.priority}")
 
 
 @jobs_app.command("cancel")

@@ -26,7 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import db, deadletters, queries, retention, storable
+from service import db, deadletters, queries, reschedule, retention, storable
 from service.broker import (
     Dispatch,
     Publisher,
@@ -40,6 +40,7 @@ from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.relay import Relay, record_published
+from service.reschedule import RescheduleRequest
 from service.settings import Settings
 from service.store import counts, dead_letters, jobs
 
@@ -277,6 +278,23 @@ class Warren:
             job = jobs.retry(conn, _uuid(job_id))
             dead_letters.resolve(conn, [job.id])
         self.publish([dispatch_of(job)])
+
+    def reschedule(
+        self, job_id: uuid.UUID | str, change: RescheduleRequest | Mapping[str, Any]
+    ) -> Job:
+        """Move a pending job to a new time and/or priority (`{"scheduledAt": ...,
+        "delaySeconds": ..., "priority": ...}`, as `PATCH /jobs/{id}`). Messages published
+        before are dropped; the job runs once, at its new time, from its new tier. Raises
+        `ValidationFailed`, `NotFound`, or `Conflict` when the job is not pending."""
+        if not isinstance(change, RescheduleRequest):
+            change = reschedule.parse(change)
+        with self.engine.begin() as conn:
+            job = jobs.reschedule(conn, _uuid(job_id), change.run_at(), change.priority)
+        horizon = datetime.now(UTC) + timedelta(seconds=self.settings.delay_horizon_seconds)
+        dispatch = dispatch_of(job)
+        if dispatch.due_at is None or dispatch.due_at <= horizon:
+            self.publish([dispatch])
+        return job
 
     def cancel(self, job_id: uuid.UUID | str) -> JobStatus:
         """Cancel a job; returns the status it had (`pending`: it never starts; `processing`:

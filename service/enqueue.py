@@ -38,6 +38,14 @@ def _priority(value: Any) -> Any:
     return value
 
 
+#: A priority as a request writes it: 1 to 10, or `high`, `normal` or `low`.
+Priority = Annotated[
+    int,
+    Field(ge=1, le=10),
+    BeforeValidator(_priority, json_schema_input_type=PRIORITY_INPUT),
+]
+
+
 class RetryOverride(BaseModel):
     """A job's own retry policy; unset fields come from its job type, then from settings."""
 
@@ -65,14 +73,7 @@ class EnqueueRequest(BaseModel):
 
     type: str = Field(min_length=1, max_length=200)
     payload: dict[str, Any]
-    priority: (
-        Annotated[
-            int,
-            Field(ge=1, le=10),
-            BeforeValidator(_priority, json_schema_input_type=PRIORITY_INPUT),
-        ]
-        | None
-    ) = None
+    priority: Priority | None = None
     max_attempts: Annotated[int, Field(strict=True, ge=1, le=25)] | None = None
     timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] | None = None
     delay_seconds: float | None = Field(default=None, strict=True, ge=0, le=MAX_DELAY_SECONDS)

@@ -1,12 +1,15 @@
 """Test helpers: waiting with deadlines (tests poll for what a user would see, never sleep
-blindly), and free ports for the servers a test starts."""
+blindly), free ports for the servers a test starts, and what a queue holds."""
 
 import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import pika
 import sqlalchemy as sa
+
+from service.broker import pika_parameters
 
 T = TypeVar("T")
 
@@ -42,3 +45,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def ready_messages(settings, queue: str) -> int:
+    """Messages ready in `queue` (not those delivered and not yet acked), asked of RabbitMQ."""
+    connection = pika.BlockingConnection(pika_parameters(settings))
+    try:
+        return connection.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        connection.close()

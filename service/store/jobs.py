@@ -463,6 +463,33 @@ def retry(conn: Connection, job_id: uuid.UUID) -> Job:
     raise Conflict(f"job {job_id} is {status}; only failed or cancelled jobs can be retried")
 
 
+_RESCHEDULE = sa.text(
+    move(
+        "id = :id AND status = 'pending'",
+        """
+        life = life + 1, published_at = NULL,
+        scheduled_at = CASE WHEN :move_time THEN CAST(:at AS timestamptz) ELSE scheduled_at END,
+        next_attempt_at = CASE WHEN :move_time THEN NULL ELSE next_attempt_at END,
+        priority = coalesce(CAST(:priority AS integer), priority)
+        """,
+    )
+)
+
+
+def reschedule(
+    conn: Connection, job_id: uuid.UUID, run_at: datetime | None, priority: int | None
+) -> Job:
+    """Move a pending job to `run_at` (None: keep its time) and/or `priority` (None: keep it),
+    in a new life that keeps its attempts, so messages published before cannot run it.
+    Returns the job, to be published. Raises `NotFound`, or `Conflict` for any other status."""
+    params = {"id": job_id, "move_time": run_at is not None, "at": run_at, "priority": priority}
+    row = conn.execute(_RESCHEDULE, params).first()
+    if row is not None:
+        return _job(row)
+    status = _current_status(conn, job_id)
+    raise Conflict(f"job {job_id} is {status}; only pending jobs can be rescheduled")
+
+
 def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[Job]:
     """Start a new life of each of these jobs that is still `failed`. Returns those revived."""
     if not job_ids:

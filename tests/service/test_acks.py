@@ -4,19 +4,10 @@ a worker that dies before the commit leaves it to RabbitMQ to deliver again."""
 from concurrent.futures import Future
 
 import dramatiq
-import pika
 
 from service.acks import ack_after
-from service.broker import build_broker, pika_parameters, queue_name
-from tests.helpers import wait_for
-
-
-def ready_messages(settings, queue: str) -> int:
-    connection = pika.BlockingConnection(pika_parameters(settings))
-    try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
-    finally:
-        connection.close()
+from service.broker import build_broker, queue_name
+from tests.helpers import ready_messages, wait_for
 
 
 def consumed(settings, queue: str):

@@ -1,0 +1,22 @@
+"""`warren jobs reschedule`: a pending job's new time and priority from the command line."""
+
+import json
+
+from tests.e2e.test_cli import enqueue, ok, one_error_line
+
+
+def test_reschedule_moves_a_pending_job(run_cli):
+    job_id = enqueue(run_cli, "test-noop", {}, "--delay", "3600")
+
+    job = json.loads(ok(run_cli("jobs", "reschedule", job_id, "--priority", "high", "--json")))
+    assert job["priority"] == 10 and job["status"] == "pending"
+
+    out = ok(run_cli("jobs", "reschedule", job_id, "--at", "2030-01-01T00:00:00+00:00"))
+    assert out.strip() == f"job {job_id} runs at 2030-01-01T00:00:00+00:00, priority 10"
+
+
+def test_a_bad_time_is_one_error_line(run_cli):
+    job_id = enqueue(run_cli, "test-noop", {}, "--delay", "3600")
+
+    line = one_error_line(run_cli("jobs", "reschedule", job_id, "--at", "tomorrow"))
+    assert "scheduledAt" in line
