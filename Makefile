@@ -41,6 +41,7 @@ bench: $(VENV)/.bench-installed services
 	$(PY) -m bench.scale
 	$(PY) -m bench.memory
 	$(PY) -m bench.slowclients
+	$(PY) -m bench.schedules
 
 lint: install
 	$(VENV)/bin/ruff check .

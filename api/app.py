@@ -11,6 +11,7 @@ from api.health import Health
 from api.jobs import Attempts, Batch, Job, Jobs, Retry
 from api.openapi import OpenApi
 from api.requests import StorableQuery
+from api.schedules import Run, Schedule, Schedules
 from api.stats import Stats
 from service.client import Warren
 from service.settings import Settings
@@ -33,6 +34,9 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/dlq", DeadLetters(warren))
     app.add_route("/dlq/groups", Groups(warren))
     app.add_route("/dlq/replay", Replay(warren))
+    app.add_route("/schedules", Schedules(warren))
+    app.add_route("/schedules/{name}", Schedule(warren))
+    app.add_route("/schedules/{name}/run", Run(warren))
     app.add_route("/stats", Stats(warren))
     app.add_route("/health", Health(warren))
     app.add_route("/openapi.json", OpenApi(warren.registry))

@@ -19,6 +19,7 @@ from service.enqueue import EnqueueRequest
 from service.queries import JobQuery
 from service.registry import JobType, Registry
 from service.reschedule import RescheduleRequest
+from service.schedules import ScheduleFields, ScheduleRequest
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -63,6 +64,8 @@ def _component_schemas(job_types: list[JobType]) -> dict[str, Any]:
     adapters |= {
         "EnqueueRequest": TypeAdapter(EnqueueRequest),
         "RescheduleRequest": TypeAdapter(RescheduleRequest),
+        "ScheduleRequest": TypeAdapter(ScheduleRequest),
+        "ScheduleChange": TypeAdapter(ScheduleFields),
         "Selection": SelectionBody,
         **{f"Payload.{job.name}": TypeAdapter(job.payload) for job in job_types},
     }
@@ -139,6 +142,9 @@ JOB_ID = {
 }
 
 
+SCHEDULE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
     open_route = {"security": []}
     return {
@@ -183,6 +189,31 @@ def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
                 "summary": "Run a failed or cancelled job again",
                 "responses": _answers(s202="Done"),
             },
+        },
+        "/schedules": {
+            "post": {
+                "summary": "Create a cron schedule",
+                "requestBody": _body(_ref("ScheduleRequest")),
+                "responses": _answers(s201="OneSchedule"),
+            },
+            "get": {
+                "summary": "Every schedule, by name",
+                "responses": _answers(s200="SchedulePage"),
+            },
+        },
+        "/schedules/{name}": {
+            "parameters": [SCHEDULE_NAME],
+            "get": {"summary": "One schedule", "responses": _answers(s200="OneSchedule")},
+            "patch": {
+                "summary": "Change a schedule (pause: enabled false)",
+                "requestBody": _body(_ref("ScheduleChange")),
+                "responses": _answers(s200="OneSchedule"),
+            },
+            "delete": {"summary": "Delete a schedule", "responses": _answers(s200="Done")},
+        },
+        "/schedules/{name}/run": {
+            "parameters": [SCHEDULE_NAME],
+            "post": {"summary": "Fire a schedule now", "responses": _answers(s201="ScheduleRun")},
         },
         "/dlq": {
             "get": {

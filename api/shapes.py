@@ -75,6 +75,8 @@ class Job(Shape):
     completed_at: datetime | None
     next_attempt_at: datetime | None
     cancel_requested_at: datetime | None
+    schedule_name: str | None
+    scheduled_for: datetime | None
 
 
 class Attempt(Shape):
@@ -124,6 +126,40 @@ class BatchEnqueued(Shape):
 class Done(Shape):
     success: Literal[True]
     message: str
+
+
+class Schedule(Shape):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    name: str
+    cron: str
+    timezone: str
+    type: str
+    payload: dict[str, Any]
+    enabled: bool
+    catch_up: Literal["none", "latest", "all"]
+    declared_in_code: bool
+    next_run_at: datetime
+    last_run_at: datetime | None
+    last_job_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OneSchedule(Shape):
+    success: Literal[True]
+    schedule: Schedule
+
+
+class SchedulePage(Shape):
+    success: Literal[True]
+    schedules: list[Schedule]
+
+
+class ScheduleRun(Shape):
+    success: Literal[True]
+    job_id: uuid.UUID
+    job: Job
 
 
 class OneJob(Shape):

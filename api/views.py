@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service import sealing
-from service.models import DeadLetter, Job, JobAttempt
+from service.models import DeadLetter, Job, JobAttempt, Schedule
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -37,6 +37,27 @@ def job_json(job: Job) -> dict[str, Any]:
         "completedAt": timestamp(job.completed_at),
         "nextAttemptAt": timestamp(job.next_attempt_at),
         "cancelRequestedAt": timestamp(job.cancel_requested_at),
+        "scheduleName": job.schedule_name,
+        "scheduledFor": timestamp(job.scheduled_for),
+    }
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "type": schedule.type,
+        "payload": schedule.payload,
+        **schedule.options,
+        "enabled": schedule.enabled,
+        "catchUp": schedule.catch_up,
+        "declaredInCode": schedule.declared_in_code,
+        "nextRunAt": timestamp(schedule.next_run_at),
+        "lastRunAt": timestamp(schedule.last_run_at),
+        "lastJobId": str(schedule.last_job_id) if schedule.last_job_id else None,
+        "createdAt": timestamp(schedule.created_at),
+        "updatedAt": timestamp(schedule.updated_at),
     }
 
 

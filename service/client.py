@@ -26,7 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import db, deadletters, queries, reschedule, retention, storable
+from service import db, deadletters, queries, reschedule, retention, schedules, storable
 from service.broker import (
     Dispatch,
     Publisher,
@@ -36,13 +36,14 @@ from service.broker import (
 from service.brokerview import BrokerView
 from service.enqueue import EnqueueRequest, build_row, parse
 from service.errors import NotFound, UnknownJobType, ValidationFailed
-from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus
+from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus, Schedule
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.relay import Relay, record_published
 from service.reschedule import RescheduleRequest
 from service.settings import Settings
 from service.store import counts, dead_letters, jobs
+from service.store import schedules as schedule_store
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Warren:
         self.publisher = publisher or Publisher(build_broker(settings), settings)
         self.relay = Relay(self.engine, self.publisher) if publish_in_background else None
         self.dlq = DeadLetters(self)
+        self.schedules = Schedules(self)
         self.broker_view = BrokerView(settings)
 
     @classmethod
@@ -343,6 +345,64 @@ class DeadLetters:
         """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
         with self.warren.engine.begin() as conn:
             return dead_letters.purge(conn, _selection(selection))
+
+
+class Schedules:
+    """Cron schedules: `warren.schedules.create({...})`, `.list()`, `.get(name)`,
+    `.update(name, {...})`, `.delete(name)`, `.run(name)`, as `/schedules` over HTTP."""
+
+    def __init__(self, warren: Warren) -> None:
+        self.warren = warren
+
+    def list(self) -> list[Schedule]:
+        with self.warren.engine.connect() as conn:
+            return schedule_store.every(conn)
+
+    def get(self, name: str) -> Schedule:
+        with self.warren.engine.connect() as conn:
+            return schedule_store.get(conn, schedules.known_name(name))
+
+    def create(self, body: Mapping[str, Any]) -> Schedule:
+        """Store a new schedule; its first slot is the first after now. Raises
+        `ValidationFailed` naming the field, `UnknownJobType`, or `Conflict` for a taken name."""
+        w = self.warren
+        definition = schedules.define(schedules.parse(body), w.registry, w.settings)
+        first = schedules.next_slot(definition.cron, definition.timezone, datetime.now(UTC))
+        with w.engine.begin() as conn:
+            return schedule_store.create(conn, schedules.values(definition), first)
+
+    def update(self, name: str, body: Mapping[str, Any]) -> Schedule:
+        """Change some fields. A new time, or a schedule enabled again, starts from the first
+        slot after now: a paused schedule does not catch up. Raises as `create`, or
+        `NotFound`."""
+        w = self.warren
+        change = schedules.parse(body, schedules.ScheduleFields)
+        with w.engine.begin() as conn:
+            base = schedule_store.get(conn, schedules.known_name(name), lock=True)
+            definition = schedules.define(change, w.registry, w.settings, base)
+            following = base.next_run_at
+            moved = (definition.cron, definition.timezone) != (base.cron, base.timezone)
+            if moved or (definition.enabled and not base.enabled):
+                now = datetime.now(UTC)
+                following = schedules.next_slot(definition.cron, definition.timezone, now)
+            return schedule_store.update(conn, schedules.values(definition), following)
+
+    def delete(self, name: str) -> None:
+        """Delete a schedule; the jobs it created stay. Raises `NotFound`."""
+        with self.warren.engine.begin() as conn:
+            schedule_store.delete(conn, schedules.known_name(name))
+
+    def run(self, name: str) -> Job:
+        """Enqueue the schedule's job now, outside its slots. Raises `NotFound`."""
+        w = self.warren
+        now = datetime.now(UTC)
+        with w.engine.begin() as conn:
+            schedule = schedule_store.get(conn, schedules.known_name(name), lock=True)
+            row = schedules.job_row(schedule, now, w.registry, w.settings)
+            jobs.insert(conn, [row])
+            schedule_store.advance(conn, [(name, schedule.next_run_at, row["id"])], now)
+        w.publish([_dispatch(row)])
+        return Job.model_validate(row)
 
 
 def _selection(value: deadletters.Selection | Mapping[str, Any]) -> deadletters.Selection:

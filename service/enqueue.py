@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -21,6 +21,8 @@ from service.models import JobStatus
 from service.registry import Enqueueing, Registry
 from service.settings import RetryStrategy, Settings
 from service.strict import moment
+
+M = TypeVar("M", bound=BaseModel)
 
 PRIORITY_NAMES = {"high": 10, "normal": 5, "low": 1}
 #: What a priority may be written as, for JSON schemas (/openapi.json).
@@ -104,6 +106,20 @@ def _is_union_tag(part: object) -> bool:
     )
 
 
+def validated(model: type[M], body: Any, what: str) -> M:
+    """`body` as `model`, a request body of the API, Python or CLI: `ValidationFailed`
+    naming each bad field (values PostgreSQL cannot store among them) if it is not one."""
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            f"{what} is a JSON object", [{"field": "(body)", "message": "expected an object"}]
+        )
+    storable.check(body)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed(f"invalid {what.removeprefix('a ')}", field_errors(exc)) from None
+
+
 def parse(body: Any, prefix: str = "") -> EnqueueRequest:
     """Validate an enqueue body; raise `ValidationFailed` naming each bad field, values that
     PostgreSQL cannot store among them (for HTTP, Python and CLI callers alike)."""
@@ -165,4 +181,6 @@ def build_row(
         "created_at": now,
         "updated_at": now,
         "scheduled_at": scheduled_at.astimezone(UTC) if scheduled_at else None,
+        "schedule_name": None,
+        "scheduled_for": None,
     }

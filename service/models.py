@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -85,6 +86,13 @@ class Job(SQLModel, table=True):
             postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
         Index(
+            "jobs_schedule_slot_idx",
+            "schedule_name",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=text("schedule_name IS NOT NULL"),
+        ),
+        Index(
             "jobs_payload_idx",
             "payload",
             postgresql_using="gin",
@@ -116,6 +124,8 @@ class Job(SQLModel, table=True):
     next_attempt_at: datetime | None = _time()
     lease_until: datetime | None = _time()
     cancel_requested_at: datetime | None = _time()
+    schedule_name: str | None = Field(default=None, sa_column=Column(Text))
+    scheduled_for: datetime | None = _time()
 
 
 class JobAttempt(SQLModel, table=True):
@@ -165,3 +175,29 @@ class DeadLetter(SQLModel, table=True):
     error: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     fingerprint: str = Field(sa_column=Column(Text, nullable=False))
     dead_at: datetime = _time(nullable=False)
+
+
+class Schedule(SQLModel, table=True):
+    """A cron schedule: a job of `type` with `payload` and `options` at every slot of `cron`
+    in `timezone`. `next_run_at` (UTC) is the next slot to fire (see `service.schedules`)."""
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("catch_up IN ('none', 'latest', 'all')", name="schedules_catch_up"),
+        Index("schedules_due_idx", "next_run_at", postgresql_where=text("enabled")),
+    )
+
+    name: str = Field(sa_column=Column(Text, primary_key=True))
+    cron: str = Field(sa_column=Column(Text, nullable=False))
+    timezone: str = Field(sa_column=Column(Text, nullable=False))
+    type: str = Field(sa_column=Column(Text, nullable=False))
+    payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    options: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    enabled: bool = Field(sa_column=Column(Boolean, nullable=False))
+    catch_up: str = Field(sa_column=Column(Text, nullable=False))
+    declared_in_code: bool = Field(sa_column=Column(Boolean, nullable=False))
+    next_run_at: datetime = _time(nullable=False)
+    last_run_at: datetime | None = _time()
+    last_job_id: uuid.UUID | None = Field(default=None, sa_column=Column(UUID(as_uuid=True)))
+    created_at: datetime = _time(nullable=False)
+    updated_at: datetime = _time(nullable=False)

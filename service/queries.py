@@ -36,7 +36,7 @@ attempts_table = JobAttempt.__table__
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-FILTERS = ("status", "type", "priority", "createdAfter", "createdBefore")
+FILTERS = ("status", "type", "priority", "createdAfter", "createdBefore", "schedule")
 PAGING = ("limit", "cursor", "offset")
 
 
@@ -83,6 +83,7 @@ class JobQuery(BaseModel):
     ) = None
     created_after: Time | None = None
     created_before: Time | None = None
+    schedule: str | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), Whole] = DEFAULT_LIMIT
     offset: Annotated[int, Field(ge=0, le=10**9), Whole] | None = None
     cursor: Annotated[str, AfterValidator(_cursor)] | None = None
@@ -103,6 +104,7 @@ class Filters:
     priority: int | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    schedule: str | None = None
     payload: dict[str, str] = field(default_factory=dict)
     limit: int = DEFAULT_LIMIT
     cursor: str | None = None
@@ -194,6 +196,8 @@ def page(conn: Connection, filters: Filters) -> Page:
         statement = statement.where(jobs.c.created_at > filters.created_after)
     if filters.created_before:
         statement = statement.where(jobs.c.created_at < filters.created_before)
+    if filters.schedule:
+        statement = statement.where(jobs.c.schedule_name == filters.schedule)
     for name, value in filters.payload.items():
         statement = statement.where(payload_matches(name, value))
     if filters.cursor:

@@ -69,6 +69,9 @@ class Registry:
 
     def __init__(self) -> None:
         self._types: dict[str, JobType] = {}
+        #: Schedules declared in code (`schedule(...)`), by name: the body of a
+        #: `POST /schedules`, synced into the database when the scheduler starts.
+        self.schedules: dict[str, dict[str, Any]] = {}
 
     def job_type(
         self, name: str, *, payload: type[BaseModel], **options: Any
@@ -80,6 +83,16 @@ class Registry:
             return handler
 
         return register
+
+    def schedule(
+        self, name: str, cron: str, *, type: str, payload: dict[str, Any], **fields: Any
+    ) -> None:
+        """Declare a cron schedule beside its job type: `schedule("nightly-report", "0 0 * * *",
+        type="report", payload={...}, timezone="Europe/Berlin")`. `fields` are those of
+        `POST /schedules`, in snake_case or camelCase (`timezone`, `priority`, `catch_up`...).
+        Checked when the scheduler syncs it at start-up."""
+        self.schedules[name] = {"name": name, "cron": cron, "type": type, "payload": payload}
+        self.schedules[name].update(fields)
 
     def add(self, job: JobType) -> None:
         self._types[job.name] = job
@@ -123,6 +136,7 @@ class Registry:
 
 registry = Registry()
 job_type = registry.job_type
+schedule = registry.schedule
 
 _current = threading.local()
 

@@ -15,14 +15,11 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from service import storable
-from service.enqueue import MAX_DELAY_SECONDS, Priority, field_errors
-from service.errors import ValidationFailed
+from service.enqueue import MAX_DELAY_SECONDS, Priority, validated
 from service.strict import moment
 
 
@@ -53,12 +50,4 @@ class RescheduleRequest(BaseModel):
 
 def parse(body: Any) -> RescheduleRequest:
     """Validate a reschedule body; `ValidationFailed` names each bad field."""
-    if not isinstance(body, dict):
-        raise ValidationFailed(
-            "a reschedule is a JSON object", [{"field": "(body)", "message": "expected an object"}]
-        )
-    storable.check(body)
-    try:
-        return RescheduleRequest.model_validate(body)
-    except ValidationError as exc:
-        raise ValidationFailed("invalid reschedule", field_errors(exc)) from None
+    return validated(RescheduleRequest, body, "a reschedule")

@@ -14,7 +14,9 @@ run side by side):
    again the jobs whose message was lost: pending, published and due more than
    `republish_after_seconds` ago, in a tier whose queue and delay queue are empty. A duplicate
    of a message that was not lost after all is harmless: a worker's claim ignores it;
-6. every `prune_interval_seconds`, delete finished jobs and dead letters past their retention
+6. fire the cron schedules whose next slot has come (`service.schedules`), then publish their
+   jobs;
+7. every `prune_interval_seconds`, delete finished jobs and dead letters past their retention
    (`service.retention`), at most a few batches of 1,000 per kind per tick.
 """
 
@@ -22,13 +24,16 @@ import logging
 import threading
 import time
 from dataclasses import astuple, dataclass
+from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from service import deadletters, retention
+from service import deadletters, retention, schedules
 from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
+from service.registry import Registry
+from service.registry import registry as default_registry
 from service.settings import Settings
 from service.store import counts, jobs
 
@@ -46,13 +51,21 @@ class Tick:
     dead_lettered: int = 0
     republished: int = 0
     pruned: int = 0
+    fired: int = 0
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, publisher: Publisher, settings: Settings) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: Publisher,
+        settings: Settings,
+        registry: Registry | None = None,
+    ) -> None:
         self.engine = engine
         self.publisher = publisher
         self.settings = settings
+        self.registry = registry or default_registry.load(settings.job_modules)
         self.drainer = Drainer(engine, settings, publisher.broker)
         self._next_lost_check = 0.0
         self._next_prune = 0.0
@@ -66,6 +79,7 @@ class Scheduler:
             self._drain,
             self._fold_counts,
             self._republish_lost,
+            self._fire_schedules,
             self._prune,
         )
         for step in steps:
@@ -79,14 +93,20 @@ class Scheduler:
         return tick
 
     def run(self, stop: threading.Event) -> None:
-        """Tick every `dispatch_interval_seconds` until `stop` is set; survive outages."""
+        """Store the schedules declared in code, then tick every `dispatch_interval_seconds`
+        until `stop` is set; survive outages."""
         log.info("scheduler started (every %ss)", self.settings.dispatch_interval_seconds)
+        try:
+            with self.engine.begin() as conn:
+                schedules.sync_declared(conn, self.registry, self.settings)
+        except Exception as exc:  # a wrong declaration must not stop the other steps
+            log.error("scheduler: schedules declared in code not stored: %s", exc)
         while not stop.is_set():
             tick = self.tick()
             if any(astuple(tick)):
                 log.info(
                     "published %d, released %d, failed %d, dead-lettered %d, republished %d,"
-                    " pruned %d",
+                    " pruned %d, fired %d",
                     *astuple(tick),
                 )
             stop.wait(self.settings.dispatch_interval_seconds)
@@ -137,6 +157,17 @@ class Scheduler:
         if published:
             log.warning("published again %d jobs whose message was lost", len(published))
         tick.republished += len(published)
+
+    def _fire_schedules(self, tick: Tick, now: datetime | None = None) -> None:
+        more = True
+        while more:  # a batch per transaction, until none is due
+            with self.engine.begin() as conn:
+                fired, more = schedules.fire_due(conn, self.registry, self.settings, now)
+            published = self.publisher.publish_many(dispatch_of(job) for job in fired)
+            if published:
+                with self.engine.begin() as conn:
+                    jobs.mark_published(conn, published)
+            tick.fired += len(fired)
 
     def _prune(self, tick: Tick) -> None:
         if time.monotonic() < self._next_prune:

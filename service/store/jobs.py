@@ -43,6 +43,8 @@ _INSERT_COLUMNS = {
     "created_at": "timestamptz",
     "updated_at": "timestamptz",
     "scheduled_at": "timestamptz",
+    "schedule_name": "text",
+    "scheduled_for": "timestamptz",
 }
 _JSON_COLUMNS = ("payload", "retry")
 

@@ -5,6 +5,8 @@ import pytest
 import sqlalchemy as sa
 
 from service import retention
+from service.broker import Publisher, build_broker
+from service.scheduler import Scheduler
 from service.store import dead_letters
 from tests.service.test_counts import assert_exact
 
@@ -99,14 +101,18 @@ def test_retention_is_set_per_kind(warren, engine, aged):
 
 
 def test_a_prune_goes_in_batches_and_a_tick_stops_after_a_few(
-    warren, engine, scheduler, monkeypatch
+    warren, engine, settings, monkeypatch
 ):
     monkeypatch.setattr(retention, "BATCH", 2)
     monkeypatch.setattr("service.scheduler.PRUNE_BATCHES", 2)
     for job in warren.submit([{"type": "test-noop", "payload": {}}] * 7):
         age(engine, job.id, "completed", 10)
+    publisher = Publisher(build_broker(settings), settings)
 
-    assert scheduler().tick().pruned == 4  # two batches of two
+    try:
+        assert Scheduler(engine, publisher, settings).tick().pruned == 4  # two batches of two
+    finally:
+        publisher.close()
     assert len(remaining(engine)) == 3
     assert warren.prune()["completed"] == 3
     assert remaining(engine) == set()

@@ -1,0 +1,304 @@
+"""Cron schedules: a job enqueued at every slot of a cron expression, in a time zone.
+
+A schedule is declared in code, beside its job type (`schedule(...)` in an `actors/` module,
+synced into the database when the scheduler starts), or at runtime (`POST /schedules`). Cron
+expressions are read by `cronsim` (five fields, and `@hourly`, `@daily`, `@weekly`,
+`@monthly`, `@yearly`), in the schedule's IANA time zone: a slot in a daylight-saving gap fires
+at the end of the gap, a slot in a repeated hour fires once.
+
+The scheduler fires what is due each tick (`fire_due`), up to `LEAD` seconds ahead (the job
+is then due at its slot): with the schedule's row locked, it inserts the job and moves
+`next_run_at` on in one transaction, so each slot fires once however
+many schedulers run. Slots missed while no scheduler ran follow the schedule's `catchUp`:
+`latest` (the default) fires the newest missed slot once, `all` fires each (the newest
+`CATCH_UP_LIMIT`), `none` fires only a slot that is at most `ON_TIME` late.
+"""
+
+import logging
+import re
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice, takewhile
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+from sqlalchemy.engine import Connection
+
+from service.enqueue import EnqueueRequest, build_row, field_errors, validated
+from service.errors import NotFound, UnknownJobType, ValidationFailed
+from service.models import Job, Schedule
+from service.registry import Registry
+from service.settings import Settings
+from service.store import jobs
+from service.store import schedules as store
+
+log = logging.getLogger(__name__)
+
+ALIASES = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+#: Slots `all` fires at most after a downtime: the newest ones.
+CATCH_UP_LIMIT = 100
+#: How late a slot may fire and still count as on time (for `catchUp: none`).
+ON_TIME = timedelta(seconds=60)
+#: How early a slot is fired: its job is stored and published ahead, due at the slot, so a
+#: tick that fires thousands of schedules is done before their time comes.
+LEAD = timedelta(seconds=5)
+
+CatchUp = Literal["none", "latest", "all"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_JOB_OPTIONS = ("priority", "max_attempts", "timeout_seconds", "retry")
+_camel = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+def slots(cron: str, timezone: str, after: datetime) -> CronSim:
+    """The slots of `cron` in `timezone` strictly after `after`, as aware datetimes."""
+    return CronSim(ALIASES.get(cron, cron), after.astimezone(ZoneInfo(timezone)))
+
+
+def next_slot(cron: str, timezone: str, after: datetime) -> datetime:
+    """The first slot strictly after `after`, in UTC."""
+    return next(slots(cron, timezone, after)).astimezone(UTC)
+
+
+class ScheduleFields(BaseModel):
+    """What a schedule says, as `POST /schedules` and `PATCH /schedules/{name}` spell it."""
+
+    model_config = _camel
+
+    cron: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, min_length=1, max_length=100)
+    type: str | None = Field(default=None, min_length=1, max_length=200)
+    payload: dict[str, Any] | None = None
+    priority: Any = None
+    max_attempts: Any = None
+    timeout_seconds: Any = None
+    retry: Any = None
+    enabled: bool | None = Field(default=None, strict=True)
+    catch_up: CatchUp | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                CronSim(ALIASES.get(value, value), datetime.now(UTC))
+            except CronSimError as exc:
+                raise ValueError(f"not a cron expression: {exc}") from None
+            except Exception:  # whatever else the parser trips on is no cron expression either
+                raise ValueError("not a cron expression") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError, OSError):
+                raise ValueError("not an IANA time zone, such as Europe/Berlin or UTC") from None
+        return value
+
+
+class ScheduleRequest(ScheduleFields):
+    """The body of `POST /schedules`: `name`, `cron`, `type` and `payload` are required."""
+
+    name: str = Field(pattern=_NAME.pattern)
+    cron: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=200)
+    payload: dict[str, Any]
+
+
+def known_name(name: str) -> str:
+    """`name`, if it can name a schedule at all; `NotFound` if not (no lookup needed)."""
+    if not _NAME.match(name):
+        raise NotFound(f"schedule {name!r} not found")
+    return name
+
+
+def parse(body: Any, model: type[ScheduleFields] = ScheduleRequest) -> ScheduleFields:
+    """Validate a schedule body; `ValidationFailed` names each bad field."""
+    return validated(model, body, "a schedule")
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A validated schedule, as the store keeps it."""
+
+    name: str
+    cron: str
+    timezone: str
+    type: str
+    payload: dict[str, Any]
+    options: dict[str, Any]
+    enabled: bool
+    catch_up: CatchUp
+
+
+def define(
+    request: ScheduleFields, registry: Registry, settings: Settings, base: Schedule | None = None
+) -> Definition:
+    """The whole schedule `request` makes, on top of `base` (for a PATCH). Its job is checked
+    as an enqueue of it would be, so a schedule never fires a job the API would refuse."""
+    given = request.model_dump(exclude_unset=True, by_alias=False)
+    merged: dict[str, Any] = {
+        "name": base.name if base else given["name"],
+        "cron": base.cron if base else None,
+        "timezone": base.timezone if base else "UTC",
+        "type": base.type if base else None,
+        "payload": base.payload if base else None,
+        "enabled": base.enabled if base else True,
+        "catch_up": base.catch_up if base else "latest",
+        "options": dict(base.options) if base else {},
+    }
+    for key, value in given.items():
+        if key in _JOB_OPTIONS:
+            merged["options"][to_camel(key)] = value
+        elif key != "name":
+            merged[key] = value
+    merged["options"] = {k: v for k, v in merged["options"].items() if v is not None}
+    request = _check_job(Definition(**merged), registry, settings)
+    options = request.model_dump(by_alias=True, include=set(_JOB_OPTIONS), exclude_none=True)
+    return Definition(**(merged | {"options": options}))
+
+
+def _check_job(definition: Definition, registry: Registry, settings: Settings) -> EnqueueRequest:
+    """The schedule's job as an enqueue request, checked as the API would check it."""
+    request = _enqueue_request(definition)
+    if request.type in registry and registry.get(request.type).secret:
+        secret = [f for f in registry.get(request.type).secret if f in request.payload]
+        if secret:
+            raise ValidationFailed(
+                "a schedule cannot hold secret fields",
+                [{"field": f"payload.{f}", "message": "use secretRef"} for f in secret],
+            )
+    build_row(request, registry, settings=settings)
+    return request
+
+
+def _enqueue_request(definition: Definition) -> EnqueueRequest:
+    body = {"type": definition.type, "payload": definition.payload, **definition.options}
+    try:
+        return EnqueueRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ValidationFailed("invalid schedule", field_errors(exc)) from None
+
+
+def values(definition: Definition) -> dict[str, Any]:
+    """The store's columns of a definition."""
+    return asdict(definition)
+
+
+def sync_declared(
+    conn: Connection, registry: Registry, settings: Settings, now: datetime | None = None
+) -> list[Schedule]:
+    """Store the schedules declared in code (`schedule(...)`): new ones, and changed
+    definitions. Raises `ValidationFailed` naming the schedule whose declaration is wrong."""
+    now = now or datetime.now(UTC)
+    synced = []
+    for name, body in registry.schedules.items():
+        try:
+            definition = define(parse(_camel_keys(body)), registry, settings)
+        except (ValidationFailed, UnknownJobType) as exc:
+            message = f"schedule {name!r} declared in code: {exc}"
+            raise ValidationFailed(message, exc.details) from None
+        following = next_slot(definition.cron, definition.timezone, now)
+        synced.append(store.sync(conn, values(definition), following))
+    return synced
+
+
+def _camel_keys(body: dict[str, Any]) -> dict[str, Any]:
+    return {to_camel(key): value for key, value in body.items()}
+
+
+# -- firing -------------------------------------------------------------------------------------
+
+
+def due_slots(schedule: Schedule, now: datetime) -> tuple[list[datetime], datetime]:
+    """The slots of `schedule` to fire at `now` (those up to `LEAD` ahead included), oldest
+    first, as its `catchUp` says, and its next slot after them."""
+    horizon = now + LEAD
+    upcoming = slots(schedule.cron, schedule.timezone, schedule.next_run_at - timedelta(seconds=1))
+    missed = list(takewhile(lambda slot: slot <= horizon, islice(upcoming, CATCH_UP_LIMIT + 1)))
+    if len(missed) > CATCH_UP_LIMIT:  # down a long time: the newest slots, counted back
+        back = CronSim(ALIASES.get(schedule.cron, schedule.cron), _zoned(horizon, schedule), True)
+        missed = sorted(islice(back, CATCH_UP_LIMIT))
+    following = next_slot(schedule.cron, schedule.timezone, horizon)
+    if not missed:
+        return [], following
+    if schedule.catch_up == "all":
+        return [s.astimezone(UTC) for s in missed], following
+    newest = missed[-1].astimezone(UTC)
+    if schedule.catch_up == "none" and now - newest > ON_TIME:
+        return [], following
+    return [newest], following
+
+
+def _zoned(now: datetime, schedule: Schedule) -> datetime:
+    """`now` in the schedule's zone, a second on, so that counting back includes `now`."""
+    return (now.replace(microsecond=0) + timedelta(seconds=1)).astimezone(
+        ZoneInfo(schedule.timezone)
+    )
+
+
+def fire_due(
+    conn: Connection,
+    registry: Registry,
+    settings: Settings,
+    now: datetime | None = None,
+    limit: int = 1000,
+) -> tuple[list[Job], bool]:
+    """Fire up to `limit` enabled schedules whose next slot comes within `LEAD`, in `conn`'s
+    transaction:
+    insert a job per slot its `catchUp` allows and move `next_run_at` past `now`, all in two
+    statements. Schedules another scheduler holds are skipped. Returns the jobs, to be
+    published after the commit, and whether more schedules may be due."""
+    now = now or datetime.now(UTC)
+    due = store.due(conn, now + LEAD, limit)
+    rows: list[dict[str, Any]] = []
+    moves: list[tuple[str, datetime, Any]] = []
+    for schedule in due:
+        chosen, following = due_slots(schedule, now)
+        try:
+            made = [job_row(schedule, slot, registry, settings, now) for slot in chosen]
+        except (UnknownJobType, ValidationFailed) as exc:  # a deploy retired or changed its type
+            log.error("schedule %s: slot skipped, its job is refused: %s", schedule.name, exc)
+            made = []
+        rows += made
+        moves.append((schedule.name, following, made[-1]["id"] if made else None))
+    jobs.insert(conn, rows)
+    store.advance(conn, moves, now)
+    return [Job.model_validate(row) for row in rows], len(due) == limit
+
+
+def job_row(
+    schedule: Schedule,
+    slot: datetime,
+    registry: Registry,
+    settings: Settings,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The job row a schedule's slot enqueues, naming its schedule and slot: due at the slot
+    if it is still ahead of `now`, at once if not."""
+    definition = Definition(
+        schedule.name,
+        schedule.cron,
+        schedule.timezone,
+        schedule.type,
+        schedule.payload,
+        schedule.options,
+        schedule.enabled,
+        schedule.catch_up,  # type: ignore[arg-type]
+    )
+    row = build_row(_enqueue_request(definition), registry, settings=settings)
+    ahead = slot if slot > (now or datetime.now(UTC)) else None
+    return row | {"schedule_name": schedule.name, "scheduled_for": slot, "scheduled_at": ahead}

@@ -1,0 +1,39 @@
+"""`warren schedules`: add, list, show, pause, resume, run and delete from the command line."""
+
+import json
+
+from tests.e2e.test_cli import ok, one_error_line
+
+
+def test_a_schedule_from_add_to_delete(run_cli):
+    added = json.loads(
+        ok(
+            run_cli(
+                "schedules", "add", "hourly-noop", "@hourly", "test-noop",
+                "--timezone", "Europe/Berlin", "--priority", "low", "--json",
+            )
+        )
+    )  # fmt: skip
+    assert added["name"] == "hourly-noop" and added["priority"] == 1
+
+    [listed] = json.loads(ok(run_cli("schedules", "list", "--json")))
+    assert listed["name"] == "hourly-noop"
+    assert "hourly-noop" in ok(run_cli("schedules", "list"))
+
+    paused = json.loads(ok(run_cli("schedules", "pause", "hourly-noop", "--json")))
+    assert paused["enabled"] is False
+    assert "resumed" in ok(run_cli("schedules", "resume", "hourly-noop"))
+
+    job = json.loads(ok(run_cli("schedules", "run", "hourly-noop", "--json")))
+    assert job["scheduleName"] == "hourly-noop"
+    shown = json.loads(ok(run_cli("schedules", "show", "hourly-noop", "--json")))
+    assert shown["lastJobId"] == job["id"]
+
+    assert (
+        ok(run_cli("schedules", "delete", "hourly-noop")).strip() == "schedule hourly-noop deleted"
+    )
+
+
+def test_a_bad_cron_is_one_error_line(run_cli):
+    line = one_error_line(run_cli("schedules", "add", "bad", "61 * * * *", "test-noop"))
+    assert "cron" in line
