@@ -48,7 +48,7 @@ def kinds(settings: Settings) -> list[Kept]:
                 partial(jobs.prunable, status=status, age=age),
             )
         )
-    age = settings.retain_dead_letters_days * DAY
+    age = settings.retain_dead_letter_days * DAY
     kept.append(
         Kept(
             "deadLetters",

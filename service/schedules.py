@@ -166,7 +166,10 @@ def define(
         elif key != "name":
             merged[key] = value
     merged["options"] = {k: v for k, v in merged["options"].items() if v is not None}
-    request = _check_job(Definition(**merged), registry, settings)
+    try:
+        request = _check_job(Definition(**merged), registry, settings)
+    except UnknownJobType as exc:  # a schedule's type is one of its fields: a 422 naming it
+        raise ValidationFailed(exc.message, [{"field": "type", "message": exc.message}]) from None
     options = request.model_dump(by_alias=True, include=set(_JOB_OPTIONS), exclude_none=True)
     return Definition(**(merged | {"options": options}))
 

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     retain_completed_days: float = Field(default=7.0, gt=0)
     retain_cancelled_days: float = Field(default=7.0, gt=0)
     retain_failed_days: float = Field(default=30.0, gt=0)
-    retain_dead_letters_days: float = Field(default=30.0, gt=0)
+    retain_dead_letter_days: float = Field(default=30.0, gt=0)
     prune_interval_seconds: float = 60.0
 
     retry_strategy: RetryStrategy = "exponential"

@@ -60,11 +60,12 @@ def test_a_bad_schedule_is_a_422_naming_the_field(client, warren, fields, field)
     assert client.simulate_get("/schedules").json["schedules"] == []
 
 
-def test_an_unknown_job_type_is_a_400(client, warren):
+def test_an_unknown_job_type_is_a_422_naming_the_type(client, warren):
     response = client.simulate_post("/schedules", json=BODY | {"type": "no-such-type"})
 
-    assert response.status_code == 400
-    assert response.json["error"]["code"] == "unknown_job_type"
+    assert response.status_code == 422
+    assert [d["field"] for d in response.json["error"]["details"]] == ["type"]
+    assert "known types" in response.json["error"]["message"]
 
 
 def test_pause_change_and_delete(client, warren):
