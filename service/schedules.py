@@ -205,15 +205,16 @@ def sync_declared(
     conn: Connection, registry: Registry, settings: Settings, now: datetime | None = None
 ) -> list[Schedule]:
     """Store the schedules declared in code (`schedule(...)`): new ones, and changed
-    definitions. Raises `ValidationFailed` naming the schedule whose declaration is wrong."""
+    definitions. A declaration that is wrong is logged, naming it, and left out."""
     now = now or datetime.now(UTC)
     synced = []
     for name, body in registry.schedules.items():
         try:
             definition = define(parse(_camel_keys(body)), registry, settings)
         except (ValidationFailed, UnknownJobType) as exc:
-            message = f"schedule {name!r} declared in code: {exc}"
-            raise ValidationFailed(message, exc.details) from None
+            details = "; ".join(f"{d['field']}: {d['message']}" for d in exc.details)
+            log.error("schedule %r declared in code is left out: %s (%s)", name, exc, details)
+            continue
         following = next_slot(definition.cron, definition.timezone, now)
         synced.append(store.sync(conn, values(definition), following))
     return synced

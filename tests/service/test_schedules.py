@@ -176,3 +176,18 @@ def test_deleting_a_schedule_keeps_its_jobs(warren, engine):
     with engine.connect() as conn:
         assert store.every(conn) == []
     assert warren.get(job.id).schedule_name == "every-minute"
+
+
+def test_a_wrong_declaration_is_left_out_and_the_others_are_synced(warren, engine, caplog):
+    registry = warren.registry
+    registry.schedule("good", "@hourly", type="test-noop", payload={})
+    registry.schedule("bad", "@sometimes", type="test-noop", payload={})
+    try:
+        with engine.begin() as conn:
+            synced = schedules.sync_declared(conn, registry, warren.settings)
+    finally:
+        registry.schedules.pop("good")
+        registry.schedules.pop("bad")
+
+    assert [s.name for s in synced] == ["good"]
+    assert "schedule 'bad' declared in code is left out" in caplog.text
