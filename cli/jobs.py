@@ -104,7 +104,7 @@ def jobs_show(
 
 
 def list_params(
-    status, type, priority, created_after, created_before, payload, limit, cursor
+    status, type, priority, created_after, created_before, payload, limit, cursor, schedule=None
 ) -> dict[str, str]:
     params = {
         "status": status,
@@ -112,6 +112,7 @@ def list_params(
         "priority": priority,
         "createdAfter": created_after,
         "createdBefore": created_before,
+        "schedule": schedule,
         "limit": None if limit is None else str(limit),
         "cursor": cursor,
     }
@@ -133,13 +134,14 @@ def jobs_list(
     payload: Annotated[
         list[str] | None, typer.Option(help="FIELD=VALUE on the payload; repeatable")
     ] = None,
+    schedule: Annotated[str | None, typer.Option(help="Jobs this schedule created")] = None,
     limit: Annotated[int | None, typer.Option(help="Jobs per page (1-500)")] = None,
     cursor: Annotated[str | None, typer.Option(help="nextCursor of the previous page")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Jobs, newest first, filtered."""
     params = list_params(
-        status, type, priority, created_after, created_before, payload, limit, cursor
+        status, type, priority, created_after, created_before, payload, limit, cursor, schedule
     )
     filters = Filters.parse(params)
     with connected() as warren:

@@ -26,6 +26,8 @@ def test_a_schedule_from_add_to_delete(run_cli):
 
     job = json.loads(ok(run_cli("schedules", "run", "hourly-noop", "--json")))
     assert job["scheduleName"] == "hourly-noop"
+    made = json.loads(ok(run_cli("jobs", "list", "--schedule", "hourly-noop", "--json")))
+    assert [j["id"] for j in made["jobs"]] == [job["id"]]
     shown = json.loads(ok(run_cli("schedules", "show", "hourly-noop", "--json")))
     assert shown["lastJobId"] == job["id"]
 
