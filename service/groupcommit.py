@@ -4,7 +4,7 @@ A no-op job costs two transactions, its claim and its completion; at hundreds of
 those commits, not the jobs, are the work. Worker threads hand their claims and completions to
 one writer thread and block until they are committed. The writer takes every request waiting
 and writes them in one statement, so one transaction and one round trip, on a connection of
-its own (see `jobs.work`). Under load a batch holds about as many
+its own (see `attempts.work`). Under load a batch holds about as many
 requests as there are worker threads; a lone request still costs one transaction, with no
 added wait.
 
@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.batches import take_batch
-from service.store import jobs
-from service.store.jobs import Claim
+from service.store import attempts
+from service.store.attempts import Claim
 
 MAX_BATCH = 256
 _UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
@@ -45,7 +45,7 @@ class GroupCommit:
     """Claims and completions of many threads in shared transactions.
 
     `claim()` and `complete()` block until their write is committed and answer as
-    `jobs.work` would; a database error reaches every caller of the
+    `attempts.work` would; a database error reaches every caller of the
     failed batch, as if each had run its own transaction."""
 
     def __init__(self, engine: Engine, worker: str, lease: float) -> None:
@@ -142,7 +142,7 @@ class GroupCommit:
         claims = [r for r in batch if r.claim is None]
         completions = [r for r in batch if r.claim is not None]
         try:
-            claimed, completed = jobs.work(
+            claimed, completed = attempts.work(
                 self._writer_connection(),
                 [(r.job_id, r.life) for r in claims],
                 [(r.claim, r.result) for r in completions],

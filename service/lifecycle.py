@@ -48,8 +48,8 @@ from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
 from service.retries import RetryPolicy
 from service.settings import Settings
-from service.store import jobs
-from service.store.jobs import Claim
+from service.store import attempts, jobs
+from service.store.attempts import Claim
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,18 +142,18 @@ class Lifecycle(Middleware):
             return claim
         lease = self.settings.lease_seconds
         with self.engine.begin() as conn:
-            state = jobs.state(conn, job_id)
+            state = attempts.state(conn, job_id)
             if state is None or state.status.is_final or state.life != life:
                 return ("skip", 0.0)
             if state.status == JobStatus.PENDING:
-                jobs.forget_publication(conn, job_id, life)
+                attempts.forget_publication(conn, job_id, life)
                 return ("early", 0.0)
             if state.lease_left is not None and state.lease_left > 0:
                 return ("defer", state.lease_left + 0.5)
-            released = jobs.release_expired(conn, job_id, state.attempt_id)
+            released = attempts.release_expired(conn, job_id, state.attempt_id)
             status = released.status if released is not None else None
             if status == JobStatus.PENDING:
-                claim = jobs.claim(conn, job_id, life, self.worker_name, lease)
+                claim = attempts.claim(conn, job_id, life, self.worker_name, lease)
                 if claim is not None:
                     return claim
             return ("dead", 0.0) if status == JobStatus.FAILED else ("skip", 0.0)
@@ -257,7 +257,7 @@ class Lifecycle(Middleware):
         self, message, claim: Claim, running: RunningJob, exc: BaseException
     ) -> None:
         if isinstance(exc, JobCancelled) or (running.is_cancelled() and _is_interrupt(exc)):
-            self._retrying(lambda: self._in_tx(lambda c: jobs.cancelled(c, claim)))
+            self._retrying(lambda: self._in_tx(lambda c: attempts.cancelled(c, claim)))
             return
         error = describe(exc, self._retryable(claim, exc))
         trace = "".join(traceback.format_exception(exc))
@@ -265,13 +265,13 @@ class Lifecycle(Middleware):
             delay = self._policy(claim).delay(claim.number)
             retry_at = datetime.now(UTC) + timedelta(seconds=delay)
             status = self._retrying(
-                lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, retry_at))
+                lambda: self._in_tx(lambda c: attempts.fail(c, claim, error, trace, retry_at))
             )
             if status == JobStatus.PENDING and delay <= self.settings.delay_horizon_seconds:
                 self._publish_retry(claim, message.kwargs, retry_at)
             return
         status = self._retrying(
-            lambda: self._in_tx(lambda c: jobs.fail(c, claim, error, trace, None))
+            lambda: self._in_tx(lambda c: attempts.fail(c, claim, error, trace, None))
         )
         if status == JobStatus.FAILED:
             message.fail()  # dead-lettered; a job that moved on leaves no dead letter
@@ -380,7 +380,7 @@ class Heartbeat(threading.Thread):
         lease = self.lifecycle.settings.lease_seconds
         try:
             with self.lifecycle.engine.begin() as conn:
-                held = jobs.renew_leases(conn, list(running), lease)
+                held = attempts.renew_leases(conn, list(running), lease)
         except _DB_ERRORS as exc:
             log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
             for attempt_id, (_, job) in running.items():

@@ -35,7 +35,7 @@ from service.models import JobStatus
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.settings import Settings
-from service.store import counts, jobs
+from service.store import attempts, counts, jobs
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,8 @@ class Scheduler:
 
     def _release_expired(self, tick: Tick) -> None:
         with self.engine.begin() as conn:
-            for job_id, attempt_id in jobs.expired_leases(conn, self.settings.lease_seconds):
-                job = jobs.release_expired(conn, job_id, attempt_id)
+            for job_id, attempt_id in attempts.expired_leases(conn, self.settings.lease_seconds):
+                job = attempts.release_expired(conn, job_id, attempt_id)
                 if job is not None and job.status == JobStatus.PENDING:
                     tick.released += 1
                 elif job is not None and job.status == JobStatus.FAILED:

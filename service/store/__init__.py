@@ -6,10 +6,11 @@ Its verbs take a connection in the caller's transaction and return the rows they
 UPDATE that names the status it expects: a write that matches no row lost a race and changes
 nothing. The same statement records the change in the kept counts (`sql.move`).
 
-- `jobs`: enqueue, publish, claim, complete, fail, cancel, retry, reschedule, lease takeover,
-  prune;
+- `jobs`: enqueue, publish, cancel, retry, reschedule, replay, what to publish, prune;
+- `attempts`: a worker's claims and completions in batches, failures, cancels, leases;
 - `dead_letters`: record, resolve, replay, purge and prune dead letters;
 - `schedules`: create, change, delete and sync schedules; lock the due ones and move them on;
 - `counts`: fold and read the kept counts;
-- `sql`: the statuses' SQL, the due-time rule and the PL/pgSQL a worker's batch runs.
+- `sql`: the status move, the due-time rule, the PL/pgSQL a worker's batch runs, and the
+  driver-direct execution of the two hot statements.
 """

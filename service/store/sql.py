@@ -9,7 +9,14 @@ Migrations create these functions from the text here (`FUNCTIONS`); a change to 
 with a migration that creates them again.
 """
 
-from service.models import JobStatus
+import json
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from service.models import Job, JobStatus
 
 #: When a job may start next: its retry time, its schedule, or its creation.
 DUE_AT = "coalesce(next_attempt_at, scheduled_at, created_at)"
@@ -102,3 +109,25 @@ BEGIN
     PERFORM warren_count_moves(types, froms, tos);
 END $$;
 """
+
+
+def driven(conn: Connection, statement: str, params: dict[str, Any]) -> list[tuple]:
+    """Run one of the store's two hot statements (an enqueue's insert, a worker's batch) on
+    `conn`'s driver connection, in its transaction, as a prepared statement: SQLAlchemy's
+    execution cost about as much client time as the statement itself. Driver errors are
+    raised as SQLAlchemy's, so callers handle one family of errors."""
+    try:
+        return conn.connection.driver_connection.execute(statement, params, prepare=True).fetchall()
+    except psycopg.Error as exc:
+        raise sa.exc.DBAPIError.instance(statement, params, exc, psycopg.Error) from exc
+
+
+def json_text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def job_of(row: Row) -> Job:
+    """A `Job` from a row of `jobs.*` (a move's `was` column left out)."""
+    mapping = dict(row._mapping)
+    mapping.pop("was", None)
+    return Job.model_validate(mapping)

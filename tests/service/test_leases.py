@@ -3,7 +3,7 @@ one job twice at once."""
 
 import sqlalchemy as sa
 
-from service.store import jobs
+from service.store import attempts
 from tests.helpers import wait_for
 
 
@@ -19,8 +19,8 @@ def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, en
             ),
             {"id": job_id},
         )
-        [(_, attempt_id)] = jobs.expired_leases(conn, grace=0)
-        assert jobs.release_expired(conn, job_id, attempt_id).status == "pending"
+        [(_, attempt_id)] = attempts.expired_leases(conn, grace=0)
+        assert attempts.release_expired(conn, job_id, attempt_id).status == "pending"
 
     def stopped():
         with engine.connect() as conn:

@@ -23,7 +23,7 @@ from service.broker import (
 )
 from service.drain import DRAIN, Drainer
 from service.scheduler import Scheduler
-from service.store import jobs
+from service.store import attempts, jobs
 from tests.conftest import delete_queues
 from tests.helpers import runs, wait_for
 
@@ -166,13 +166,13 @@ def stored(warren, engine):
 
 def claimed(engine, job_id, life=1):
     with engine.begin() as conn:
-        return jobs.claim(conn, job_id, life, "test", 30)
+        return attempts.claim(conn, job_id, life, "test", 30)
 
 
 def test_a_claim_for_an_earlier_life_changes_nothing(warren, engine, stored):
     failed = claimed(engine, stored)
     with engine.begin() as conn:
-        jobs.fail(conn, failed, {"type": "E", "message": "x", "retryable": False}, None, None)
+        attempts.fail(conn, failed, {"type": "E", "message": "x", "retryable": False}, None, None)
         jobs.retry(conn, stored)
 
     assert claimed(engine, stored, life=1) is None
@@ -183,7 +183,7 @@ def test_a_claim_for_an_earlier_life_changes_nothing(warren, engine, stored):
 def test_a_late_mark_of_an_earlier_life_does_not_hide_the_new_one(warren, engine, stored):
     failed = claimed(engine, stored)
     with engine.begin() as conn:
-        jobs.fail(conn, failed, {"type": "E", "message": "x", "retryable": False}, None, None)
+        attempts.fail(conn, failed, {"type": "E", "message": "x", "retryable": False}, None, None)
         job = jobs.retry(conn, stored)
         jobs.mark_published(conn, [Dispatch(stored, job.type, {}, 5, 60, life=1, attempts=0)])
     assert warren.get(stored).published_at is None
@@ -197,7 +197,7 @@ def test_a_late_mark_of_an_earlier_attempt_does_not_hide_the_next(warren, engine
     first = claimed(engine, stored)
     retry_at = datetime.now(UTC) + timedelta(hours=2)  # beyond the horizon: a row to publish
     with engine.begin() as conn:
-        jobs.fail(conn, first, {"type": "E", "message": "x", "retryable": True}, None, retry_at)
+        attempts.fail(conn, first, {"type": "E", "message": "x", "retryable": True}, None, retry_at)
         jobs.mark_published(conn, [Dispatch(stored, "test-record", {}, 5, 60, attempts=0)])
 
     assert warren.get(stored).published_at is None
@@ -206,14 +206,14 @@ def test_a_late_mark_of_an_earlier_attempt_does_not_hide_the_next(warren, engine
 def test_a_takeover_of_an_attempt_that_already_ended_changes_nothing(warren, engine, stored):
     first = claimed(engine, stored)
     with engine.begin() as conn:
-        jobs.fail(conn, first, {"type": "E", "message": "x", "retryable": True}, None, None)
+        attempts.fail(conn, first, {"type": "E", "message": "x", "retryable": True}, None, None)
         job = jobs.retry(conn, stored)
     second = claimed(engine, stored, life=job.life)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE jobs SET lease_until = now() - interval '1 second'"))
 
-        assert jobs.release_expired(conn, stored, first.attempt_id) is None
-        assert jobs.release_expired(conn, stored, second.attempt_id).status == "pending"
+        assert attempts.release_expired(conn, stored, first.attempt_id) is None
+        assert attempts.release_expired(conn, stored, second.attempt_id).status == "pending"
 
 
 def test_a_cancel_asked_during_an_attempt_wins_over_its_retry(warren, engine, stored):
@@ -222,7 +222,7 @@ def test_a_cancel_asked_during_an_attempt_wins_over_its_retry(warren, engine, st
     retry_at = datetime.now(UTC) + timedelta(seconds=1)
     with engine.begin() as conn:
         error = {"type": "E", "message": "x", "retryable": True}
-        assert jobs.fail(conn, running, error, None, retry_at) == "cancelled"
+        assert attempts.fail(conn, running, error, None, retry_at) == "cancelled"
 
     job = warren.get(stored)
     assert (job.status, job.next_attempt_at) == ("cancelled", None)
@@ -233,7 +233,7 @@ def test_an_undeliverable_message_of_an_earlier_life_leaves_the_job_alone(warren
     failed = claimed(engine, stored)
     error = {"type": "E", "message": "x", "retryable": False}
     with engine.begin() as conn:
-        jobs.fail(conn, failed, error, None, None)
+        attempts.fail(conn, failed, error, None, None)
         jobs.retry(conn, stored)
 
         assert jobs.fail_undeliverable(conn, stored, 1, error) is False

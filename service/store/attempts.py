@@ -1,0 +1,300 @@
+"""The job store's verbs for a worker's attempts: claim and complete in batches, fail, honour
+a cancel, renew and take back leases.
+
+Writes made on behalf of a running attempt are fenced by `current_attempt_id`, so a worker
+that lost its job cannot overwrite the row; a claim is fenced by the job's `life` the message
+was published for. The job's row holds its current attempt (`current_attempt_id`, `attempts`,
+`worker`, `started_at`); the attempt gets a row of its own when the job moves on from it: a
+failure, a cancel, a lost lease. A success, the job's last attempt, writes none
+(`queries.attempts` reads it from the job's row).
+"""
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from service.models import AttemptStatus, Job, JobStatus
+from service.store.sql import DUE_AT, driven, job_of, json_text, move
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker now runs: the fence for every write about the attempt."""
+
+    job_id: uuid.UUID
+    attempt_id: int
+    number: int
+    max_attempts: int
+    type: str
+    priority: int
+    timeout_seconds: int
+    retry: dict[str, Any] | None
+    life: int
+
+
+#: A job a message asks to run: its id and the life the message was published for.
+Wanted = tuple[uuid.UUID, int]
+
+_WORK = """
+    SELECT * FROM warren_work(
+        %(claim_ids)s::uuid[], %(claim_lives)s::integer[], %(worker)s, %(lease)s,
+        %(done_ids)s::uuid[], %(done_attempts)s::bigint[], %(results)s::text[])
+"""
+
+
+def work(
+    conn: Connection,
+    wanted: Sequence[Wanted],
+    outcomes: Sequence[tuple[Claim, str | None]],
+    worker: str,
+    lease: float,
+) -> tuple[dict[uuid.UUID, Claim], set[int]]:
+    """Record the success of the attempts in `outcomes` (each with its result as JSON text,
+    None for none), then claim the due pending jobs among `wanted` that are still in the life
+    asked for: each becomes `processing` with one more attempt and a lease. One statement
+    (`warren_work`), in `conn`'s transaction. Returns the claims made and the attempts
+    recorded; a job missing from the claims was not claimable, an attempt missing from the
+    recorded had lost its job.
+
+    Ids are sent sorted, so two batches always lock rows in the same order. Sent as
+    `sql.driven`: SQLAlchemy's execution added about 80 % to the client's time per job."""
+    claims = sorted(set(wanted))
+    done = sorted(outcomes, key=lambda outcome: outcome[0].job_id)
+    params = {
+        "claim_ids": [job_id for job_id, _ in claims],
+        "claim_lives": [life for _, life in claims],
+        "worker": worker,
+        "lease": lease,
+        "done_ids": [claim.job_id for claim, _ in done],
+        "done_attempts": [claim.attempt_id for claim, _ in done],
+        "results": [result for _, result in done],
+    }
+    rows = driven(conn, _WORK, params)
+    claimed: dict[uuid.UUID, Claim] = {}
+    recorded: set[int] = set()
+    for recorded_attempt, *claim in rows:
+        if recorded_attempt is None:
+            claimed[claim[0]] = Claim(*claim)
+        else:
+            recorded.add(recorded_attempt)
+    return claimed, recorded
+
+
+def claim(
+    conn: Connection, job_id: uuid.UUID, life: int, worker: str, lease: float
+) -> Claim | None:
+    """Take one due pending job in this life, as `work` does. None if not claimable."""
+    return work(conn, [(job_id, life)], [], worker, lease)[0].get(job_id)
+
+
+@dataclass(frozen=True)
+class State:
+    """Where a job stands, as seen by a worker that could not claim it."""
+
+    status: JobStatus
+    life: int
+    attempt_id: int | None
+    lease_left: float | None
+    due_in: float
+
+
+_STATE = sa.text(
+    f"""
+    SELECT status, life, current_attempt_id, extract(epoch FROM lease_until - now()),
+           extract(epoch FROM {DUE_AT} - now())
+      FROM jobs WHERE id = :id
+    """
+)
+
+
+def state(conn: Connection, job_id: uuid.UUID) -> State | None:
+    row = conn.execute(_STATE, {"id": job_id}).first()
+    if row is None:
+        return None
+    status, life, attempt_id, lease_left, due_in = row
+    lease = float(lease_left) if lease_left is not None else None
+    return State(JobStatus(status), life, attempt_id, lease, float(due_in))
+
+
+_FORGET_PUBLICATION = sa.text(
+    "UPDATE jobs SET published_at = NULL WHERE id = :id AND life = :life AND status = 'pending'"
+)
+
+
+def forget_publication(conn: Connection, job_id: uuid.UUID, life: int) -> None:
+    """A pending job's message came too early: let the scheduler publish it when due."""
+    conn.execute(_FORGET_PUBLICATION, {"id": job_id, "life": life})
+
+
+# -- the end of an attempt other than success --------------------------------------------------
+
+_OF_ATTEMPT = "id = :id AND status = 'processing' AND current_attempt_id = :attempt"
+
+_FAIL = sa.text(
+    move(
+        _OF_ATTEMPT,
+        """
+        status = CASE WHEN :retry_at IS NULL THEN 'failed'
+                      WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                      ELSE 'pending' END,
+        next_attempt_at = CASE WHEN :retry_at IS NOT NULL AND cancel_requested_at IS NULL
+                               THEN CAST(:retry_at AS timestamptz) END,
+        completed_at = CASE WHEN :retry_at IS NULL OR cancel_requested_at IS NOT NULL
+                            THEN now() END,
+        published_at = NULL, lease_until = NULL, error = CAST(:error AS jsonb)
+        """,
+    )
+).bindparams(sa.bindparam("retry_at", type_=sa.DateTime(timezone=True)))
+
+_FINISH_ATTEMPT = sa.text(
+    """
+    INSERT INTO job_attempts (id, job_id, number, life, status, worker, started_at, finished_at,
+                              error, traceback)
+    VALUES (:id, :job_id, :number, :life, :status, :worker, :started_at, now(),
+            CAST(:error AS jsonb), :traceback)
+    """
+)
+
+
+def _finish_attempt(
+    conn: Connection,
+    job: Row,
+    status: AttemptStatus,
+    error: dict[str, Any] | None = None,
+    traceback: str | None = None,
+) -> None:
+    """Write the row of the attempt that `job` (as the move returned it) just ended."""
+    conn.execute(
+        _FINISH_ATTEMPT,
+        {
+            "id": job.current_attempt_id,
+            "job_id": job.id,
+            "number": job.attempts,
+            "life": job.life,
+            "status": status,
+            "worker": job.worker,
+            "started_at": job.started_at,
+            "error": json_text(error),
+            "traceback": traceback,
+        },
+    )
+
+
+def fail(
+    conn: Connection,
+    claim: Claim,
+    error: dict[str, Any],
+    traceback: str | None,
+    retry_at: datetime | None,
+) -> JobStatus | None:
+    """Record a failed attempt: back to `pending` until `retry_at`, or `failed` for good when
+    `retry_at` is None; `cancelled` instead of a retry when a person asked the attempt to
+    stop. Returns the job's new status, or None if the job was no longer this attempt's."""
+    job = conn.execute(
+        _FAIL,
+        {
+            "id": claim.job_id,
+            "attempt": claim.attempt_id,
+            "retry_at": retry_at,
+            "error": json_text(error),
+        },
+    ).first()
+    if job is None:
+        return None
+    _finish_attempt(conn, job, AttemptStatus.FAILED, error, traceback)
+    return JobStatus(job.status)
+
+
+_CANCELLED = sa.text(
+    move(_OF_ATTEMPT, "status = 'cancelled', completed_at = now(), lease_until = NULL")
+)
+
+_CANCELLED_ERROR = {
+    "type": "JobCancelled",
+    "message": "cancelled while running",
+    "retryable": False,
+}
+
+
+def cancelled(conn: Connection, claim: Claim) -> bool:
+    """Record that a running job honoured its cancellation."""
+    job = conn.execute(_CANCELLED, {"id": claim.job_id, "attempt": claim.attempt_id}).first()
+    if job is not None:
+        _finish_attempt(conn, job, AttemptStatus.CANCELLED, _CANCELLED_ERROR)
+    return job is not None
+
+
+WORKER_LOST = {
+    "type": "WorkerLost",
+    "message": "worker lost: its lease expired while the job was processing",
+    "retryable": True,
+}
+
+_RELEASE_EXPIRED = sa.text(
+    move(
+        _OF_ATTEMPT + " AND lease_until < now()",
+        """
+        status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
+                      WHEN attempts >= max_attempts THEN 'failed'
+                      ELSE 'pending' END,
+        completed_at = CASE WHEN cancel_requested_at IS NOT NULL
+                              OR attempts >= max_attempts THEN now() END,
+        error = CAST(:error AS jsonb), published_at = NULL, lease_until = NULL
+        """,
+    )
+)
+
+
+def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> Job | None:
+    """Take back a `processing` job whose worker stopped renewing the lease of this attempt:
+    the attempt is recorded `lost`, and the job is `pending` again, `failed` if no attempts
+    remain, or `cancelled` if a person had asked it to stop. Returns the job as it is now, or
+    None if the lease had not expired or the job had moved on from this attempt."""
+    job = conn.execute(
+        _RELEASE_EXPIRED,
+        {"id": job_id, "attempt": attempt_id, "error": json.dumps(WORKER_LOST)},
+    ).first()
+    if job is None:
+        return None
+    _finish_attempt(conn, job, AttemptStatus.LOST, WORKER_LOST)
+    return job_of(job)
+
+
+_EXPIRED_LEASES = sa.text(
+    """
+    SELECT id, current_attempt_id FROM jobs
+     WHERE status = 'processing' AND lease_until < now() - make_interval(secs => :grace)
+     ORDER BY lease_until LIMIT :limit FOR UPDATE SKIP LOCKED
+    """
+)
+
+
+def expired_leases(conn: Connection, grace: float, limit: int = 100) -> list[tuple[uuid.UUID, int]]:
+    """Processing jobs whose lease ran out more than `grace` seconds ago, locked for release:
+    `(job id, attempt id)` pairs."""
+    rows = conn.execute(_EXPIRED_LEASES, {"grace": grace, "limit": limit})
+    return [(job_id, attempt_id) for job_id, attempt_id in rows]
+
+
+_RENEW_LEASES = sa.text(
+    """
+    UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
+     WHERE current_attempt_id = ANY(CAST(:ids AS bigint[])) AND status = 'processing'
+    RETURNING current_attempt_id, cancel_requested_at IS NOT NULL
+    """
+)
+
+
+def renew_leases(conn: Connection, attempt_ids: Sequence[int], lease: float) -> dict[int, bool]:
+    """Extend the leases of running attempts. Returns, for each attempt still holding its job,
+    whether the job was asked to cancel; an attempt missing from the answer lost its job."""
+    if not attempt_ids:
+        return {}
+    rows = conn.execute(_RENEW_LEASES, {"ids": list(attempt_ids), "lease": lease})
+    return dict(rows.all())
