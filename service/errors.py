@@ -43,6 +43,15 @@ class PermanentError(Exception):
     """Raised by a handler when retrying cannot help: the job fails at once, `retryable=false`."""
 
 
+class RetryLater(Exception):
+    """Raised by a handler for a failure worth retrying, but not before `seconds` (a server's
+    `Retry-After`): the next attempt waits that long, or the retry policy's delay if longer."""
+
+    def __init__(self, message: str, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
 class JobCancelled(Interrupt):
     """Raised inside a running handler's thread when someone cancelled its job."""
 

@@ -41,6 +41,7 @@ from service.errors import (
     JobCancelled,
     LeaseLost,
     PermanentError,
+    RetryLater,
     ValidationFailed,
 )
 from service.groupcommit import GroupCommit
@@ -263,6 +264,8 @@ class Lifecycle(Middleware):
         trace = "".join(traceback.format_exception(exc))
         if error["retryable"] and claim.number < claim.max_attempts:
             delay = self._policy(claim).delay(claim.number)
+            if isinstance(exc, RetryLater):
+                delay = max(delay, exc.seconds)
             retry_at = datetime.now(UTC) + timedelta(seconds=delay)
             status = self._retrying(
                 lambda: self._in_tx(lambda c: attempts.fail(c, claim, error, trace, retry_at))

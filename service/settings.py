@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # Where `warren run`'s development mail catcher keeps what it caught (`warren mail`).
     dev_mail_dir: str = ".warren/mail"
     webhook_secret: str | None = None
+    # generate-content's OpenAI-compatible chat-completions endpoint (Ollama's, by default).
+    llm_url: str = "http://127.0.0.1:11434/v1"
+    llm_api_key: SecretStr | None = None
+    llm_model: str = "llama3.2"
     secret_key: SecretStr | None = None
     # Per-destination webhook secrets: "host" or "name@host" (a payload's secretRef) -> secret.
     webhook_secrets: Annotated[dict[str, str], NoDecode] = {}

@@ -1,0 +1,143 @@
+"""generate-content: text from a language model, over the OpenAI chat-completions API.
+
+The request goes to `WARREN_LLM_URL` + `/chat/completions`, which OpenAI, Ollama, vLLM, LM
+Studio and most model servers speak, with `WARREN_LLM_API_KEY` as a bearer token when set and
+`WARREN_LLM_MODEL` when the payload names no model. The endpoint is the operator's
+configuration, not the caller's, so it is not put through the SSRF guard.
+
+A 429 or 5xx answer, a timeout or a connection error is retried, not before the server's
+`Retry-After`; any other 4xx fails the job at once; an answer that is not a chat completion is
+retried (a proxy's error page), and fails with the job's last attempt. The request runs
+through `service.interruptible`, so a cancel stops the job within a second.
+"""
+
+import email.utils
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from service import interruptible
+from service.errors import PermanentError, RetryLater
+from service.registry import current_settings, job_type
+
+#: At most this long a `Retry-After` is honoured; a longer one waits for the retry policy.
+MAX_RETRY_AFTER = 3600.0
+TIMEOUT_SECONDS = 120
+Text = Annotated[str, Field(min_length=1, max_length=100_000)]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: Text
+
+
+class GenerateContent(BaseModel):
+    """A `prompt`, or chat `messages`; optionally a `system` message, a `model`, `maxTokens`
+    and `temperature`."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    prompt: Text | None = None
+    messages: list[ChatMessage] | None = Field(default=None, min_length=1, max_length=200)
+    system: Text | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    max_tokens: int | None = Field(default=None, ge=1, le=128_000, strict=True)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _one_conversation(self) -> "GenerateContent":
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give either prompt or messages")
+        return self
+
+    def chat(self) -> list[dict[str, str]]:
+        said = [m.model_dump() for m in self.messages or []]
+        if self.prompt is not None:
+            said = [{"role": "user", "content": self.prompt}]
+        if self.system is not None:
+            said.insert(0, {"role": "system", "content": self.system})
+        return said
+
+
+class ModelFailed(Exception):
+    """The model server could not answer this time; the job is retried."""
+
+
+@job_type("generate-content", payload=GenerateContent, max_attempts=5, timeout_seconds=300)
+def generate_content(payload: GenerateContent) -> dict[str, Any]:
+    """Ask the model; return `{"text", "model", "finishReason", "usage"}`."""
+    settings = current_settings()
+    body: dict[str, Any] = {
+        "model": payload.model or settings.llm_model,
+        "messages": payload.chat(),
+    }
+    if payload.max_tokens is not None:
+        body["max_tokens"] = payload.max_tokens
+    if payload.temperature is not None:
+        body["temperature"] = payload.temperature
+    headers = {}
+    if settings.llm_api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.llm_api_key.get_secret_value()}"
+    url = settings.llm_url.rstrip("/") + "/chat/completions"
+
+    client = httpx.Client(timeout=TIMEOUT_SECONDS, headers=headers, follow_redirects=False)
+    try:
+        with client:
+            answer = interruptible.call(lambda: client.post(url, json=body), abort=client.close)
+    except httpx.TimeoutException as exc:
+        raise ModelFailed(f"the model server did not answer within {TIMEOUT_SECONDS}s") from exc
+    except httpx.TransportError as exc:
+        raise ModelFailed(f"could not reach the model server at {url}: {exc}") from exc
+    return _completion(answer)
+
+
+def _completion(answer: httpx.Response) -> dict[str, Any]:
+    status = answer.status_code
+    if status == 429 or status >= 500:
+        message = f"HTTP {status} from the model server: {answer.text[:300]}"
+        wait = _retry_after(answer.headers.get("Retry-After"))
+        if wait is not None:
+            raise RetryLater(message, wait)
+        raise ModelFailed(message)
+    if status >= 400:
+        raise PermanentError(f"HTTP {status} from the model server: {answer.text[:300]}")
+    try:
+        data = answer.json()
+        [choice] = data["choices"][:1]
+        usage = data.get("usage") or {}
+        return {
+            "text": choice["message"]["content"],
+            "model": data.get("model"),
+            "finishReason": choice.get("finish_reason"),
+            "usage": {
+                "promptTokens": usage.get("prompt_tokens"),
+                "completionTokens": usage.get("completion_tokens"),
+                "totalTokens": usage.get("total_tokens"),
+            },
+        }
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ModelFailed(f"the model server's answer is not a chat completion: {exc!r}") from exc
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), if sane."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if not 0 <= seconds <= MAX_RETRY_AFTER:
+        return None
+    return seconds
