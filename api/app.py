@@ -8,7 +8,7 @@ from api import errors, gunicorn_errors
 from api.auth import BearerTokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.health import Health
-from api.jobs import Attempts, Batch, Job, Jobs, Retry
+from api.jobs import Artifact, Attempts, Batch, Job, Jobs, Retry
 from api.openapi import OpenApi
 from api.requests import StorableQuery
 from api.schedules import Run, Schedule, Schedules
@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/jobs/{job_id:uuid}", Job(warren))
     app.add_route("/jobs/{job_id:uuid}/attempts", Attempts(warren))
     app.add_route("/jobs/{job_id:uuid}/retry", Retry(warren))
+    app.add_route("/jobs/{job_id:uuid}/artifact", Artifact(warren))
     app.add_route("/dlq", DeadLetters(warren))
     app.add_route("/dlq/groups", Groups(warren))
     app.add_route("/dlq/replay", Replay(warren))

@@ -83,6 +83,19 @@ class Attempts:
         resp.media = {"success": True, "attempts": [attempt_json(a) for a in attempts]}
 
 
+class Artifact:
+    def __init__(self, warren: Warren) -> None:
+        self.warren = warren
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: uuid.UUID) -> None:
+        """The file the job wrote, with its media type."""
+        path, media_type = self.warren.artifact(job_id)
+        resp.content_type = media_type
+        resp.stream = path.open("rb")
+        resp.content_length = path.stat().st_size
+        resp.downloadable_as = path.name
+
+
 class Retry:
     def __init__(self, warren: Warren) -> None:
         self.warren = warren

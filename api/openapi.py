@@ -183,6 +183,22 @@ def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
             "parameters": [JOB_ID],
             "get": {"summary": "A job's attempts", "responses": _answers(s200="Attempts")},
         },
+        "/jobs/{job_id}/artifact": {
+            "parameters": [JOB_ID],
+            "get": {
+                "summary": "The file a job wrote (a report), with its media type",
+                "responses": {
+                    "200": {
+                        "description": "the file",
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            JSON: {"schema": {"type": "object"}},
+                        },
+                    },
+                    "default": _answers()["default"],
+                },
+            },
+        },
         "/jobs/{job_id}/retry": {
             "parameters": [JOB_ID],
             "post": {

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,7 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import db, deadletters, queries, reschedule, retention, schedules, storable
+from service import artifacts, db, deadletters, queries, reschedule, retention, schedules, storable
 from service.broker import (
     Dispatch,
     Publisher,
@@ -214,6 +215,11 @@ class Warren:
     def get(self, job_id: uuid.UUID | str) -> Job:
         with self.engine.connect() as conn:
             return queries.get(conn, _uuid(job_id))
+
+    def artifact(self, job_id: uuid.UUID | str) -> tuple[Path, str]:
+        """The file a job wrote (a report) and its media type. Raises `NotFound`."""
+        job = self.get(job_id)
+        return artifacts.find(self.settings, job.id)
 
     def attempts(self, job_id: uuid.UUID | str) -> list[JobAttempt]:
         with self.engine.connect() as conn:

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     smtp_url: str = "smtp://127.0.0.1:1025"
     # Where `warren run`'s development mail catcher keeps what it caught (`warren mail`).
     dev_mail_dir: str = ".warren/mail"
+    # Where job types write the files they make (a report), one per job: see service.artifacts.
+    files_dir: str = ".warren/files"
     webhook_secret: str | None = None
     # generate-content's OpenAI-compatible chat-completions endpoint (Ollama's, by default).
     llm_url: str = "http://127.0.0.1:11434/v1"

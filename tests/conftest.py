@@ -3,6 +3,7 @@ queue prefix, created here and removed at the end, so two runs never see each ot
 
 import contextlib
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -66,6 +67,7 @@ def test_settings(**overrides) -> Settings:
         "retry_jitter": 0.0,
         "smtp_url": "smtp://127.0.0.1:1",
         "allowed_networks": [TEST_ALLOWED_NETWORK],  # the tests' local servers, nothing more
+        "files_dir": f"{tempfile.gettempdir()}/warren_test_{RUN_ID}/files",
     }
     values.update(overrides)
     return Settings(**values)
