@@ -1,0 +1,129 @@
+"""batch-import: keyed records upserted into imported_items, from the payload or streamed from
+a file on a local server; counts that a re-run does not double."""
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from actors import batch_import as module
+from actors.batch_import import BatchImport, batch_import
+from service.errors import PermanentError, ValidationFailed
+from tests.helpers import wait_for
+
+ROWS = 100_000
+
+
+@pytest.fixture
+def files() -> Iterator[dict[str, Any]]:
+    """A local file server: path -> bytes, set by the test."""
+    served: dict[str, Any] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = served.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served["base"] = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield served
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def stored(engine):
+    """The imported items of a namespace, `{key: data}`; the table is dropped afterwards."""
+
+    def read(namespace: str) -> dict[str, Any]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT key, data FROM imported_items WHERE namespace = :n"),
+                {"n": namespace},
+            )
+            return dict(rows.all())
+
+    yield read
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS imported_items"))
+    module._engine.cache_clear()
+
+
+def test_items_are_upserted_and_a_rerun_counts_them_unchanged(settings, running_job, stored):
+    running_job(settings=settings)
+    items = [{"key": "a", "n": 1}, {"key": "b", "n": 2}, {"n": 3}, "not an object"]
+
+    first = batch_import(BatchImport(namespace="people", items=items))
+    items[1]["n"] = 20
+    again = batch_import(BatchImport(namespace="people", items=items))
+
+    assert first["inserted"] == 2 and first["invalid"] == 2
+    assert [r["record"] for r in first["invalidRecords"]] == [3, 4]
+    assert "no 'key'" in first["invalidRecords"][0]["reason"]
+    assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 1, 1)
+    assert stored("people") == {"a": {"key": "a", "n": 1}, "b": {"key": "b", "n": 20}}
+
+
+def test_a_large_ndjson_file_is_streamed_in_chunks(settings, running_job, stored, files):
+    running_job(settings=settings)
+    lines = [json.dumps({"id": i, "name": f"item {i}"}) for i in range(ROWS)]
+    files["/items.ndjson"] = "\n".join([*lines[:10], "{broken", *lines[10:]]).encode()
+
+    result = batch_import(
+        BatchImport(namespace="big", url=files["base"] + "/items.ndjson", keyField="id")
+    )
+
+    assert result["inserted"] == ROWS and result["invalid"] == 1
+    assert result["invalidRecords"][0]["record"] == 11
+    assert len(stored("big")) == ROWS
+
+
+def test_a_csv_file_with_its_key_field(settings, running_job, stored, files):
+    running_job(settings=settings)
+    files["/people.csv"] = b"email,name\na@example.com,Ann\nb@example.com,Bob\n,Nobody\n"
+
+    result = batch_import(
+        BatchImport(namespace="csv", url=files["base"] + "/people.csv", keyField="email")
+    )
+
+    assert (result["inserted"], result["invalid"]) == (2, 1)
+    assert stored("csv")["b@example.com"] == {"email": "b@example.com", "name": "Bob"}
+
+
+def test_a_missing_file_fails_at_once(settings, running_job, stored, files):
+    running_job(settings=settings)
+
+    with pytest.raises(PermanentError, match="HTTP 404"):
+        batch_import(BatchImport(namespace="none", url=files["base"] + "/gone.ndjson"))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"namespace": "x"}, {"namespace": "x", "items": [], "url": "http://example.com/a"},
+     {"namespace": "bad name", "items": [{"key": 1}]},
+     {"namespace": "x", "url": "http://10.0.0.1/items.ndjson"},
+     {"namespace": "x", "url": "http://user:pw@example.com/items.ndjson"}],
+)  # fmt: skip
+def test_a_bad_import_is_refused_at_enqueue(warren, payload):
+    with pytest.raises(ValidationFailed):
+        warren.enqueue("batch-import", payload)
+
+
+def test_on_a_worker_an_import_completes_with_its_counts(warren, worker, stored):
+    job_id = warren.enqueue("batch-import", {"namespace": "w", "items": [{"key": "k", "v": 1}]}).id
+
+    wait_for(lambda: warren.get(job_id).status == "completed")
+    assert warren.get(job_id).result["inserted"] == 1
+    assert stored("w") == {"k": {"key": "k", "v": 1}}
