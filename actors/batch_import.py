@@ -15,7 +15,6 @@ table belongs to this job type and is created when first used.
 import csv
 import json
 from collections.abc import Iterator
-from functools import cache
 from typing import Any, Literal
 
 import httpx
@@ -32,7 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from sqlalchemy.dialects.postgresql import JSONB
 
-from service import netguard, storable
+from service import db, netguard, storable
 from service.errors import BadRequest, PermanentError, ValidationFailed
 from service.registry import current_settings, enqueueing, is_cancelled, job_type
 
@@ -83,28 +82,14 @@ class BatchImport(BaseModel):
     @classmethod
     def _check_url(cls, url: HttpUrl | None, info: ValidationInfo) -> HttpUrl | None:
         """At enqueue, refuse credentials and literal forbidden addresses, as webhooks do."""
-        if url is None or (context := enqueueing(info)) is None:
-            return url
-        if url.username or url.password:
-            raise ValueError("credentials in the URL (user:password@) are not allowed")
-        guard = netguard.NetworkGuard.from_settings(context.current_settings())
-        if netguard.literal_address(url.host or "") and (refusal := guard.url_refusal(str(url))):
-            raise ValueError(refusal)
+        if url is not None and (context := enqueueing(info)) is not None:
+            netguard.refuse_at_enqueue(url, context.current_settings())
         return url
 
     def file_format(self) -> str:
         if self.format is not None:
             return self.format
         return "csv" if str(self.url).split("?")[0].lower().endswith(".csv") else "ndjson"
-
-
-@cache
-def _engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True)
-    with engine.begin() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('imported_items'))"))
-        conn.execute(sa.text(TABLE))
-    return engine
 
 
 class Tally:
@@ -122,7 +107,7 @@ class Tally:
 def batch_import(payload: BatchImport) -> dict[str, Any]:
     """Upsert every valid record; return the counts and the first invalid records."""
     settings = current_settings()
-    engine = _engine(settings.database_url)
+    engine = db.job_type_engine(settings.database_url, "imported_items", TABLE)
     tally = Tally()
     if payload.items is not None:
         _upsert_all(engine, payload, enumerate(payload.items, 1), tally)

@@ -115,14 +115,8 @@ class WebhookDelivery(BaseModel):
         """At enqueue, refuse what needs no DNS lookup: credentials in the URL, a literal
         forbidden address (every spelling of one is normalized by the URL parser). A worker
         re-validating the payload skips this; its connection is checked, see `netguard`."""
-        if (context := enqueueing(info)) is None:
-            return url
-        if url.username or url.password:
-            raise ValueError("credentials in the URL (user:password@) are not allowed")
-        if netguard.literal_address(url.host or "") is not None:
-            guard = netguard.NetworkGuard.from_settings(context.current_settings())
-            if (refusal := guard.url_refusal(str(url))) is not None:
-                raise ValueError(refusal)
+        if (context := enqueueing(info)) is not None:
+            netguard.refuse_at_enqueue(url, context.current_settings())
         return url
 
     @field_validator("headers")

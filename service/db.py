@@ -1,5 +1,6 @@
 """Connections to PostgreSQL and the schema's life: create the database, migrate it."""
 
+from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -79,3 +80,15 @@ def upgrade(settings: Settings) -> None:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
+
+
+@cache
+def job_type_engine(url: str, table: str, ddl: str) -> Engine:
+    """A small engine for a job type that keeps data of its own (imported items, crawled
+    pages): its `table` is created by `ddl` (`CREATE TABLE IF NOT EXISTS ...`) on first use,
+    once per process, the job type's workers queueing on an advisory lock to do it."""
+    engine = sa.create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": table})
+        conn.execute(sa.text(ddl))
+    return engine

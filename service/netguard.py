@@ -279,3 +279,15 @@ def client(
     if isinstance(guard, Settings):
         guard = NetworkGuard.from_settings(guard)
     return httpx.Client(transport=GuardedTransport(guard, verify), trust_env=False, **options)
+
+
+def refuse_at_enqueue(url: Any, settings: Settings) -> None:
+    """What an enqueue refuses of a payload's URL without a DNS lookup: credentials in it
+    (`user:password@`), and a literal address Warren may not reach. Raises `ValueError` (a
+    pydantic validator's 422); the worker's connection is checked again, see `client()`."""
+    if url.username or url.password:
+        raise ValueError("credentials in the URL (user:password@) are not allowed")
+    if literal_address(url.host or "") is None:
+        return
+    if (refusal := NetworkGuard.from_settings(settings).url_refusal(str(url))) is not None:
+        raise ValueError(refusal)

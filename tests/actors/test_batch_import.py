@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from actors import batch_import as module
 from actors.batch_import import BatchImport, batch_import
+from service import db
 from service.errors import PermanentError, ValidationFailed
 from tests.helpers import wait_for
 
@@ -58,7 +58,7 @@ def stored(engine):
     yield read
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS imported_items"))
-    module._engine.cache_clear()
+    db.job_type_engine.cache_clear()
 
 
 def test_items_are_upserted_and_a_rerun_counts_them_unchanged(settings, running_job, stored):

@@ -1,0 +1,225 @@
+"""crawl-website: fetch a site breadth-first, politely, and keep each page's text and links.
+
+From `url`, links are followed up to `maxDepth` hops and `maxPages` pages, on the same host
+by default, through http(s) only, where the site's robots.txt allows (protego, honouring its
+crawl-delay) and the `include`/`exclude` patterns (shell-style, on the URL's path) agree.
+HTML is parsed with selectolax: its title, its text (at most `MAX_TEXT` characters) and its
+links; other content types are recorded, not parsed. Redirects are followed (at most five),
+each hop checked by the SSRF guard, as the first request is.
+
+Pages go to `crawled_pages(job_id, url, status, content_type, title, text, links,
+fetched_at)`, a table of this job type's own, created when first used. A retried crawl skips
+the pages its earlier attempts stored and follows their stored links instead. A cancel is
+honoured between pages and during a fetch.
+"""
+
+import fnmatch
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+import httpx
+import sqlalchemy as sa
+from protego import Protego
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
+from pydantic.alias_generators import to_camel
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+from service import db, interruptible, netguard
+from service.registry import current_job, current_settings, enqueueing, job_type
+
+USER_AGENT = "WarrenCrawler/1.0"
+MAX_TEXT = 100_000
+MAX_BODY = 5_000_000
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS crawled_pages (
+    job_id uuid NOT NULL,
+    url text NOT NULL,
+    status integer NOT NULL,
+    content_type text,
+    title text,
+    text text,
+    links text[] NOT NULL DEFAULT '{}',
+    fetched_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (job_id, url)
+)
+"""
+_STORE = sa.text(
+    """
+    INSERT INTO crawled_pages (job_id, url, status, content_type, title, text, links)
+    VALUES (:job_id, :url, :status, :content_type, :title, :text, :links)
+    ON CONFLICT (job_id, url) DO NOTHING
+    """
+)
+_STORED = sa.text("SELECT url, links FROM crawled_pages WHERE job_id = :job_id")
+
+
+class CrawlWebsite(BaseModel):
+    """Where to start and how far to go."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    url: HttpUrl
+    max_pages: int = Field(default=100, ge=1, le=1000, strict=True)
+    max_depth: int = Field(default=3, ge=0, le=20, strict=True)
+    same_host: bool = Field(default=True, strict=True)
+    include: list[str] = Field(default_factory=list, max_length=50)
+    exclude: list[str] = Field(default_factory=list, max_length=50)
+    delay_ms: int = Field(default=0, ge=0, le=60_000, strict=True)
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            if not 1 <= len(pattern) <= 200:
+                raise ValueError("a pattern is 1 to 200 characters")
+        return patterns
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: HttpUrl, info: ValidationInfo) -> HttpUrl:
+        """At enqueue, refuse credentials and literal forbidden addresses, as webhooks do."""
+        if (context := enqueueing(info)) is not None:
+            netguard.refuse_at_enqueue(url, context.current_settings())
+        return url
+
+    def wanted(self, url: str, start_host: str) -> bool:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            return False
+        if self.same_host and parts.hostname != start_host:
+            return False
+        path = parts.path or "/"
+        if self.include and not any(fnmatch.fnmatchcase(path, p) for p in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(path, p) for p in self.exclude)
+
+
+class Robots:
+    """Each host's robots.txt, fetched once, through the guarded client."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self.rules: dict[str, Protego | None] = {}
+
+    def of(self, url: str) -> Protego | None:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if origin not in self.rules:
+            try:
+                answer = self.client.get(origin + "/robots.txt")
+                ok = answer.status_code == 200
+                self.rules[origin] = Protego.parse(answer.text) if ok else None
+            except httpx.HTTPError:
+                self.rules[origin] = None
+        return self.rules[origin]
+
+    def allows(self, url: str) -> bool:
+        rules = self.of(url)
+        return rules is None or rules.can_fetch(url, USER_AGENT)
+
+    def delay(self, url: str) -> float:
+        rules = self.of(url)
+        return float(rules.crawl_delay(USER_AGENT) or 0) if rules is not None else 0.0
+
+
+@job_type("crawl-website", payload=CrawlWebsite, max_attempts=3, timeout_seconds=3600)
+def crawl_website(payload: CrawlWebsite) -> dict[str, Any]:
+    """Crawl; return `{"pages", "fetched", "resumed", "refusedByRobots", "errors"}`."""
+    settings = current_settings()
+    engine = db.job_type_engine(settings.database_url, "crawled_pages", TABLE)
+    job_id = current_job().id
+    with engine.connect() as conn:
+        stored = dict(conn.execute(_STORED, {"job_id": job_id}).all())
+    start = urldefrag(str(payload.url))[0]
+    start_host = urlsplit(start).hostname
+    client = netguard.client(
+        settings,
+        timeout=30,
+        follow_redirects=True,
+        max_redirects=5,
+        headers={"User-Agent": USER_AGENT},
+    )
+    robots = Robots(client)
+    tally = {"pages": 0, "fetched": 0, "resumed": 0, "refusedByRobots": 0, "errors": 0}
+    frontier: deque[tuple[str, int]] = deque([(start, 0)])
+    seen = {start}
+    with client:
+        while frontier and tally["pages"] < payload.max_pages:
+            url, depth = frontier.popleft()
+            if url in stored:
+                links = stored[url]
+                tally["resumed"] += 1
+            elif not robots.allows(url):
+                tally["refusedByRobots"] += 1
+                continue
+            else:
+                if tally["fetched"]:
+                    time.sleep(max(payload.delay_ms / 1000, robots.delay(url)))
+                try:
+                    page = interruptible.call(lambda u=url: _fetch(client, u), abort=client.close)
+                except netguard.ForbiddenURL:
+                    if url == start:
+                        raise  # the crawl itself is refused: a permanent failure
+                    page = None  # a link, or a redirect, to where Warren may not go
+                if page is None:
+                    tally["errors"] += 1
+                    continue
+                links = page["links"]
+                with engine.begin() as conn:
+                    conn.execute(_STORE, {"job_id": job_id, "url": url, **page})
+                tally["fetched"] += 1
+            tally["pages"] += 1
+            if depth < payload.max_depth:
+                for link in links:
+                    if link not in seen and payload.wanted(link, start_host):
+                        seen.add(link)
+                        frontier.append((link, depth + 1))
+    return tally
+
+
+def _fetch(client: httpx.Client, url: str) -> dict[str, Any] | None:
+    """One page, as stored; None when it could not be fetched at all."""
+    try:
+        with client.stream("GET", url) as answer:
+            content_type = answer.headers.get("Content-Type", "")
+            body = b""
+            if content_type.startswith("text/html"):
+                for chunk in answer.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        break
+            final = urldefrag(str(answer.url))[0]
+            status = answer.status_code
+    except httpx.HTTPError:  # a refused address (netguard.ForbiddenURL) is not one: it fails
+        return None
+    page: dict[str, Any] = {"status": status, "content_type": content_type or None}
+    page |= {"title": None, "text": None, "links": []}
+    if body and status == 200:
+        page |= _parsed(body.decode("utf-8", errors="replace"), final)
+    return page
+
+
+def _parsed(html: str, base: str) -> dict[str, Any]:
+    tree = HTMLParser(html)
+    title = tree.css_first("title")
+    body = tree.body
+    links = []
+    for anchor in tree.css("a[href]"):
+        href = anchor.attributes.get("href") or ""
+        link = urldefrag(urljoin(base, href.strip()))[0]
+        if link.startswith(("http://", "https://")) and link not in links:
+            links.append(link)
+    text = body.text(separator=" ", strip=True) if body is not None else ""
+    return {
+        "title": title.text(strip=True)[:1000] if title is not None else None,
+        "text": _storable(text[:MAX_TEXT]),
+        "links": [_storable(link) for link in links[:1000]],
+    }
+
+
+def _storable(text: str) -> str:
+    """`text` without the characters PostgreSQL cannot store."""
+    return text.replace("\x00", "")
