@@ -7,6 +7,7 @@ import falcon
 from api import errors, gunicorn_errors
 from api.auth import BearerTokens
 from api.deadletters import DeadLetters, Groups, Replay
+from api.embeddings import Search
 from api.health import Health
 from api.jobs import Artifact, Attempts, Batch, Job, Jobs, Retry
 from api.openapi import OpenApi
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/schedules", Schedules(warren))
     app.add_route("/schedules/{name}", Schedule(warren))
     app.add_route("/schedules/{name}/run", Run(warren))
+    app.add_route("/embeddings/search", Search(warren))
     app.add_route("/stats", Stats(warren))
     app.add_route("/health", Health(warren))
     app.add_route("/openapi.json", OpenApi(warren.registry))

@@ -13,6 +13,7 @@ import falcon
 from pydantic import BaseModel, TypeAdapter
 
 from api import shapes
+from api.embeddings import SearchQuery
 from service.client import MAX_BATCH
 from service.deadletters import DeadLetterQuery, SelectionBody
 from service.enqueue import EnqueueRequest
@@ -230,6 +231,13 @@ def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
         "/schedules/{name}/run": {
             "parameters": [SCHEDULE_NAME],
             "post": {"summary": "Fire a schedule now", "responses": _answers(s201="ScheduleRun")},
+        },
+        "/embeddings/search": {
+            "get": {
+                "summary": "The stored keys of a namespace nearest a text, by cosine similarity",
+                "parameters": _parameters(SearchQuery),
+                "responses": _answers(s200="SearchResults"),
+            }
         },
         "/dlq": {
             "get": {

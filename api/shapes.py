@@ -162,6 +162,17 @@ class ScheduleRun(Shape):
     job: Job
 
 
+class SearchResult(Shape):
+    key: str
+    score: float | None
+    model: str
+
+
+class SearchResults(Shape):
+    success: Literal[True]
+    results: list[SearchResult]
+
+
 class OneJob(Shape):
     success: Literal[True]
     job: Job

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     llm_url: str = "http://127.0.0.1:11434/v1"
     llm_api_key: SecretStr | None = None
     llm_model: str = "llama3.2"
+    # generate-embedding and /embeddings/search: a model on this machine, or an
+    # OpenAI-compatible /embeddings endpoint (OpenAI, Ollama, vLLM, TEI).
+    embeddings_backend: Literal["local", "openai"] = "local"
+    embeddings_url: str = "http://127.0.0.1:11434/v1"
+    embeddings_api_key: SecretStr | None = None
+    embeddings_model: str = "all-MiniLM-L6-v2"
     secret_key: SecretStr | None = None
     # Per-destination webhook secrets: "host" or "name@host" (a payload's secretRef) -> secret.
     webhook_secrets: Annotated[dict[str, str], NoDecode] = {}

