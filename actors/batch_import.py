@@ -33,7 +33,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from service import db, netguard, storable
 from service.errors import BadRequest, PermanentError, ValidationFailed
-from service.registry import current_settings, enqueueing, is_cancelled, job_type
+from service.registry import (
+    current_settings,
+    enqueueing,
+    is_cancelled,
+    job_type,
+    report_progress,
+)
 
 CHUNK = 1000
 MAX_INVALID_SHOWN = 20
@@ -202,3 +208,4 @@ def _upsert(
     tally.counts["inserted"] += inserted
     tally.counts["updated"] += len(written) - inserted
     tally.counts["unchanged"] += len(last) - len(written) + duplicates
+    report_progress(sum(tally.counts.values()), message=f"{tally.counts['inserted']} inserted")

@@ -27,7 +27,13 @@ from pydantic.alias_generators import to_camel
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from service import db, interruptible, netguard
-from service.registry import current_job, current_settings, enqueueing, job_type
+from service.registry import (
+    current_job,
+    current_settings,
+    enqueueing,
+    job_type,
+    report_progress,
+)
 
 USER_AGENT = "WarrenCrawler/1.0"
 MAX_TEXT = 100_000
@@ -172,6 +178,7 @@ def crawl_website(payload: CrawlWebsite) -> dict[str, Any]:
                     conn.execute(_STORE, {"job_id": job_id, "url": url, **page})
                 tally["fetched"] += 1
             tally["pages"] += 1
+            report_progress(tally["pages"], payload.max_pages, url)
             if depth < payload.max_depth:
                 for link in links:
                     if link not in seen and payload.wanted(link, start_host):

@@ -75,6 +75,7 @@ class Job(Shape):
     completed_at: datetime | None
     next_attempt_at: datetime | None
     cancel_requested_at: datetime | None
+    progress: dict[str, Any] | None
     schedule_name: str | None
     scheduled_for: datetime | None
 

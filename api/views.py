@@ -37,6 +37,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "completedAt": timestamp(job.completed_at),
         "nextAttemptAt": timestamp(job.next_attempt_at),
         "cancelRequestedAt": timestamp(job.cancel_requested_at),
+        "progress": job.progress,
         "scheduleName": job.schedule_name,
         "scheduledFor": timestamp(job.scheduled_for),
     }

@@ -381,9 +381,17 @@ class Heartbeat(threading.Thread):
 
     def beat(self, running: dict[int, tuple[int, RunningJob]]) -> None:
         lease = self.lifecycle.settings.lease_seconds
+        reports = [
+            (attempt_id, job.progress)
+            for attempt_id, (_, job) in running.items()
+            if not job.progress_written and job.progress is not None
+        ]
         try:
             with self.lifecycle.engine.begin() as conn:
                 held = attempts.renew_leases(conn, list(running), lease)
+                attempts.write_progress(conn, reports)
+            for attempt_id, _ in reports:
+                running[attempt_id][1].progress_written = True
         except _DB_ERRORS as exc:
             log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
             for attempt_id, (_, job) in running.items():

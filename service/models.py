@@ -124,6 +124,7 @@ class Job(SQLModel, table=True):
     next_attempt_at: datetime | None = _time()
     lease_until: datetime | None = _time()
     cancel_requested_at: datetime | None = _time()
+    progress: dict[str, Any] | None = _json()
     schedule_name: str | None = Field(default=None, sa_column=Column(Text))
     scheduled_for: datetime | None = _time()
 

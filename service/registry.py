@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import dramatiq
@@ -152,6 +153,10 @@ class RunningJob:
     renewed_at: float = field(default_factory=time.monotonic)
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     result: Any = None
+    #: What the handler last reported (`report_progress`), and whether the heartbeat has
+    #: written it yet.
+    progress: dict[str, Any] | None = None
+    progress_written: bool = True
 
     def is_cancelled(self) -> bool:
         return self.cancel_requested.is_set()
@@ -170,6 +175,21 @@ def is_cancelled() -> bool:
     """Whether someone asked the running job to stop; long handlers check it between steps."""
     job = getattr(_current, "job", None)
     return bool(job and job.is_cancelled())
+
+
+def report_progress(done: float, total: float | None = None, message: str | None = None) -> None:
+    """Say how far the running job has come: `GET /jobs/{id}` shows it as `progress`. Cheap to
+    call often: the worker's heartbeat writes the latest report at most once a beat."""
+    job = getattr(_current, "job", None)
+    if job is None:
+        return
+    job.progress = {
+        "done": done,
+        "total": total,
+        "message": None if message is None else str(message)[:500],
+        "updatedAt": datetime.now(UTC).isoformat(),
+    }
+    job.progress_written = False
 
 
 def current_settings() -> Settings:

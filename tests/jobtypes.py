@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from service.errors import PermanentError
-from service.registry import current_job, current_settings, is_cancelled, job_type
+from service.registry import (
+    current_job,
+    current_settings,
+    is_cancelled,
+    job_type,
+    report_progress,
+)
 
 RUNS_DDL = """
 CREATE TABLE IF NOT EXISTS test_runs (
@@ -151,3 +157,21 @@ class Empty(BaseModel):
 def nul_result(payload: Empty) -> dict:
     """Return text PostgreSQL cannot store: a NUL character."""
     return {"text": "before\x00after"}
+
+
+class Steps(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = 10
+    seconds: float = 30.0
+
+
+@job_type("test-progress", payload=Steps, max_attempts=1, timeout_seconds=60)
+def progress(payload: Steps) -> dict:
+    """Report 3 of `steps` done, then wait (until cancelled, or `seconds`)."""
+    report_progress(1, payload.steps, "warming up")
+    report_progress(3, payload.steps, "three done")
+    deadline = time.monotonic() + payload.seconds
+    while time.monotonic() < deadline and not is_cancelled():
+        time.sleep(0.05)
+    return {"steps": payload.steps}

@@ -298,3 +298,19 @@ def renew_leases(conn: Connection, attempt_ids: Sequence[int], lease: float) -> 
         return {}
     rows = conn.execute(_RENEW_LEASES, {"ids": list(attempt_ids), "lease": lease})
     return dict(rows.all())
+
+
+_PROGRESS = sa.text(
+    """
+    UPDATE jobs SET progress = CAST(:progress AS jsonb)
+     WHERE current_attempt_id = :attempt AND status = 'processing'
+    """
+)
+
+
+def write_progress(conn: Connection, reports: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Store what running attempts last reported, `(attempt id, progress)` each; an attempt
+    that no longer holds its job changes nothing."""
+    if reports:
+        params = [{"attempt": a, "progress": json.dumps(p)} for a, p in reports]
+        conn.execute(_PROGRESS, params)

@@ -147,7 +147,7 @@ def _current_status(conn: Connection, job_id: uuid.UUID) -> str:
 _NEW_LIFE = """
     status = 'pending', life = life + 1, attempts = 0, scheduled_at = NULL,
     next_attempt_at = NULL, published_at = NULL, completed_at = NULL,
-    cancel_requested_at = NULL, current_attempt_id = NULL, result = NULL
+    cancel_requested_at = NULL, current_attempt_id = NULL, result = NULL, progress = NULL
 """
 _RETRY = sa.text(move("id = :id AND status IN ('failed', 'cancelled')", _NEW_LIFE))
 _REVIVE = sa.text(move("id = ANY(CAST(:ids AS uuid[])) AND status = 'failed'", _NEW_LIFE))
