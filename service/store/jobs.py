@@ -5,7 +5,8 @@ reschedule, replay), what the scheduler publishes, and retention. A worker's ver
 Every transition is one conditional UPDATE (`sql.move`) that names the status it expects; a
 write that matches no row lost a race and changes nothing. Writes a message causes are fenced
 by the job's `life` the message was published for, so a message of an earlier life cannot
-claim, fail or hide a life started since (README: "Lives, and what fences each write").
+claim, fail or hide a life started since (docs/architecture.md: "Lives, and what fences each
+write").
 """
 
 import json
