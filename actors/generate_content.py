@@ -11,20 +11,15 @@ retried (a proxy's error page), and fails with the job's last attempt. The reque
 through `service.interruptible`, so a cancel stops the job within a second.
 """
 
-import email.utils
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from service import interruptible
-from service.errors import PermanentError, RetryLater
+from service import interruptible, upstream
 from service.registry import current_settings, job_type
 
-#: At most this long a `Retry-After` is honoured; a longer one waits for the retry policy.
-MAX_RETRY_AFTER = 3600.0
 TIMEOUT_SECONDS = 120
 Text = Annotated[str, Field(min_length=1, max_length=100_000)]
 
@@ -97,15 +92,7 @@ def generate_content(payload: GenerateContent) -> dict[str, Any]:
 
 
 def _completion(answer: httpx.Response) -> dict[str, Any]:
-    status = answer.status_code
-    if status == 429 or status >= 500:
-        message = f"HTTP {status} from the model server: {answer.text[:300]}"
-        wait = _retry_after(answer.headers.get("Retry-After"))
-        if wait is not None:
-            raise RetryLater(message, wait)
-        raise ModelFailed(message)
-    if status >= 400:
-        raise PermanentError(f"HTTP {status} from the model server: {answer.text[:300]}")
+    upstream.raise_for_status(answer, "the model server", ModelFailed)
     try:
         data = answer.json()
         [choice] = data["choices"][:1]
@@ -122,22 +109,3 @@ def _completion(answer: httpx.Response) -> dict[str, Any]:
         }
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise ModelFailed(f"the model server's answer is not a chat completion: {exc!r}") from exc
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), if sane."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if not 0 <= seconds <= MAX_RETRY_AFTER:
-        return None
-    return seconds

@@ -11,14 +11,13 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
-from service import artifacts
+from service import artifacts, db
 from service.registry import current_job, current_settings, job_type
 from service.strict import moment
 
@@ -69,17 +68,12 @@ class GenerateReport(BaseModel):
         return self.from_ or end - timedelta(days=7), end
 
 
-@cache
-def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True)
-
-
 @job_type("generate-report", payload=GenerateReport, max_attempts=3, timeout_seconds=600)
 def generate_report(payload: GenerateReport) -> dict[str, Any]:
     """Write the report as the job's artifact; return its name, period and size."""
     settings = current_settings()
     start, end = payload.period(datetime.now(UTC))
-    with _engine(settings.database_url).connect() as conn:
+    with db.job_type_engine(settings.database_url).connect() as conn:
         rows = [_row(*values) for values in conn.execute(_REPORT, {"start": start, "end": end})]
     content = _csv(rows) if payload.format == "csv" else _json(rows, start, end)
     path = artifacts.write(settings, current_job().id, payload.format, content)

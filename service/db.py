@@ -83,11 +83,14 @@ def upgrade(settings: Settings) -> None:
 
 
 @cache
-def job_type_engine(url: str, table: str, ddl: str) -> Engine:
-    """A small engine for a job type that keeps data of its own (imported items, crawled
-    pages): its `table` is created by `ddl` (`CREATE TABLE IF NOT EXISTS ...`) on first use,
-    once per process, the job type's workers queueing on an advisory lock to do it."""
+def job_type_engine(url: str, table: str | None = None, ddl: str | None = None) -> Engine:
+    """A small engine, one per process, for a job type that reads Warren's database (a
+    report) or keeps data of its own (imported items, crawled pages): its `table` is created
+    by `ddl` (`CREATE TABLE IF NOT EXISTS ...`) on first use, the job type's workers queueing
+    on an advisory lock to do it."""
     engine = sa.create_engine(url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+    if table is None or ddl is None:
+        return engine
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": table})
         conn.execute(sa.text(ddl))

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from service import db
-from service.errors import NotFound, PermanentError, RetryLater
+from service import db, upstream
+from service.errors import NotFound
 from service.settings import Settings
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
@@ -92,16 +92,7 @@ def _remote(settings: Settings, texts: list[str], model: str) -> list[list[float
         answer = httpx.post(url, json={"model": model, "input": texts}, headers=headers, timeout=60)
     except httpx.HTTPError as exc:
         raise EmbeddingFailed(f"could not reach the embeddings server at {url}: {exc}") from exc
-    if answer.status_code == 429 or answer.status_code >= 500:
-        message = f"HTTP {answer.status_code} from the embeddings server"
-        wait = answer.headers.get("Retry-After")
-        if wait is not None and wait.isdigit() and int(wait) <= 3600:
-            raise RetryLater(message, float(wait))
-        raise EmbeddingFailed(message)
-    if answer.status_code >= 400:
-        raise PermanentError(
-            f"HTTP {answer.status_code} from the embeddings server: {answer.text[:300]}"
-        )
+    upstream.raise_for_status(answer, "the embeddings server", EmbeddingFailed)
     try:
         data = sorted(answer.json()["data"], key=lambda item: item["index"])
         vectors = [[float(x) for x in item["embedding"]] for item in data]
