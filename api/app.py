@@ -5,7 +5,7 @@ import logging
 import falcon
 
 from api import errors, gunicorn_errors
-from api.auth import BearerTokens
+from api.auth import BearerTokens, Tokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.embeddings import Search
 from api.health import Health
@@ -22,7 +22,9 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     """Build the API on `warren` (or a client made from `settings`, or the environment)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
     warren = warren or Warren(settings or Settings(), publish_in_background=True)
-    app = falcon.App(middleware=[BearerTokens(warren.settings.api_tokens), StorableQuery()])
+    app = falcon.App(
+        middleware=[BearerTokens(Tokens.from_settings(warren.settings)), StorableQuery()]
+    )
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)

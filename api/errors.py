@@ -32,6 +32,12 @@ class Unauthorized(errors.WarrenError):
     code = "unauthorized"
 
 
+class Forbidden(errors.WarrenError):
+    """A valid bearer token without the scope the route needs (see api/auth.py)."""
+
+    code = "forbidden"
+
+
 STATUS = {
     errors.BadRequest: falcon.HTTP_400,
     errors.ValidationFailed: falcon.HTTP_422,
@@ -40,6 +46,7 @@ STATUS = {
     errors.NotFound: falcon.HTTP_404,
     errors.Conflict: falcon.HTTP_409,
     Unauthorized: falcon.HTTP_401,
+    Forbidden: falcon.HTTP_403,
 }
 
 #: The code of an error raised as an HTTP status (by Falcon, or by gunicorn: see

@@ -3,7 +3,7 @@
 import base64
 import binascii
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from cryptography.fernet import Fernet
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_workers: int = 2
     api_threads: int = 8
+    # Bearer tokens: `token` (full access) or `name:token:scope`; see `parse_api_token`.
     api_tokens: Annotated[list[str], NoDecode] = []
     max_payload_bytes: int = 131072
 
@@ -83,6 +84,19 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, entries: list[str]) -> list[str]:
+        """Refuse a malformed entry, an unknown scope, or a name or token given twice at
+        startup; the message names the entry, never its secret."""
+        parsed = [parse_api_token(entry, position) for position, entry in enumerate(entries, 1)]
+        for what in ("name", "token"):
+            values = [getattr(t, what) for t in parsed]
+            twice = [t.name for t in parsed if values.count(getattr(t, what)) > 1]
+            if twice:
+                raise ValueError(f"WARREN_API_TOKENS: entries {', '.join(twice)} share a {what}")
+        return entries
+
     @field_validator("webhook_secrets", mode="before")
     @classmethod
     def _parse_secrets(cls, value: object) -> object:
@@ -130,6 +144,36 @@ class Settings(BaseSettings):
     @classmethod
     def _check_secret(cls, secret: str | None) -> str | None:
         return _webhook_secret(secret) if secret else None
+
+
+#: The scopes a `name:token:scope` entry may have, weakest first (see api/auth.py).
+TOKEN_SCOPES = ("read", "write", "admin")
+
+
+class ApiToken(NamedTuple):
+    """One `WARREN_API_TOKENS` entry: a bare token is named by its position (`#1`) and has
+    the `admin` scope, the full access tokens had before scopes existed."""
+
+    name: str
+    token: str
+    scope: str
+
+
+def parse_api_token(entry: str, position: int) -> ApiToken:
+    """`token` or `name:token:scope` (the token may itself contain `:`). A `ValueError` names
+    the entry by its name or position and never quotes the secret."""
+    if ":" not in entry:
+        return ApiToken(f"#{position}", entry, "admin")
+    name, _, rest = entry.partition(":")
+    token, colon, scope = rest.rpartition(":")
+    label = f"WARREN_API_TOKENS entry {position}"
+    if not colon or not name.strip() or not token:
+        raise ValueError(f"{label} is neither a bare token nor name:token:scope")
+    if scope not in TOKEN_SCOPES:
+        raise ValueError(
+            f"{label} ({name.strip()!r}) has an unknown scope; scopes are {', '.join(TOKEN_SCOPES)}"
+        )
+    return ApiToken(name.strip(), token, scope)
 
 
 def _webhook_secret(secret: str) -> str:
