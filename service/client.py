@@ -27,7 +27,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from service import artifacts, db, deadletters, queries, reschedule, retention, schedules, storable
+from service import (
+    activity,
+    artifacts,
+    db,
+    deadletters,
+    queries,
+    reschedule,
+    retention,
+    schedules,
+    storable,
+)
 from service.broker import (
     Dispatch,
     Publisher,
@@ -269,6 +279,17 @@ class Warren:
             checks["database"] = f"unreachable: {exc.__class__.__name__}"
         checks["broker"] = self.broker_view.health()
         return checks
+
+    def per_minute(self, minutes: int = 60) -> list[activity.Minute]:
+        """Jobs completed and failed for good in each of the last `minutes` minutes, oldest
+        first (see `service.activity` for which jobs it counts)."""
+        with self.engine.connect() as conn:
+            return activity.per_minute(conn, minutes)
+
+    def workers(self) -> list[activity.Worker]:
+        """The worker processes holding jobs now, with their last lease renewal."""
+        with self.engine.connect() as conn:
+            return activity.running(conn, self.settings.lease_seconds)
 
     # -- steer --------------------------------------------------------------------------------
 
