@@ -1,5 +1,6 @@
 """Running Warren: `warren api`, `worker`, `scheduler`, `run`, and `db upgrade`."""
 
+import ipaddress
 import logging
 import os
 import signal
@@ -24,6 +25,7 @@ from cli.common import (
 from service import db, devmail, sealing
 from service.broker import TIERS, Publisher, build_broker
 from service.scheduler import Scheduler
+from service.settings import Settings
 
 # -- processes --------------------------------------------------------------------------------
 
@@ -78,6 +80,32 @@ def parse_tiers(value: str) -> list[str]:
     return tiers
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`: addresses only this machine can reach."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+def check_exposure(host: str, settings: Settings, insecure: bool) -> None:
+    """Refuse to serve every job to the network: beyond loopback the API needs
+    `WARREN_API_TOKENS`, unless the operator says `--insecure` (a proxy that authenticates)."""
+    if not (is_loopback(host) or settings.api_tokens or insecure):
+        fail(
+            f"refusing to listen on {host}, beyond loopback, without WARREN_API_TOKENS;"
+            " set tokens, or pass --insecure if something in front authenticates"
+        )
+
+
+InsecureOption = Annotated[
+    bool,
+    typer.Option("--insecure", help="Listen beyond loopback even without WARREN_API_TOKENS."),
+]
+
+
 def on_stop_signals(handler) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
@@ -92,12 +120,15 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port [default: WARREN_API_PORT]")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Gunicorn processes")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="Threads per process")] = None,
+    insecure: InsecureOption = False,
 ) -> None:
-    """Serve the HTTP API with gunicorn."""
+    """Serve the HTTP API with gunicorn; beyond loopback only with tokens (or --insecure)."""
     settings = load_settings()
+    host = host or settings.api_host
+    check_exposure(host, settings, insecure)
     exec_command(
         api_argv(
-            host or settings.api_host,
+            host,
             port or settings.api_port,
             workers or settings.api_workers,
             threads or settings.api_threads,
@@ -145,14 +176,19 @@ def scheduler() -> None:
 
 
 @app.command()
-def run() -> None:
+def run(insecure: InsecureOption = False) -> None:
     """Development start: migrate the database, then run the API, a worker and the scheduler;
     and a mail catcher when WARREN_SMTP_URL names this machine but nothing listens there."""
     settings = load_settings()
+    check_exposure(settings.api_host, settings, insecure)
     db.upgrade(settings)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
     catcher = devmail.start(settings)
-    children = {name: spawn_child(name) for name in ("api", "worker", "scheduler")}
+    children = {
+        "api": spawn_child("api", *(["--insecure"] if insecure else [])),
+        "worker": spawn_child("worker"),
+        "scheduler": spawn_child("scheduler"),
+    }
     typer.echo(f"API on http://{settings.api_host}:{settings.api_port} (Ctrl-C stops everything)")
     if catcher is not None:
         typer.echo(
@@ -167,9 +203,9 @@ def run() -> None:
     raise typer.Exit(code)
 
 
-def spawn_child(command: str) -> subprocess.Popen:
+def spawn_child(*args: str) -> subprocess.Popen:
     # Own process group: a terminal's Ctrl-C reaches only us, and we forward it once.
-    return subprocess.Popen([sys.executable, "-m", "cli", command], process_group=0)
+    return subprocess.Popen([sys.executable, "-m", "cli", *args], process_group=0)
 
 
 def supervise(children: dict[str, subprocess.Popen]) -> int:
