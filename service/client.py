@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from service import (
     activity,
     artifacts,
+    controls,
     db,
     deadletters,
     queries,
@@ -55,6 +56,7 @@ from service.reschedule import RescheduleRequest
 from service.settings import Settings
 from service.store import counts, dead_letters, jobs
 from service.store import schedules as schedule_store
+from service.store.pauses import Kind, Paused
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +262,7 @@ class Warren:
                 for name, c in sorted(by_type.items())
             },
             "queues": self.queue_depths(),
+            "paused": controls.paused_json(self.paused()),
         }
 
     def queue_depths(self) -> dict[str, dict[str, int]]:
@@ -330,6 +333,37 @@ class Warren:
         it is asked to stop and ends `cancelled`)."""
         with self.engine.begin() as conn:
             return jobs.cancel(conn, _uuid(job_id))
+
+    # -- operator controls (service.controls) -----------------------------------------------------
+
+    def pause(self, kind: Kind, name: str) -> Paused:
+        """Pause a tier (`"tier", "high"`) or a job type (`"type", "send-email"`): workers
+        park its jobs instead of starting them, until it is resumed. Returns what is paused
+        now. Idempotent; raises `NotFound` for an unknown tier or type."""
+        return controls.pause(self.engine, self.registry, kind, name)
+
+    def resume(self, kind: Kind, name: str) -> Paused:
+        """End a pause: its waiting jobs are published within a scheduler tick."""
+        return controls.resume(self.engine, self.registry, kind, name)
+
+    def paused(self) -> Paused:
+        """What is paused now: `.tiers` and `.types`."""
+        return controls.paused(self.engine)
+
+    def cancel_where(
+        self, filter: queries.Filters | Mapping[str, Any], *, dry_run: bool = False
+    ) -> controls.Bulk:
+        """Cancel every job the filters of `GET /jobs` select (`{"status": "pending",
+        "type": "send-email"}`), in batches; with `dry_run`, only count. Raises `BadRequest`
+        for a bad filter."""
+        return controls.cancel_where(self.engine, controls.filters_of(filter), dry_run)
+
+    def retry_where(
+        self, filter: queries.Filters | Mapping[str, Any], *, dry_run: bool = False
+    ) -> controls.Bulk:
+        """Run again every failed or cancelled job the filters select, in batches."""
+        filters = controls.filters_of(filter)
+        return controls.retry_where(self.engine, filters, self.publish, dry_run)
 
 
 class DeadLetters:

@@ -184,22 +184,28 @@ _CURRENT_ATTEMPT = {
 }
 
 
-def page(conn: Connection, filters: Filters) -> Page:
-    statement = sa.select(Job)
+def conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """The WHERE clauses of `filters` (its paging aside): what `page` lists, and what the bulk
+    verbs (`service.controls`) cancel or retry."""
+    found: list[sa.ColumnElement[bool]] = []
     if filters.status:
-        statement = statement.where(jobs.c.status == filters.status)
+        found.append(jobs.c.status == filters.status)
     if filters.type:
-        statement = statement.where(jobs.c.type == filters.type)
+        found.append(jobs.c.type == filters.type)
     if filters.priority is not None:
-        statement = statement.where(jobs.c.priority == filters.priority)
+        found.append(jobs.c.priority == filters.priority)
     if filters.created_after:
-        statement = statement.where(jobs.c.created_at > filters.created_after)
+        found.append(jobs.c.created_at > filters.created_after)
     if filters.created_before:
-        statement = statement.where(jobs.c.created_at < filters.created_before)
+        found.append(jobs.c.created_at < filters.created_before)
     if filters.schedule:
-        statement = statement.where(jobs.c.schedule_name == filters.schedule)
-    for name, value in filters.payload.items():
-        statement = statement.where(payload_matches(name, value))
+        found.append(jobs.c.schedule_name == filters.schedule)
+    found += [payload_matches(name, value) for name, value in filters.payload.items()]
+    return found
+
+
+def page(conn: Connection, filters: Filters) -> Page:
+    statement = sa.select(Job).where(*conditions(filters))
     if filters.cursor:
         created, last_id = _decode_cursor(filters.cursor)
         statement = statement.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < (created, last_id))

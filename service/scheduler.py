@@ -7,7 +7,8 @@ run side by side):
    returned to `pending` (or `failed` when its attempts are spent);
 2. publish pending jobs that have no message in RabbitMQ and are due within the delay horizon:
    enqueues whose publish failed, far-future schedules and long retries coming due, released
-   jobs, manual retries;
+   jobs, manual retries, jobs parked while their tier or type was paused; what is paused now
+   waits (`service.pauses`);
 3. drain the `.XQ` dead-letter queues into the `dead_letters` table;
 4. fold the job count deltas into the kept counts that `GET /stats` reads;
 5. now and then (every quarter of `republish_after_seconds`, at most every 5 minutes), publish
@@ -32,10 +33,12 @@ from service import deadletters, retention, schedules
 from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
+from service.pauses import held_priorities
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.settings import Settings
 from service.store import attempts, counts, jobs
+from service.store import pauses as pause_store
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +128,13 @@ class Scheduler:
     def _publish_due(self, tick: Tick) -> None:
         while True:
             with self.engine.begin() as conn:
+                paused = pause_store.every(conn)
                 due = jobs.due_unpublished(
-                    conn, self.settings.delay_horizon_seconds, self.settings.stranded_after_seconds
+                    conn,
+                    self.settings.delay_horizon_seconds,
+                    self.settings.stranded_after_seconds,
+                    held_types=sorted(paused.types),
+                    held_priorities=held_priorities(paused.tiers),
                 )
                 published = self.publisher.publish_many(dispatch_of(job) for job in due)
                 jobs.mark_published(conn, published)

@@ -10,6 +10,7 @@ from dramatiq.middleware import ShutdownNotifications, TimeLimit
 from service.broker import Publisher, build_broker, queue_name
 from service.db import make_engine
 from service.lifecycle import Lifecycle
+from service.pauses import PauseGate
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.settings import Settings
@@ -18,11 +19,14 @@ from service.settings import Settings
 def build(settings: Settings, registry: Registry | None = None) -> RabbitmqBroker:
     """A broker with Warren's middleware and one actor per job type, set as Dramatiq's global
     broker. The lifecycle middleware comes first so that it claims before anything runs and
-    records last, after the time limit has been lifted."""
+    records last, after the time limit has been lifted; only the pause gate goes before it, so
+    a job of a paused tier or type is parked, never claimed (`service.pauses`)."""
     registry = registry or default_registry.load(settings.job_modules)
     broker = build_broker(settings)
-    lifecycle = Lifecycle(make_engine(settings), Publisher(broker, settings), registry, settings)
-    for middleware in (lifecycle, TimeLimit(), ShutdownNotifications()):
+    engine = make_engine(settings)
+    gate = PauseGate(engine, settings)
+    lifecycle = Lifecycle(engine, Publisher(broker, settings), registry, settings)
+    for middleware in (gate, lifecycle, TimeLimit(), ShutdownNotifications()):
         broker.add_middleware(middleware)
     registry.bind(broker, queue_name(settings, "normal"))
     dramatiq.set_broker(broker)

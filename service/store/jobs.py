@@ -112,15 +112,17 @@ def locked(conn: Connection, job_id: uuid.UUID) -> Job | None:
 
 # -- a person's verbs -----------------------------------------------------------------------------
 
+# A pending job ends `cancelled`; a processing one is asked to stop.
+_CANCEL_SET = """
+    status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END,
+    completed_at = CASE status WHEN 'pending' THEN now() END,
+    next_attempt_at = NULL,
+    cancel_requested_at = CASE status WHEN 'processing' THEN now() END
+"""
 _CANCEL = sa.text(
     move(
         "id = :id AND status IN ('pending', 'processing')",
-        """
-        status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END,
-        completed_at = CASE status WHEN 'pending' THEN now() END,
-        next_attempt_at = NULL,
-        cancel_requested_at = CASE status WHEN 'processing' THEN now() END
-        """,
+        _CANCEL_SET,
         returning="jobs.type, jobs.status",
     )
 )
@@ -191,6 +193,58 @@ def reschedule(
     raise Conflict(f"job {job_id} is {status}; only pending jobs can be rescheduled")
 
 
+# -- a person's verbs on many jobs at once (service.controls) -------------------------------------
+
+#: The jobs a bulk cancel changes: pending ones, and processing ones not yet asked to stop
+#: (asking again would change nothing). SQL on `jobs`, for the caller's selection too.
+CANCELLABLE = "(status = 'pending' OR (status = 'processing' AND cancel_requested_at IS NULL))"
+#: The jobs a retry changes.
+RETRYABLE = "status IN ('failed', 'cancelled')"
+
+# Each job in the life it was selected in: a job retried or rescheduled since is left alone.
+_IN_THEIR_LIVES = """
+    (id, life) IN (SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:lives AS integer[])))
+"""
+_CANCEL_MANY = sa.text(
+    move(f"{_IN_THEIR_LIVES} AND {CANCELLABLE}", _CANCEL_SET, returning="jobs.type, jobs.status")
+)
+_RETRY_MANY = sa.text(move(f"{_IN_THEIR_LIVES} AND {RETRYABLE}", _NEW_LIFE))
+
+
+def cancel_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> int:
+    """Cancel each `(id, life)` still in that life and `CANCELLABLE`, as `cancel` does one
+    job. Returns how many changed."""
+    return len(conn.execute(_CANCEL_MANY, _lives(selected)).all())
+
+
+def retry_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> list[Job]:
+    """Start a new life of each `(id, life)` still in that life and `RETRYABLE`, as `retry`
+    does one job. Returns the jobs changed, to be published."""
+    return [job_of(row) for row in conn.execute(_RETRY_MANY, _lives(selected))]
+
+
+def _lives(selected: Sequence[tuple[uuid.UUID, int]]) -> dict[str, list]:
+    return {"ids": [job_id for job_id, _ in selected], "lives": [life for _, life in selected]}
+
+
+_PARK = sa.text(
+    """
+    UPDATE jobs SET life = life + 1, published_at = NULL
+     WHERE id = :id AND life = :life AND status = 'pending'
+    RETURNING id
+    """
+)
+
+
+def park(conn: Connection, job_id: uuid.UUID, life: int) -> bool:
+    """Leave a waiting job to the scheduler, which publishes it once its tier and type are no
+    longer paused: a worker parks the job of a message it must not start. Fenced by the life
+    the message was published for, and only while the job waits (`pending`). The job starts a
+    new life that keeps its attempts, so neither a late "published" mark of the old message
+    nor a duplicate of it can hide or run the job. False, and nothing changed, otherwise."""
+    return conn.execute(_PARK, {"id": job_id, "life": life}).first() is not None
+
+
 def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[Job]:
     """Start a new life of each of these jobs that is still `failed`. Returns those revived."""
     if not job_ids:
@@ -225,17 +279,32 @@ _DUE_UNPUBLISHED = sa.text(
      WHERE status = 'pending' AND published_at IS NULL
        AND {DUE_AT} <= now() + make_interval(secs => :horizon)
        AND updated_at < now() - make_interval(secs => :stranded_after)
+       AND type <> ALL(CAST(:held_types AS text[]))
+       AND priority <> ALL(CAST(:held_priorities AS integer[]))
      ORDER BY {DUE_AT} LIMIT :limit FOR UPDATE SKIP LOCKED
     """
 )
 
 
 def due_unpublished(
-    conn: Connection, horizon: float, stranded_after: float, limit: int = 500
+    conn: Connection,
+    horizon: float,
+    stranded_after: float,
+    limit: int = 500,
+    *,
+    held_types: Sequence[str] = (),
+    held_priorities: Sequence[int] = (),
 ) -> list[Job]:
     """Pending jobs with no message in RabbitMQ that are due within `horizon` seconds, locked
-    for publishing. Fresh rows (younger than `stranded_after`) are left to their enqueuer."""
-    params = {"horizon": horizon, "stranded_after": stranded_after, "limit": limit}
+    for publishing. Fresh rows (younger than `stranded_after`) are left to their enqueuer, and
+    jobs of `held_types` or `held_priorities` (what is paused) wait where they are."""
+    params = {
+        "horizon": horizon,
+        "stranded_after": stranded_after,
+        "limit": limit,
+        "held_types": list(held_types),
+        "held_priorities": list(held_priorities),
+    }
     return [job_of(row) for row in conn.execute(_DUE_UNPUBLISHED, params)]
 
 
