@@ -32,7 +32,7 @@ from dramatiq.middleware.time_limit import TimeLimitExceeded
 from dramatiq.threading import raise_thread_exception
 from sqlalchemy.engine import Connection, Engine
 
-from service import storable
+from service import logs, metrics, storable
 from service.acks import ack_after
 from service.broker import Dispatch, Publisher, PublishErrors, life_of
 from service.errors import (
@@ -126,6 +126,7 @@ class Lifecycle(Middleware):
 
         if isinstance(outcome, Claim):
             self._start(outcome)
+            metrics.job_started(outcome, message)
             return
         action, seconds = outcome
         if action == "defer":
@@ -171,6 +172,7 @@ class Lifecycle(Middleware):
         with self._lock:
             self._running[claim.attempt_id] = (threading.get_ident(), running)
         set_current(running)
+        logs.job_started(claim.job_id, claim.type, claim.number, self.worker_name)
 
     # -- after: record ------------------------------------------------------------------------
 
@@ -179,6 +181,7 @@ class Lifecycle(Middleware):
         if claim is None:
             return
         running: RunningJob = self._local.running
+        metrics.job_ran(claim)
         try:
             self._record(message, claim, running, exception)
         except (JobCancelled, LeaseLost) as interrupt:
@@ -188,6 +191,7 @@ class Lifecycle(Middleware):
         finally:
             self._local.claim = None
             set_current(None)
+            logs.job_ended()
 
     def _record(
         self, message, claim: Claim, running: RunningJob, exc: BaseException | None
@@ -239,11 +243,14 @@ class Lifecycle(Middleware):
             return
         if error is not None:
             log.error("job %s: its success was not recorded (%s)", claim.job_id, error)
+        elif written.result():
+            metrics.job_completed(claim)
         done.set_result(None)
 
     def _record_patiently(self, claim: Claim, encoded: str | None, done: Future) -> None:
         try:
-            self._retrying(lambda: self.group.complete(claim, encoded))
+            if self._retrying(lambda: self.group.complete(claim, encoded)):
+                metrics.job_completed(claim)
         except DatabaseUnavailable:
             log.error(
                 "job %s: could not record its outcome; its lease will expire and it will run again",
@@ -258,7 +265,8 @@ class Lifecycle(Middleware):
         self, message, claim: Claim, running: RunningJob, exc: BaseException
     ) -> None:
         if isinstance(exc, JobCancelled) or (running.is_cancelled() and _is_interrupt(exc)):
-            self._retrying(lambda: self._in_tx(lambda c: attempts.cancelled(c, claim)))
+            if self._retrying(lambda: self._in_tx(lambda c: attempts.cancelled(c, claim))):
+                metrics.job_cancelled(claim)
             return
         error = describe(exc, self._retryable(claim, exc))
         trace = "".join(traceback.format_exception(exc))
@@ -270,12 +278,14 @@ class Lifecycle(Middleware):
             status = self._retrying(
                 lambda: self._in_tx(lambda c: attempts.fail(c, claim, error, trace, retry_at))
             )
+            metrics.job_failed(claim, status, retryable=True)
             if status == JobStatus.PENDING and delay <= self.settings.delay_horizon_seconds:
                 self._publish_retry(claim, message.kwargs, retry_at)
             return
         status = self._retrying(
             lambda: self._in_tx(lambda c: attempts.fail(c, claim, error, trace, None))
         )
+        metrics.job_failed(claim, status, retryable=error["retryable"])
         if status == JobStatus.FAILED:
             message.fail()  # dead-lettered; a job that moved on leaves no dead letter
 
