@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     # Networks that URL-taking job types may reach though not public (see service.netguard).
     allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = []
 
+    # Log lines as JSON or text; unset: text when stderr is a terminal, JSON otherwise.
+    log_format: Literal["json", "text"] | None = None
+
     job_modules: Annotated[list[str], NoDecode] = ["actors"]
     worker_processes: int = 2
     worker_threads: int = 8
