@@ -14,6 +14,8 @@ import typer
 # isort: off
 from cli import processes  # noqa: F401
 from cli import jobs  # noqa: F401
+from cli import stats  # noqa: F401
+from cli import tail  # noqa: F401
 from cli import deadletters  # noqa: F401
 from cli import mail  # noqa: F401
 from cli import retention  # noqa: F401

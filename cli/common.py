@@ -5,6 +5,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, NoReturn
@@ -113,3 +114,18 @@ def table(*columns: str, title: str | None = None) -> Table:
     for column in columns:
         grid.add_column(column, no_wrap=column in ("id", "queue", "type"))
     return grid
+
+
+def every(interval: float) -> Iterator[None]:
+    """Yield at once, then every `interval` seconds, until SIGINT (Ctrl-C) or SIGTERM: the
+    loop of a command that follows something. A signal during a round ends the loop after
+    it, so the command can finish its output and exit 0."""
+    stop = threading.Event()
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in STOP_SIGNALS}
+    try:
+        while not stop.is_set():
+            yield
+            stop.wait(interval)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

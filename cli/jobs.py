@@ -1,5 +1,5 @@
-"""Jobs for admin scripts: `warren enqueue`, `jobs show | list | retry | reschedule | cancel`,
-`stats`."""
+"""Jobs for admin scripts: `warren enqueue`, `jobs show | list | retry | reschedule | cancel`
+(`warren stats` is in cli/stats.py, `jobs tail` in cli/tail.py)."""
 
 import json
 from typing import Annotated, Any
@@ -21,7 +21,8 @@ from cli.common import (
     show,
     table,
 )
-from service.models import STATUSES, JobStatus
+from cli.enqueue_file import enqueue_file
+from service.models import JobStatus
 from service.queries import Filters
 
 # -- enqueue ----------------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def parse_payload(text: str) -> dict[str, Any]:
 
 @app.command()
 def enqueue(
-    type: Annotated[str, typer.Argument(help="Job type, e.g. send-email")],
+    type: Annotated[str | None, typer.Argument(help="Job type, e.g. send-email")] = None,
     payload: Annotated[str, typer.Option(help="The payload as a JSON object")] = "{}",
     priority: Annotated[str | None, typer.Option(help="high, normal, low or 1-10")] = None,
     delay: Annotated[float | None, typer.Option(help="Run no sooner than in SECONDS")] = None,
@@ -47,9 +48,24 @@ def enqueue(
     max_attempts: Annotated[int | None, typer.Option(help="Attempts before failing")] = None,
     timeout: Annotated[int | None, typer.Option(help="Seconds one attempt may take")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Enqueue once per key")] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file", metavar="PATH", help="NDJSON, one POST /jobs body a line; - for stdin"
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Enqueue one job and print its id."""
+    """Enqueue one job and print its id; or every line of an NDJSON file (--file)."""
+    if file is not None:
+        options = (type, priority, delay, scheduled_at, max_attempts, timeout, idempotency_key)
+        if any(option is not None for option in options) or payload != "{}":
+            fail("--file takes no TYPE or job options: each line is a whole request", code=2)
+        with connected() as warren:
+            enqueue_file(warren, file, as_json)
+        return
+    if type is None:
+        fail("give a job TYPE, or --file PATH", code=2)
     body = parse_payload(payload)
     if priority is not None and priority.strip().lstrip("-").isdigit():
         priority = int(priority)
@@ -212,31 +228,3 @@ def jobs_cancel(
         print_json({"jobId": job_id, "status": status, "message": message})
     else:
         typer.echo(message)
-
-
-# -- stats ------------------------------------------------------------------------------------
-
-
-@app.command()
-def stats(as_json: JsonOption = False) -> None:
-    """Counts by status and type, rates, and the tier queues."""
-    with connected() as warren:
-        numbers = warren.stats()
-    if as_json:
-        print_json(numbers)
-        return
-    counts = table("total", *STATUSES, "completion", "failure")
-    counts.add_row(
-        *(str(numbers[key]) for key in ("total", *STATUSES)),
-        numbers["completionRate"],
-        numbers["failureRate"],
-    )
-    show(counts)
-    by_type = table("type", "total", *STATUSES, title="\nby type")
-    for name, per in numbers["byType"].items():
-        by_type.add_row(name, *(str(per[key]) for key in ("total", *STATUSES)))
-    show(by_type if numbers["byType"] else "\nno jobs yet")
-    queues = table("queue", "messages", "consumers", title="\nqueues")
-    for name, depth in numbers["queues"].items():
-        queues.add_row(name, str(depth["messages"]), str(depth["consumers"]))
-    show(queues if numbers["queues"] else "\nqueues: RabbitMQ unreachable")
