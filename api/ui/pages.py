@@ -1,0 +1,181 @@
+"""The dashboard's pages: overview, jobs, one job, dead letters, schedules, sign-in.
+
+Every page reads through the `Warren` facade, never a whole table: counts are the kept
+counts, job lists are `GET /jobs`'s cursor pages. An error (a bad filter, an unknown job) is
+a page with the error's status and message, never a 5xx.
+"""
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import falcon
+
+from api.errors import status_of
+from api.requests import query_params
+from api.ui import chart
+from api.ui.access import Access, NotAllowed, SignInRequired, Visitor
+from api.ui.templating import render
+from api.views import attempt_json, job_json
+from service import queries
+from service.broker import TIERS, queue_family
+from service.client import Warren
+from service.errors import BadRequest, WarrenError
+from service.models import STATUSES
+
+#: What an action's redirect may announce (`?notice=<key>`): fixed text, never the visitor's.
+NOTICES = {
+    "retried": "Retry queued: the job runs again with fresh attempts.",
+    "cancelled": "Cancel requested.",
+    "replayed": "Dead letters replayed: their jobs run again.",
+    "purged": "Dead letters purged; their jobs stay failed.",
+    "paused": "Paused.",
+    "resumed": "Resumed.",
+    "ran": "Job enqueued from the schedule.",
+    "signed-out": "Signed out.",
+}
+UI_STATUS = {SignInRequired: falcon.HTTP_401, NotAllowed: falcon.HTTP_403}
+
+
+class Page:
+    """A GET page: `show()` renders; a `WarrenError` becomes an error page with its status,
+    and a visitor who must sign in is sent to the sign-in form."""
+
+    template = ""
+    nav = ""  # which link of the top bar is this page
+    needs = ("GET", "/jobs")  # the API route whose scope reading this page needs
+
+    def __init__(self, warren: Warren, access: Access) -> None:
+        self.warren = warren
+        self.access = access
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, **params: Any) -> None:
+        visitor = self.access.visitor(req, resp)
+        try:
+            self.access.require(visitor, *self.needs)
+            context = self.show(req, **params)
+        except SignInRequired:
+            redirect(resp, "/ui/signin")
+            return
+        except WarrenError as exc:
+            show_error(resp, visitor, exc)
+            return
+        notice = NOTICES.get(req.get_param("notice") or "")
+        render(
+            resp,
+            self.template,
+            context.pop("code", falcon.HTTP_200),
+            visitor=visitor,
+            notice=notice,
+            nav=self.nav,
+            here=req.relative_uri,
+            **context,
+        )
+
+    def show(self, req: falcon.Request, **params: Any) -> dict[str, Any]:
+        """The template's context; `code` in it, if there, is the answer's status."""
+        raise NotImplementedError
+
+
+def show_error(resp: falcon.Response, visitor: Visitor, exc: WarrenError) -> None:
+    status = UI_STATUS.get(type(exc)) or status_of(exc)
+    render(
+        resp, "error.html", status, visitor=visitor, notice=None, nav="", error=exc, status=status
+    )
+
+
+class Overview(Page):
+    template = "overview.html"
+    nav = "overview"
+    needs = ("GET", "/stats")
+
+    def show(self, req: falcon.Request) -> dict[str, Any]:
+        stats = self.warren.stats()
+        queues = stats.pop("queues")
+        tiers = [
+            {"tier": tier, "queues": [(name, queues.get(name)) for name in family]}
+            for tier, family in ((t, queue_family(self.warren.settings, t)) for t in TIERS)
+        ]
+        return {
+            "stats": stats,
+            "statuses": STATUSES,
+            "tiers": tiers,
+            "chart": chart.throughput(self.warren.per_minute()),
+            "workers": self.warren.workers(),
+        }
+
+
+class Jobs(Page):
+    """`GET /jobs` as a page: the same filters (blank form fields are left out; the form's
+    `payload` field is `<field>=<value>`, short for `payload.<field>=<value>`), newest first,
+    paged by cursor."""
+
+    template = "jobs.html"
+    nav = "jobs"
+
+    def show(self, req: falcon.Request) -> dict[str, Any]:
+        params = {k: v for k, v in query_params(req).items() if v != "" and k != "notice"}
+        shown = dict(params)
+        if "payload" in params:
+            field, equals, value = params.pop("payload").partition("=")
+            if not equals or not field.strip():
+                raise BadRequest("the payload filter is <field>=<value>, e.g. to=a@example.com")
+            params[f"payload.{field.strip()}"] = value
+        form = {k: v for k, v in shown.items() if k != "cursor"}
+        context = {
+            "form": form,
+            "job_types": self.warren.registry.names(),
+            "statuses": STATUSES,
+            "error": None,
+            "jobs": [],
+            "next_page": None,
+            "paged": "cursor" in params,
+        }
+        try:
+            page = self.warren.list(queries.Filters.parse(params))
+        except BadRequest as exc:
+            return {**context, "error": exc.message, "code": falcon.HTTP_400}
+        next_page = _query({**form, "cursor": page.next_cursor}) if page.next_cursor else None
+        return {**context, "jobs": [job_json(job) for job in page.jobs], "next_page": next_page}
+
+
+class Job(Page):
+    template = "job.html"
+    nav = "jobs"
+
+    def show(self, req: falcon.Request, job_id: uuid.UUID) -> dict[str, Any]:
+        job = self.warren.get(job_id)
+        return {
+            "job": job_json(job),
+            "attempts": [attempt_json(a) for a in reversed(self.warren.attempts(job_id))],
+            "final": job.status in ("completed", "failed", "cancelled"),
+        }
+
+
+class DeadLetters(Page):
+    template = "dlq.html"
+    nav = "dlq"
+    needs = ("GET", "/dlq/groups")
+
+    def show(self, req: falcon.Request) -> dict[str, Any]:
+        return {"groups": self.warren.dlq.groups()}
+
+
+class Schedules(Page):
+    template = "schedules.html"
+    nav = "schedules"
+    needs = ("GET", "/schedules")
+
+    def show(self, req: falcon.Request) -> dict[str, Any]:
+        return {"schedules": self.warren.schedules.list()}
+
+
+def redirect(resp: falcon.Response, location: str) -> None:
+    """303 See Other: after a form, the browser GETs the page it goes back to."""
+    resp.status = falcon.HTTP_303
+    resp.location = location
+
+
+def _query(params: Mapping[str, str]) -> str:
+    return "?" + urlencode(params)
