@@ -5,11 +5,12 @@ import sys
 from datetime import datetime
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 import typer
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 
-from cli.common import JsonOption, app, connected, every, print_json, show, table
+from cli.common import JsonOption, app, connected, describe, every, print_json, show, table
 from service.models import STATUSES
 
 
@@ -78,12 +79,18 @@ def follow(read, interval: float) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
     if not console.is_terminal:
         for _ in every(interval):
-            console.print(header(interval), stats_view(read()), "")
+            console.print(frame(read, interval), "")
         return
     with Live(console=console, auto_refresh=False, screen=False) as live:
         for _ in every(interval):
-            live.update(Group(header(interval), stats_view(read())), refresh=True)
+            live.update(frame(read, interval), refresh=True)
 
 
-def header(interval: float) -> str:
-    return f"warren stats at {datetime.now():%H:%M:%S}, every {interval:g}s (Ctrl-C stops)"
+def frame(read, interval: float) -> Group:
+    """One redraw; while PostgreSQL cannot be read, the reason instead of the tables (the
+    watch goes on and recovers with it)."""
+    title = f"warren stats at {datetime.now():%H:%M:%S}, every {interval:g}s (Ctrl-C stops)"
+    try:
+        return Group(title, stats_view(read()))
+    except sa.exc.SQLAlchemyError as exc:
+        return Group(title, f"{describe(exc)}; trying again")

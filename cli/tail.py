@@ -4,11 +4,13 @@ change (`--json`: one job JSON per line, as the HTTP API shows a job)."""
 import json
 from typing import Annotated
 
+import sqlalchemy as sa
 import typer
 
 from api.views import job_json
-from cli.common import connected, every, jobs_app
+from cli.common import connected, describe, every, jobs_app
 from service.changes import Change, Follower, database_now
+from service.client import Warren
 from service.queries import Filters
 
 
@@ -29,6 +31,30 @@ def change_line(change: Change) -> str:
     return "  ".join(parts)
 
 
+class Tail:
+    """A follower's polls; while PostgreSQL cannot be read, none, and one warning on stderr
+    per outage: tail goes on and catches up after it (changes are rows: none is missed)."""
+
+    def __init__(self, warren: Warren, follower: Follower) -> None:
+        self.warren = warren
+        self.follower = follower
+        self.failing = False
+
+    def poll(self) -> list[Change]:
+        try:
+            with self.warren.engine.connect() as conn:
+                changes = self.follower.poll(conn)
+        except sa.exc.OperationalError as exc:
+            if not self.failing:
+                typer.echo(f"warning: {describe(exc)}; trying again", err=True)
+            self.failing = True
+            return []
+        if self.failing:
+            typer.echo("warning: the database answers again", err=True)
+        self.failing = False
+        return changes
+
+
 @jobs_app.command("tail")
 def jobs_tail(
     type: Annotated[str | None, typer.Option(help="Only jobs of this type")] = None,
@@ -45,9 +71,8 @@ def jobs_tail(
             start = database_now(conn)
         follower = Follower(start, status=filters.status, type=filters.type)
         typer.echo(f"following changes from {start.astimezone():%H:%M:%S}; Ctrl-C stops", err=True)
+        tail = Tail(warren, follower)
         for _ in every(interval):
-            with warren.engine.connect() as conn:
-                changes = follower.poll(conn)
-            for change in changes:
+            for change in tail.poll():
                 line = json.dumps(job_json(change.job), default=str) if as_json else None
                 typer.echo(line or change_line(change))

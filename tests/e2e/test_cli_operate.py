@@ -194,3 +194,13 @@ def test_jobs_tail_refuses_an_unknown_status_in_one_line(run_cli):
     line = one_error_line(run_cli("jobs", "tail", "--status", "sleeping"))
 
     assert "status must be one of" in line
+
+
+def test_stats_watch_says_when_postgresql_is_unreachable_and_goes_on(spawn):
+    offline = {"WARREN_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/warren"}
+    watcher = spawn("stats", "--watch", "--interval", "0.5", env=offline)
+
+    wait_for(lambda: watcher.output().count("database unreachable") >= 2, timeout=60)
+    watcher.process.send_signal(signal.SIGINT)
+
+    assert watcher.process.wait(30) == 0
