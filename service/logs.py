@@ -19,6 +19,8 @@ import sys
 from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
+from pythonjsonlogger.json import JsonFormatter
+
 LogFormat = Literal["json", "text"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -96,23 +98,22 @@ def resolve(setting: LogFormat | None, stream: TextIO | None = None) -> LogForma
     return "text" if stream.isatty() else "json"
 
 
+def formatter(format: LogFormat) -> logging.Formatter:
+    """The formatter of `format`: JSON lines (`level`, `logger`, `message`, `timestamp`, the
+    context fields and a call's `extra`), or `TEXT_FORMAT` with the context appended."""
+    if format == "json":
+        return JsonFormatter(JSON_FORMAT, rename_fields=_RENAMED, timestamp=True)
+    return TextFormatter(TEXT_FORMAT)
+
+
 def dict_config(format: LogFormat, level: str = "INFO") -> dict[str, Any]:
     """The `logging.config.dictConfig` of a Warren process: one handler on stderr, with the
     context filter, for every logger; gunicorn's own loggers propagate to it."""
-    if format == "json":
-        formatter = {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": JSON_FORMAT,
-            "rename_fields": _RENAMED,
-            "timestamp": True,
-        }
-    else:
-        formatter = {"()": "service.logs.TextFormatter", "fmt": TEXT_FORMAT}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"context": {"()": "service.logs.ContextFilter"}},
-        "formatters": {"warren": formatter},
+        "formatters": {"warren": {"()": "service.logs.formatter", "format": format}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",
