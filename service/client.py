@@ -33,6 +33,7 @@ from service import (
     controls,
     db,
     deadletters,
+    metrics,
     queries,
     reschedule,
     retention,
@@ -204,6 +205,7 @@ class Warren:
     ) -> None:
         """Publish freshly inserted rows that are due within the horizon; mark them published.
         What fails to publish stays an unpublished row, which the scheduler picks up."""
+        metrics.enqueued(rows, outcome)
         horizon = datetime.now(UTC) + timedelta(seconds=self.settings.delay_horizon_seconds)
         due = [
             _dispatch(row)

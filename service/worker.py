@@ -7,6 +7,7 @@ import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.middleware import ShutdownNotifications, TimeLimit
 
+from service import logs
 from service.broker import Publisher, build_broker, queue_name
 from service.db import make_engine
 from service.lifecycle import Lifecycle
@@ -34,5 +35,8 @@ def build(settings: Settings, registry: Registry | None = None) -> RabbitmqBroke
 
 
 def setup() -> None:
-    """Entry point for `dramatiq service.worker:setup`: settings from the environment."""
-    build(Settings())
+    """Entry point for `dramatiq service.worker:setup`: settings from the environment, and
+    this worker process's log lines in Warren's format (`service.logs`)."""
+    settings = Settings()
+    logs.configure(settings.log_format)
+    build(settings)
