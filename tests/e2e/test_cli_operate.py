@@ -135,17 +135,19 @@ def test_enqueue_file_that_cannot_be_read_is_one_line(run_cli, tmp_path):
 # -- stats --watch ----------------------------------------------------------------------------
 
 
-def test_stats_watch_redraws_until_ctrl_c_and_exits_0(spawn, run_cli):
+def test_stats_watch_redraws_until_ctrl_c_and_exits_0(spawn, run_cli, warren):
+    warren.pause("type", "test-noop")  # the `clean` fixture resumes it
     watcher = spawn("stats", "--watch", "--interval", "0.5")
-    wait_for(lambda: watcher.output().count("warren stats at") >= 1, timeout=60, what="a frame")
+    wait_for(lambda: watcher.output().count("warren stats at") >= 1, timeout=60)
     ok(run_cli("enqueue", "test-noop"))
 
-    wait_for(lambda: watcher.output().count("warren stats at") >= 3, timeout=60, what="redraws")
+    wait_for(lambda: watcher.output().count("warren stats at") >= 3, timeout=60)
     watcher.process.send_signal(signal.SIGINT)
 
     assert watcher.process.wait(30) == 0
     last = watcher.output().rsplit("warren stats at", 1)[1]
     assert "test-noop" in last
+    assert "paused: types test-noop" in last
     assert "Traceback" not in watcher.output()
 
 
