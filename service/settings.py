@@ -19,7 +19,10 @@ class Settings(BaseSettings):
     needs setting to start. Lists are comma-separated in the environment.
     """
 
-    model_config = SettingsConfigDict(env_prefix="WARREN_", extra="ignore")
+    # Errors never quote a value: several settings are secrets (tokens, keys).
+    model_config = SettingsConfigDict(
+        env_prefix="WARREN_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/warren"
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
