@@ -1,7 +1,6 @@
 """Running Warren: `warren api`, `worker`, `scheduler`, `run`, and `db upgrade`."""
 
 import ipaddress
-import logging
 import os
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import typer
 from sqlalchemy.engine import make_url
 
 from cli.common import (
-    LOG_FORMAT,
     STOP_SIGNALS,
     app,
     db_app,
@@ -22,7 +20,7 @@ from cli.common import (
     load_settings,
     log,
 )
-from service import db, devmail, sealing
+from service import db, devmail, logs, metrics, sealing
 from service.broker import TIERS, Publisher, build_broker
 from service.scheduler import Scheduler
 from service.settings import Settings
@@ -51,13 +49,19 @@ def api_argv(host: str, port: int, workers: int, threads: int) -> list[str]:
         str(threads),
         "-b",
         f"{host}:{port}",
-        "--access-logfile",
-        "-",
+        # Warren's log format for gunicorn's own lines; the app logs one line per request.
+        "-c",
+        "python:api.gunicorn_conf",
     ]
 
 
-def worker_argv(prefix: str, processes: int, threads: int, tiers: list[str]) -> list[str]:
+def worker_argv(
+    prefix: str, processes: int, threads: int, tiers: list[str], log_format: str = "text"
+) -> list[str]:
     queues = [f"{prefix}.{tier}" for tier in tiers]
+    # In JSON, Dramatiq's main process logs nothing of its own format: only its warnings,
+    # bare. Its worker processes log through Warren's configuration (`service.worker.setup`).
+    quiet = ["--skip-logging"] if log_format == "json" else []
     return [
         sys.executable,
         "-m",
@@ -67,6 +71,7 @@ def worker_argv(prefix: str, processes: int, threads: int, tiers: list[str]) -> 
         str(processes),
         "--threads",
         str(threads),
+        *quiet,
         "--queues",
         *queues,
     ]
@@ -106,6 +111,17 @@ InsecureOption = Annotated[
 ]
 
 
+def observability_env(settings: Settings) -> dict[str, str]:
+    """What a process passes on to the processes it starts: the log format, resolved here
+    where stderr is still the user's (a Dramatiq worker's is a pipe), and the directory of
+    prometheus-client's multiprocess mode (`service.metrics.multiprocess_directory`)."""
+    directory, _ = metrics.multiprocess_directory(settings.queue_prefix)
+    return {
+        "WARREN_LOG_FORMAT": logs.resolve(settings.log_format),
+        metrics.MULTIPROC_ENV: str(directory),
+    }
+
+
 def on_stop_signals(handler) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
@@ -132,7 +148,8 @@ def api(
             port or settings.api_port,
             workers or settings.api_workers,
             threads or settings.api_threads,
-        )
+        ),
+        observability_env(settings),
     )
 
 
@@ -152,17 +169,18 @@ def worker(
     # Dramatiq's own default prefetch, twice the threads: a message whose ack waits for its
     # outcome's commit (service.acks) still holds its slot, and with no more than the threads
     # the threads would wait for deliveries. More would let a backlog hoard one worker.
+    env = observability_env(settings)
     exec_command(
-        worker_argv(settings.queue_prefix, processes, threads, tiers),
-        {"dramatiq_queue_prefetch": str(2 * threads)},
+        worker_argv(settings.queue_prefix, processes, threads, tiers, env["WARREN_LOG_FORMAT"]),
+        {"dramatiq_queue_prefetch": str(2 * threads), **env},
     )
 
 
 @app.command()
 def scheduler() -> None:
     """Publish due and stranded jobs, take back lost ones, drain dead letters; until SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
     settings = load_settings()
+    logs.configure(settings.log_format)
     stop = threading.Event()
     on_stop_signals(lambda signum, frame: stop.set())
     engine = db.make_engine(settings, pool_size=2, max_overflow=2)
@@ -182,7 +200,9 @@ def run(insecure: InsecureOption = False) -> None:
     settings = load_settings()
     check_exposure(settings.api_host, settings, insecure)
     db.upgrade(settings)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, force=True)
+    # The children's format and metrics directory, through the environment.
+    metrics_dir, ours = metrics.multiprocess_directory(settings.queue_prefix)
+    os.environ["WARREN_LOG_FORMAT"] = logs.configure(settings.log_format)
     catcher = devmail.start(settings)
     children = {
         "api": spawn_child("api", *(["--insecure"] if insecure else [])),
@@ -200,6 +220,8 @@ def run(insecure: InsecureOption = False) -> None:
     finally:
         if catcher is not None:
             catcher.stop()  # after the workers: a mail they were sending still arrives
+        if ours:
+            metrics.clean_if_idle(metrics_dir)
     raise typer.Exit(code)
 
 
