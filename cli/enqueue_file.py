@@ -183,6 +183,13 @@ def report(summary: Summary, as_json: bool) -> None:
         print_json(summary.as_json())
         return
     existing = f" ({summary.existing} more already existed)" if summary.existing else ""
-    typer.echo(f"enqueued {summary.enqueued} jobs{existing}; refused {len(summary.refused)} lines")
+    typer.echo(
+        f"enqueued {counted(summary.enqueued, 'job')}{existing};"
+        f" refused {counted(len(summary.refused), 'line')}"
+    )
     for line, reason in summary.refused:
         typer.echo(f"line {line}: {' '.join(reason.split())}", err=True)
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
