@@ -1,0 +1,94 @@
+"""Log lines a job causes carry its job_id, type, attempt and worker, on a real in-process
+worker; lines of other threads and of other jobs do not get them."""
+
+import io
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from service import logs
+from service.client import Warren
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """What the root logger writes in Warren's JSON format, as `logs.configure` sets it up."""
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logs.formatter("json"))
+    handler.addFilter(logs.ContextFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield sink
+    root.removeHandler(handler)
+
+
+def parsed(sink: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in sink.getvalue().splitlines() if line]
+
+
+def test_the_lines_a_failing_job_causes_carry_its_context(warren: Warren, worker, json_lines):
+    job = warren.enqueue("test-record", {"failTimes": 1})
+    wait_for(lambda: warren.get(job.id).status == "completed", timeout=30)
+
+    about_job = [line for line in parsed(json_lines) if line.get("job_id") == str(job.id)]
+    # Dramatiq logs the failed attempt from the worker thread, while the job runs.
+    [failure] = [line for line in about_job if "unhandled exception" in line["message"]]
+    assert failure["type"] == "test-record"
+    assert failure["attempt"] == 1
+    assert failure["worker"].endswith(f":{os.getpid()}")  # host:pid, as the job's row says
+    assert warren.get(job.id).worker == failure["worker"]
+    assert failure["level"] in ("WARNING", "ERROR")
+    assert "exc_info" in failure  # the traceback travels in the same JSON line
+
+
+def test_a_job_s_context_ends_with_it_and_stays_in_its_thread(json_lines):
+    log = logging.getLogger("tests.logs")
+    elsewhere = threading.Thread(target=lambda: log.warning("another thread"))
+
+    logs.job_started("4f1c", "send-email", 2, "host:1")
+    try:
+        log.warning("inside")
+        elsewhere.start()
+        elsewhere.join()
+    finally:
+        logs.job_ended()
+    log.warning("after")
+
+    inside, other, after = parsed(json_lines)
+    assert (inside["job_id"], inside["type"], inside["attempt"], inside["worker"]) == (
+        "4f1c",
+        "send-email",
+        2,
+        "host:1",
+    )
+    assert "job_id" not in other
+    assert "job_id" not in after
+
+
+def test_text_lines_append_the_context():
+    record = logging.LogRecord("warren", logging.INFO, __file__, 1, "ran %s", ("it",), None)
+    logs.request_started("abc123")
+    try:
+        logs.ContextFilter().filter(record)
+    finally:
+        logs.request_ended()
+
+    line = logs.formatter("text").format(record)
+
+    assert line.endswith("INFO warren: ran it [request_id=abc123]")
+
+
+def test_the_format_is_text_on_a_terminal_and_json_otherwise():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert logs.resolve(None, Terminal()) == "text"
+    assert logs.resolve(None, io.StringIO()) == "json"
+    assert logs.resolve("text", io.StringIO()) == "text"

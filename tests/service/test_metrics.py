@@ -1,0 +1,129 @@
+"""What a real worker counts as it runs jobs: finished jobs by final status, retries, and the
+run and wait times, as `GET /metrics` shows them."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from service import metrics
+from service.client import Warren
+from tests.helpers import wait_for
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def counting(*keys: tuple[str, dict[str, str]]) -> Callable[[], list[float]]:
+    """How much each sample grew since this call."""
+    before = [sample(name, **labels) for name, labels in keys]
+    return lambda: [
+        sample(name, **labels) - b for (name, labels), b in zip(keys, before, strict=True)
+    ]
+
+
+def final(warren: Warren, job_id, status: str) -> None:
+    wait_for(lambda: warren.get(job_id).status == status, timeout=30, what=status)
+
+
+def test_completed_failed_dead_and_retried_jobs_are_counted_by_type(warren: Warren, worker):
+    finished = "warren_jobs_finished_total"
+    grown = counting(
+        (finished, {"type": "test-record", "status": "completed"}),
+        (finished, {"type": "test-record", "status": "dead"}),
+        (finished, {"type": "test-record", "status": "failed"}),
+        ("warren_job_retries_total", {"type": "test-record"}),
+        ("warren_job_duration_seconds_count", {"type": "test-record"}),
+        ("warren_job_wait_seconds_count", {"type": "test-record"}),
+    )
+    ok = warren.enqueue("test-record", {"failTimes": 1})  # one retry, then completed
+    dead = warren.enqueue("test-record", {"failTimes": 9}, max_attempts=2)  # retried once
+    refused = warren.enqueue("test-record", {"failTimes": 9, "permanent": True})
+    for job, status in ((ok, "completed"), (dead, "failed"), (refused, "failed")):
+        final(warren, job.id, status)
+
+    # The completion is counted once its batch commits, just after the job reads completed.
+    wait_for(lambda: grown()[0] == 1, timeout=10, what="the completion to be counted")
+    completed, dead_n, failed, retries, runs, waits = grown()
+    assert (completed, dead_n, failed, retries) == (1, 1, 1, 2)
+    assert runs == waits == 5  # 2 + 2 + 1 attempts
+
+
+def test_run_time_is_the_handler_s_time(warren: Warren, worker):
+    grown = counting(("warren_job_duration_seconds_sum", {"type": "test-record"}))
+    job = warren.enqueue("test-record", {"seconds": 0.5})
+    final(warren, job.id, "completed")
+
+    [seconds] = grown()
+    assert 0.5 <= seconds < 3
+
+
+def test_wait_time_runs_from_when_the_job_was_due(warren: Warren, start_worker):
+    """One worker thread: the second job waits while the first runs for 1.5 s."""
+    start_worker(threads=1)
+    labels = {"type": "test-record"}
+    grown = counting(
+        ("warren_job_wait_seconds_sum", labels),
+        ("warren_job_wait_seconds_bucket", {**labels, "le": "1.0"}),
+        ("warren_job_wait_seconds_count", labels),
+    )
+    first = warren.enqueue("test-record", {"seconds": 1.5})
+    second = warren.enqueue("test-record", {})
+    final(warren, first.id, "completed")
+    final(warren, second.id, "completed")
+
+    waited, within_a_second, count = grown()
+    assert count == 2
+    assert within_a_second == 1  # the first started at once, the second did not
+    assert waited >= 1.4
+
+
+# -- the multiprocess directory ---------------------------------------------------------------
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_a_deployment_s_last_run_is_cleaned_only_when_none_of_its_writers_lives(tmp_path: Path):
+    stale = [tmp_path / f"counter_{dead_pid()}.db", tmp_path / f"histogram_{dead_pid()}.db"]
+    for path in stale:
+        path.write_bytes(b"old counts")
+
+    assert metrics.clean_if_idle(tmp_path) == 2
+    assert list(tmp_path.iterdir()) == []
+
+    live = tmp_path / f"counter_{os.getpid()}.db"  # a process of the deployment still runs
+    for path in (*stale, live):
+        path.write_bytes(b"counts")
+    assert metrics.clean_if_idle(tmp_path) == 0
+    assert sorted(tmp_path.iterdir()) == sorted([*stale, live])
+
+
+def test_the_user_s_directory_is_used_as_it_is(tmp_path: Path, monkeypatch):
+    mine = tmp_path / "mine"
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(mine))
+    mine.mkdir()
+    (mine / f"counter_{dead_pid()}.db").write_bytes(b"kept")
+
+    assert metrics.multiprocess_directory("warren") == (mine, False)
+    assert len(list(mine.iterdir())) == 1
+
+
+def test_without_one_each_queue_prefix_gets_its_own(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    directory, chosen = metrics.multiprocess_directory("shop")
+
+    assert chosen and directory.is_dir()
+    assert directory.name == "shop" and directory.is_relative_to(tmp_path)
+    assert os.environ[metrics.MULTIPROC_ENV] == str(directory)
+    assert metrics.multiprocess_directory("shop")[0] == directory
