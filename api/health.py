@@ -1,10 +1,14 @@
-"""`GET /health`: 200 when PostgreSQL and RabbitMQ answer, 503 naming the check that failed."""
+"""`GET /health`: 200 when PostgreSQL and RabbitMQ answer, 503 naming the check that failed;
+and what is paused (`{"tiers": [...], "types": [...]}`, null when the database cannot say),
+since a paused tier looks like a stalled one from outside."""
 
 from datetime import UTC, datetime
 
 import falcon
+import sqlalchemy as sa
 
 from api.views import timestamp
+from service import controls
 from service.client import Warren
 
 
@@ -21,4 +25,12 @@ class Health:
             "service": "queue",
             "timestamp": timestamp(datetime.now(UTC)),
             "checks": checks,
+            "paused": self._paused() if checks.get("database") == "ok" else None,
         }
+
+    def _paused(self) -> dict[str, list[str]] | None:
+        """What is paused (`service.controls`); None when PostgreSQL cannot say."""
+        try:
+            return controls.paused_json(self.warren.paused())
+        except sa.exc.SQLAlchemyError:
+            return None

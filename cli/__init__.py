@@ -20,6 +20,7 @@ from cli import deadletters  # noqa: F401
 from cli import mail  # noqa: F401
 from cli import retention  # noqa: F401
 from cli import schedules  # noqa: F401
+from cli import controls  # noqa: F401
 
 # isort: on
 from cli.common import app, describe
