@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from service.models import AttemptStatus, Job, JobStatus
-from service.store.sql import DUE_AT, driven, job_of, json_text, move
+from service.store.sql import DUE_AT, IS_PENDING, IS_PROCESSING, driven, job_of, json_text, move
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def state(conn: Connection, job_id: uuid.UUID) -> State | None:
 
 
 _FORGET_PUBLICATION = sa.text(
-    "UPDATE jobs SET published_at = NULL WHERE id = :id AND life = :life AND status = 'pending'"
+    f"UPDATE jobs SET published_at = NULL WHERE id = :id AND life = :life AND {IS_PENDING}"
 )
 
 
@@ -134,7 +134,7 @@ def forget_publication(conn: Connection, job_id: uuid.UUID, life: int) -> None:
 
 # -- the end of an attempt other than success --------------------------------------------------
 
-_OF_ATTEMPT = "id = :id AND status = 'processing' AND current_attempt_id = :attempt"
+_OF_ATTEMPT = f"id = :id AND {IS_PROCESSING} AND current_attempt_id = :attempt"
 
 _FAIL = sa.text(
     move(

@@ -26,6 +26,23 @@ PROCESSING = f"'{JobStatus.PROCESSING}'"
 COMPLETED = f"'{JobStatus.COMPLETED}'"
 
 
+def status_in(*statuses: JobStatus) -> str:
+    """The row's status is one of `statuses`: the guard of a statement that finds its row by
+    key (a job's id, an attempt's id).
+
+    Written as `(status IN (...)) IS TRUE` so that PostgreSQL applies it as a filter after the
+    key's lookup and never as an index condition. As a plain comparison the planner took the
+    status index whenever its statistics saw no row in that status (a drain's `processing`,
+    just after a backlog was queued) and walked, per row, every entry the status ever had, dead
+    ones included: 0.33 against 0.085 ms of PostgreSQL per job, claimed and completed."""
+    listed = ", ".join(f"'{status}'" for status in statuses)
+    return f"(status IN ({listed})) IS TRUE"
+
+
+IS_PENDING = status_in(JobStatus.PENDING)
+IS_PROCESSING = status_in(JobStatus.PROCESSING)
+
+
 def move(where: str, assignments: str, returning: str = "jobs.*") -> str:
     """One status change as one statement: lock the rows `where` selects (in id order, so two
     moves never deadlock), apply `assignments` to them, record each change of status in the
@@ -75,7 +92,7 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(done_ids, 1), 0) LOOP
         UPDATE jobs SET status = {COMPLETED}, result = CAST(results[i] AS jsonb), error = NULL,
                completed_at = now(), updated_at = now(), lease_until = NULL
-         WHERE jobs.id = done_ids[i] AND status = {PROCESSING}
+         WHERE jobs.id = done_ids[i] AND {IS_PROCESSING}
            AND current_attempt_id = done_attempts[i]
         RETURNING jobs.type INTO finished;
         IF FOUND THEN
@@ -93,7 +110,7 @@ BEGIN
                updated_at = now(), worker = claimer, next_attempt_at = NULL,
                lease_until = now() + make_interval(secs => lease),
                current_attempt_id = nextval(pg_get_serial_sequence('job_attempts', 'id'))
-         WHERE jobs.id = claim_ids[i] AND jobs.life = claim_lives[i] AND status = {PENDING}
+         WHERE jobs.id = claim_ids[i] AND jobs.life = claim_lives[i] AND {IS_PENDING}
            AND {DUE_AT} <= now() + interval '1 second'
         RETURNING jobs.id, jobs.current_attempt_id, jobs.attempts, jobs.max_attempts,
                   jobs.type, jobs.priority, jobs.timeout_seconds, jobs.retry, jobs.life
