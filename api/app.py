@@ -4,7 +4,7 @@ import logging
 
 import falcon
 
-from api import errors, gunicorn_errors
+from api import errors, gunicorn_errors, ui
 from api.auth import BearerTokens, Tokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.embeddings import Search
@@ -45,4 +45,5 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/stats", Stats(warren))
     app.add_route("/health", Health(warren))
     app.add_route("/openapi.json", OpenApi(warren.registry))
+    ui.install(app, warren)
     return app

@@ -14,6 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from api import shapes
 from api.embeddings import SearchQuery
+from api.ui.document import paths as ui_paths
 from service.client import MAX_BATCH
 from service.deadletters import DeadLetterQuery, SelectionBody
 from service.enqueue import EnqueueRequest
@@ -284,6 +285,7 @@ def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
                 **open_route,
             }
         },
+        **ui_paths(_parameters(JobQuery)),
     }
 
 
