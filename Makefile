@@ -3,7 +3,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install services nginx run test lint bench
+.PHONY: install services nginx chromium run test lint bench
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,7 +19,7 @@ services:
 run: install services
 	$(VENV)/bin/warren run
 
-test: install services nginx
+test: install services nginx chromium
 	$(VENV)/bin/pytest
 
 # nginx for the test of the recommended deployment (tests/e2e/test_slowclients.py, which fails
@@ -29,6 +29,14 @@ nginx:
 	  || ! command -v apt-get >/dev/null || apt-get install -y -qq nginx >/dev/null \
 	  || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; } \
 	  || echo "nginx could not be installed: tests/e2e/test_slowclients.py skips (fails in CI)"
+
+# Debian's Chromium for the dashboard's browser tests (tests/ui, driven by Playwright, which
+# never downloads a browser of its own): installed when missing, as root on Debian.
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] \
+	  || ! command -v apt-get >/dev/null || apt-get install -y -qq chromium >/dev/null \
+	  || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: tests/ui fail without /usr/bin/chromium"
 
 # The benchmarks also need the `bench` extra (Celery, the baseline of bench.throughput).
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
