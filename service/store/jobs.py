@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from service.broker import Dispatch
 from service.errors import Conflict, NotFound
 from service.models import Job, JobStatus
-from service.store.sql import DUE_AT, driven, job_of, json_text, move
+from service.store.sql import DUE_AT, IS_PENDING, driven, job_of, json_text, move
 
 _INSERT_COLUMNS = {
     "id": "uuid",
@@ -202,13 +202,20 @@ CANCELLABLE = "(status = 'pending' OR (status = 'processing' AND cancel_requeste
 RETRYABLE = "status IN ('failed', 'cancelled')"
 
 # Each job in the life it was selected in: a job retried or rescheduled since is left alone.
+# The ids alone find the rows (by the primary key); the pairs then fence them.
 _IN_THEIR_LIVES = """
-    (id, life) IN (SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:lives AS integer[])))
+    id = ANY(CAST(:ids AS uuid[]))
+    AND (id, life) IN (SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:lives AS integer[])))
 """
+# The guards are filters after the key's lookup, never index conditions (see `sql.status_in`).
 _CANCEL_MANY = sa.text(
-    move(f"{_IN_THEIR_LIVES} AND {CANCELLABLE}", _CANCEL_SET, returning="jobs.type, jobs.status")
+    move(
+        f"{_IN_THEIR_LIVES} AND ({CANCELLABLE}) IS TRUE",
+        _CANCEL_SET,
+        returning="jobs.type, jobs.status",
+    )
 )
-_RETRY_MANY = sa.text(move(f"{_IN_THEIR_LIVES} AND {RETRYABLE}", _NEW_LIFE))
+_RETRY_MANY = sa.text(move(f"{_IN_THEIR_LIVES} AND ({RETRYABLE}) IS TRUE", _NEW_LIFE))
 
 
 def cancel_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> int:
@@ -228,9 +235,9 @@ def _lives(selected: Sequence[tuple[uuid.UUID, int]]) -> dict[str, list]:
 
 
 _PARK = sa.text(
-    """
+    f"""
     UPDATE jobs SET life = life + 1, published_at = NULL
-     WHERE id = :id AND life = :life AND status = 'pending'
+     WHERE id = :id AND life = :life AND {IS_PENDING}
     RETURNING id
     """
 )
