@@ -137,6 +137,21 @@ class JobGauges(Collector):
         yield from _queue_gauges(reading)
 
 
+#: Each field of `Tier` as a gauge: its name and help.
+_TIER_GAUGES = {
+    "ready": ("warren_jobs_ready", "Pending jobs that are due, by tier."),
+    "scheduled": (
+        "warren_jobs_scheduled",
+        "Pending jobs due later (delayed, scheduled, or waiting for a retry), by tier.",
+    ),
+    "running": ("warren_jobs_running", "Jobs a worker is running, by tier."),
+    "oldest_ready_seconds": (
+        "warren_oldest_ready_job_age_seconds",
+        "How long the oldest ready job of each tier has been due; 0 when none is.",
+    ),
+}
+
+
 def _job_gauges(reading: Reading) -> Iterator[GaugeMetricFamily]:
     if not reading.database_up:
         return
@@ -146,22 +161,8 @@ def _job_gauges(reading: Reading) -> Iterator[GaugeMetricFamily]:
             jobs.add_metric([name, status], per_status.get(status, 0))
     yield jobs
     families = {
-        "ready": GaugeMetricFamily(
-            "warren_jobs_ready", "Pending jobs that are due, by tier.", labels=["tier"]
-        ),
-        "scheduled": GaugeMetricFamily(
-            "warren_jobs_scheduled",
-            "Pending jobs due later (delayed, scheduled, or waiting for a retry), by tier.",
-            labels=["tier"],
-        ),
-        "running": GaugeMetricFamily(
-            "warren_jobs_running", "Jobs a worker is running, by tier.", labels=["tier"]
-        ),
-        "oldest_ready_seconds": GaugeMetricFamily(
-            "warren_oldest_ready_job_age_seconds",
-            "How long the oldest ready job of each tier has been due; 0 when none is.",
-            labels=["tier"],
-        ),
+        field: GaugeMetricFamily(name, documentation, labels=["tier"])
+        for field, (name, documentation) in _TIER_GAUGES.items()
     }
     for name, tier in reading.tiers.items():
         for field, family in families.items():
