@@ -11,7 +11,7 @@ scraping in a loop cannot load PostgreSQL or RabbitMQ.
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from prometheus_client.core import GaugeMetricFamily
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from service.broker import TIER_PRIORITIES, TIERS
 from service.brokerview import BrokerView
 from service.models import STATUSES
-from service.store import counts
+from service.store import counts, pauses
 from service.store.sql import DUE_AT
 
 
@@ -94,6 +94,7 @@ class Reading:
     dead_letters: int
     queues: dict[str, dict[str, int]]
     database_up: bool
+    paused: pauses.Paused = field(default_factory=pauses.Paused)
 
 
 class JobGauges(Collector):
@@ -122,9 +123,10 @@ class JobGauges(Collector):
                 by_type = counts.read(conn)
                 per_tier = tiers(conn)
                 dead = conn.scalar(_DEAD_LETTERS) or 0
+                paused = pauses.every(conn)
         except sa.exc.OperationalError:
             return Reading({}, {}, 0, queues, False)
-        return Reading(by_type, per_tier, dead, queues, True)
+        return Reading(by_type, per_tier, dead, queues, True, paused)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         reading = self.read()
@@ -161,16 +163,34 @@ def _job_gauges(reading: Reading) -> Iterator[GaugeMetricFamily]:
             jobs.add_metric([name, status], per_status.get(status, 0))
     yield jobs
     families = {
-        field: GaugeMetricFamily(name, documentation, labels=["tier"])
-        for field, (name, documentation) in _TIER_GAUGES.items()
+        attribute: GaugeMetricFamily(name, documentation, labels=["tier"])
+        for attribute, (name, documentation) in _TIER_GAUGES.items()
     }
     for name, tier in reading.tiers.items():
-        for field, family in families.items():
-            family.add_metric([name], getattr(tier, field))
+        for attribute, family in families.items():
+            family.add_metric([name], getattr(tier, attribute))
     yield from families.values()
     dead = GaugeMetricFamily("warren_dead_letters", "Dead letters in the DLQ (GET /dlq).")
     dead.add_metric([], reading.dead_letters)
     yield dead
+    yield from _paused_gauges(reading)
+
+
+def _paused_gauges(reading: Reading) -> Iterator[GaugeMetricFamily]:
+    """1 for each paused tier and job type: its ready jobs wait on purpose, which an alert
+    on their age can leave out (`... unless on (tier) warren_tier_paused == 1`)."""
+    tiers = GaugeMetricFamily(
+        "warren_tier_paused", "1 while the tier is paused, else 0.", labels=["tier"]
+    )
+    for tier in TIERS:
+        tiers.add_metric([tier], 1 if tier in reading.paused.tiers else 0)
+    yield tiers
+    types = GaugeMetricFamily(
+        "warren_type_paused", "1 while the job type is paused, else 0.", labels=["type"]
+    )
+    for name in sorted({*reading.by_type, *reading.paused.types}):
+        types.add_metric([name], 1 if name in reading.paused.types else 0)
+    yield types
 
 
 def _queue_gauges(reading: Reading) -> Iterator[GaugeMetricFamily]:
