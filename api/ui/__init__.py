@@ -3,6 +3,7 @@
 API. `install(app, warren)` adds its routes to the API's Falcon app; docs/dashboard.md says
 what each page shows and how it stays cheap at a million jobs."""
 
+from functools import partial
 from pathlib import Path
 
 import falcon
@@ -29,6 +30,13 @@ ACTIONS = {
     "/ui/schedules/{name}/pause": actions.PauseSchedule,
     "/ui/schedules/{name}/resume": actions.ResumeSchedule,
     "/ui/schedules/{name}/run": actions.RunSchedule,
+    "/ui/jobs/cancel": partial(actions.BulkJobs, verb="cancel"),
+    "/ui/jobs/retry": partial(actions.BulkJobs, verb="retry"),
+    **{
+        f"/ui/{collection}/{{name}}/{verb}": partial(actions.Pausing, kind=kind, verb=verb)
+        for collection, kind in (("queues", "tier"), ("types", "type"))
+        for verb in ("pause", "resume")
+    },
 }
 
 

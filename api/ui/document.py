@@ -42,6 +42,16 @@ def paths(job_parameters: list[dict[str, Any]]) -> dict[str, Any]:
         "/ui/schedules/{name}/pause": {"parameters": [name], **_button("Pause a schedule")},
         "/ui/schedules/{name}/resume": {"parameters": [name], **_button("Resume a schedule")},
         "/ui/schedules/{name}/run": {"parameters": [name], **_button("Fire a schedule now")},
+        "/ui/jobs/cancel": _button("Cancel the jobs of a filter; the first press counts"),
+        "/ui/jobs/retry": _button("Retry the jobs of a filter; the first press counts"),
+        **{
+            f"/ui/{collection}/{{name}}/{verb}": {
+                "parameters": [name],
+                **_button(f"{verb.capitalize()} a {what}"),
+            }
+            for collection, what in (("queues", "tier"), ("types", "job type"))
+            for verb in ("pause", "resume")
+        },
         "/ui/signin": {
             **_page("The sign-in form"),
             **_button("Sign in with a token", {"token": {"type": "string"}}),

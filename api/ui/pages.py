@@ -5,6 +5,7 @@ counts, job lists are `GET /jobs`'s cursor pages. An error (a bad filter, an unk
 a page with the error's status and message, never a 5xx.
 """
 
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -34,7 +35,11 @@ NOTICES = {
     "resumed": "Resumed.",
     "ran": "Job enqueued from the schedule.",
     "signed-out": "Signed out.",
+    "bulk-cancelled": "Cancelled {n} jobs.",
+    "bulk-retried": "Queued {n} jobs to run again.",
 }
+#: The query parameters of a notice, which no page reads as a filter.
+NOTICE_PARAMS = ("notice", "n")
 UI_STATUS = {SignInRequired: falcon.HTTP_401, NotAllowed: falcon.HTTP_403}
 
 
@@ -61,7 +66,7 @@ class Page:
         except WarrenError as exc:
             show_error(resp, visitor, exc)
             return
-        notice = NOTICES.get(req.get_param("notice") or "")
+        notice = notice_of(req)
         render(
             resp,
             self.template,
@@ -76,6 +81,15 @@ class Page:
     def show(self, req: falcon.Request, **params: Any) -> dict[str, Any]:
         """The template's context; `code` in it, if there, is the answer's status."""
         raise NotImplementedError
+
+
+def notice_of(req: falcon.Request) -> str | None:
+    """The notice a redirect asked for, with its count (`n`, digits only) if it has one."""
+    notice = NOTICES.get(req.get_param("notice") or "")
+    count = req.get_param("n") or ""
+    if notice and "{n}" in notice:
+        return notice.format(n=count) if re.fullmatch(r"[0-9]{1,15}", count) else None
+    return notice
 
 
 def show_error(resp: falcon.Response, visitor: Visitor, exc: WarrenError) -> None:
@@ -103,6 +117,8 @@ class Overview(Page):
             "tiers": tiers,
             "chart": chart.throughput(self.warren.per_minute()),
             "workers": self.warren.workers(),
+            "paused": self.warren.paused(),
+            "job_types": sorted({*self.warren.registry.names(), *stats["byType"]}),
         }
 
 
@@ -115,16 +131,12 @@ class Jobs(Page):
     nav = "jobs"
 
     def show(self, req: falcon.Request) -> dict[str, Any]:
-        params = {k: v for k, v in query_params(req).items() if v != "" and k != "notice"}
-        shown = dict(params)
-        if "payload" in params:
-            field, equals, value = params.pop("payload").partition("=")
-            if not equals or not field.strip():
-                raise BadRequest("the payload filter is <field>=<value>, e.g. to=a@example.com")
-            params[f"payload.{field.strip()}"] = value
+        shown = {k: v for k, v in query_params(req).items() if v != "" and k not in NOTICE_PARAMS}
+        params = job_filters(shown)
         form = {k: v for k, v in shown.items() if k != "cursor"}
         context = {
             "form": form,
+            "filters": {k: v for k, v in form.items() if k not in queries.PAGING},
             "job_types": self.warren.registry.names(),
             "statuses": STATUSES,
             "error": None,
@@ -138,6 +150,19 @@ class Jobs(Page):
             return {**context, "error": exc.message, "code": falcon.HTTP_400}
         next_page = _query({**form, "cursor": page.next_cursor}) if page.next_cursor else None
         return {**context, "jobs": [job_json(job) for job in page.jobs], "next_page": next_page}
+
+
+def job_filters(fields: Mapping[str, str]) -> dict[str, str]:
+    """The parameters of `GET /jobs` from the jobs page's fields: blank ones left out, and
+    `payload=<field>=<value>` spelled `payload.<field>=<value>`. Raises `BadRequest` for a
+    `payload` field without `=`."""
+    params = {name: value for name, value in fields.items() if value != ""}
+    if "payload" in params:
+        field, equals, value = params.pop("payload").partition("=")
+        if not equals or not field.strip():
+            raise BadRequest("the payload filter is <field>=<value>, e.g. to=a@example.com")
+        params[f"payload.{field.strip()}"] = value
+    return params
 
 
 class Job(Page):

@@ -4,7 +4,7 @@ import falcon
 
 from api.ui.access import Access, Visitor
 from api.ui.forms import read_form
-from api.ui.pages import NOTICES, redirect, show_error
+from api.ui.pages import notice_of, redirect, show_error
 from api.ui.templating import render
 from service.errors import WarrenError
 
@@ -18,7 +18,7 @@ class SignIn:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         visitor = self.access.visitor(req, resp)
-        _form(resp, visitor, notice=NOTICES.get(req.get_param("notice") or ""))
+        _form(resp, visitor, notice=notice_of(req))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         visitor = self.access.visitor(req, resp)
