@@ -4,13 +4,15 @@ import logging
 
 import falcon
 
-from api import errors, gunicorn_errors, ui
+from api import controls, errors, gunicorn_errors, ui
 from api.auth import BearerTokens, Tokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.embeddings import Search
 from api.health import Health
 from api.jobs import Artifact, Attempts, Batch, Job, Jobs, Retry
+from api.metrics import Metrics
 from api.openapi import OpenApi
+from api.requestids import RequestIds
 from api.requests import StorableQuery
 from api.schedules import Run, Schedule, Schedules
 from api.stats import Stats
@@ -23,7 +25,11 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     logging.getLogger("pika").setLevel(logging.WARNING)
     warren = warren or Warren(settings or Settings(), publish_in_background=True)
     app = falcon.App(
-        middleware=[BearerTokens(Tokens.from_settings(warren.settings)), StorableQuery()]
+        middleware=[
+            RequestIds(),
+            BearerTokens(Tokens.from_settings(warren.settings)),
+            StorableQuery(),
+        ]
     )
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True
@@ -35,6 +41,7 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/jobs/{job_id:uuid}/attempts", Attempts(warren))
     app.add_route("/jobs/{job_id:uuid}/retry", Retry(warren))
     app.add_route("/jobs/{job_id:uuid}/artifact", Artifact(warren))
+    controls.install(app, warren)
     app.add_route("/dlq", DeadLetters(warren))
     app.add_route("/dlq/groups", Groups(warren))
     app.add_route("/dlq/replay", Replay(warren))
@@ -45,5 +52,6 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     app.add_route("/stats", Stats(warren))
     app.add_route("/health", Health(warren))
     app.add_route("/openapi.json", OpenApi(warren.registry))
+    app.add_route("/metrics", Metrics(warren))
     ui.install(app, warren)
     return app

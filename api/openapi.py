@@ -13,12 +13,14 @@ import falcon
 from pydantic import BaseModel, TypeAdapter
 
 from api import shapes
+from api.controls import BulkAnswer, PausedAnswer
 from api.embeddings import SearchQuery
 from api.ui.document import paths as ui_paths
+from service.broker import TIERS
 from service.client import MAX_BATCH
 from service.deadletters import DeadLetterQuery, SelectionBody
 from service.enqueue import EnqueueRequest
-from service.queries import JobQuery
+from service.queries import PAGING, JobQuery
 from service.registry import JobType, Registry
 from service.reschedule import RescheduleRequest
 from service.schedules import ScheduleFields, ScheduleRequest
@@ -34,6 +36,7 @@ def document(registry: Registry, title: str = "Warren") -> dict[str, Any]:
     enqueue = {"anyOf": [_ref(f"Enqueue.{job.name}") for job in job_types]}
     for job in job_types:
         schemas[f"Enqueue.{job.name}"] = _enqueue_variant(schemas["EnqueueRequest"], job)
+    schemas["BulkRequest"] = _bulk_request()
     schemas["Batch"] = {
         "type": "object",
         "properties": {
@@ -50,7 +53,7 @@ def document(registry: Registry, title: str = "Warren") -> dict[str, Any]:
             "description": "Background jobs on RabbitMQ and PostgreSQL. Every error is "
             "`{success: false, error: {code, message, details}}` with a stable code.",
         },
-        "paths": _paths(enqueue),
+        "paths": _paths(enqueue, [job.name for job in job_types]),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -69,6 +72,8 @@ def _component_schemas(job_types: list[JobType]) -> dict[str, Any]:
         "ScheduleRequest": TypeAdapter(ScheduleRequest),
         "ScheduleChange": TypeAdapter(ScheduleFields),
         "Selection": SelectionBody,
+        "PausedAnswer": TypeAdapter(PausedAnswer),
+        "BulkAnswer": TypeAdapter(BulkAnswer),
         **{f"Payload.{job.name}": TypeAdapter(job.payload) for job in job_types},
     }
     keys, defs = TypeAdapter.json_schemas(
@@ -117,6 +122,43 @@ def _parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
+def _bulk_request() -> dict[str, Any]:
+    """The body of `POST /jobs/cancel` and `/jobs/retry`: `filter` holds the query of
+    `GET /jobs` (its filters, not its paging) as a JSON object, numbers as numbers or text."""
+    filters = {p["name"]: p["schema"] for p in _parameters(JobQuery) if p["name"] not in PAGING}
+    payload = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
+    return {
+        "type": "object",
+        "properties": {
+            "filter": {
+                "type": "object",
+                "properties": filters,
+                "patternProperties": {r"^payload\.": payload},
+                "additionalProperties": False,
+            },
+            "dryRun": {"type": "boolean", "default": False},
+        },
+        "required": ["filter"],
+        "additionalProperties": False,
+    }
+
+
+def _pausing(collection: str, name: str, names: list[str], what: str) -> dict[str, Any]:
+    """`/pause` and `/resume` of one tier or job type, named by the path parameter `name`."""
+    parameter = {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    parameter["schema"]["enum"] = names
+    return {
+        f"/{collection}/{{{name}}}/{verb}": {
+            "parameters": [parameter],
+            "post": {
+                "summary": f"{verb.capitalize()} {what}; answers everything paused now",
+                "responses": _answers(s200="PausedAnswer"),
+            },
+        }
+        for verb in ("pause", "resume")
+    }
+
+
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {JSON: {"schema": schema}}}
 
@@ -147,7 +189,7 @@ JOB_ID = {
 SCHEDULE_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
+def _paths(enqueue: dict[str, Any], type_names: list[str]) -> dict[str, Any]:
     open_route = {"security": []}
     return {
         "/jobs": {
@@ -171,6 +213,18 @@ def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
                 "responses": _answers(s201="BatchEnqueued"),
             }
         },
+        **{
+            f"/jobs/{verb}": {
+                "post": {
+                    "summary": f"{summary} every job a filter selects, in batches (or count)",
+                    "requestBody": _body(_ref("BulkRequest")),
+                    "responses": _answers(s202="BulkAnswer"),
+                }
+            }
+            for verb, summary in (("cancel", "Cancel"), ("retry", "Retry (failed, cancelled)"))
+        },
+        **_pausing("queues", "tier", list(TIERS), "a tier: workers start none of its jobs"),
+        **_pausing("types", "type", type_names, "a job type: workers start none of its jobs"),
         "/jobs/{job_id}": {
             "parameters": [JOB_ID],
             "get": {"summary": "One job", "responses": _answers(s200="OneJob")},
@@ -271,6 +325,18 @@ def _paths(enqueue: dict[str, Any]) -> dict[str, Any]:
                 "summary": "Whether PostgreSQL and RabbitMQ answer",
                 "responses": _answers(s200="Health", s503="Health"),
                 **open_route,
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Metrics in Prometheus's text format",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    "default": _answers()["default"],
+                },
             }
         },
         "/openapi.json": {
