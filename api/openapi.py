@@ -13,6 +13,7 @@ import falcon
 from pydantic import BaseModel, TypeAdapter
 
 from api import shapes
+from api.auth import Tokens
 from api.controls import BulkAnswer, PausedAnswer
 from api.embeddings import SearchQuery
 from api.ui.document import paths as ui_paths
@@ -53,7 +54,7 @@ def document(registry: Registry, title: str = "Warren") -> dict[str, Any]:
             "description": "Background jobs on RabbitMQ and PostgreSQL. Every error is "
             "`{success: false, error: {code, message, details}}` with a stable code.",
         },
-        "paths": _paths(enqueue, [job.name for job in job_types]),
+        "paths": _with_scopes(_paths(enqueue, [job.name for job in job_types])),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -61,6 +62,18 @@ def document(registry: Registry, title: str = "Warren") -> dict[str, Any]:
         # A token is needed only when WARREN_API_TOKENS is set.
         "security": [{}, {"bearer": []}],
     }
+
+
+def _with_scopes(paths: dict[str, Any]) -> dict[str, Any]:
+    """Each guarded operation names the token scope it needs (`api.auth`), as an OpenAPI 3.1
+    role of the bearer scheme; a token stays optional, as it is without WARREN_API_TOKENS."""
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if method == "parameters" or "security" in operation:
+                continue
+            scope = Tokens.required_scope(method, path).name.lower()
+            operation["security"] = [{}, {"bearer": [scope]}]
+    return paths
 
 
 def _component_schemas(job_types: list[JobType]) -> dict[str, Any]:

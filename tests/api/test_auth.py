@@ -148,3 +148,18 @@ def test_a_token_may_contain_colons(monkeypatch):
     monkeypatch.setenv("WARREN_API_TOKENS", "ci:a:b:c:write")
 
     assert Tokens.from_settings(Settings()).scope_for("a:b:c") is Scope.WRITE
+
+
+def test_operator_controls_and_metrics_have_their_scopes(guarded):
+    bulk = {"filter": {"status": "pending"}, "dryRun": True}
+
+    def pause(token: str) -> int:
+        return guarded.simulate_post("/queues/low/pause", headers=bearer(token)).status_code
+
+    def cancel(token: str) -> int:
+        return guarded.simulate_post("/jobs/cancel", json=bulk, headers=bearer(token)).status_code
+
+    assert (pause("w-secret"), pause("a-secret")) == (403, 200)
+    assert (cancel("r-secret"), cancel("w-secret")) == (403, 202)
+    assert guarded.simulate_get("/metrics").status_code == 401
+    assert guarded.simulate_get("/metrics", headers=bearer("r-secret")).status_code == 200

@@ -59,3 +59,14 @@ def _resolved(schemas: dict, name: str) -> dict:
     while "$ref" in schema:
         schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
     return schema
+
+
+def test_each_guarded_operation_names_the_token_scope_it_needs(client):
+    paths = client.simulate_get("/openapi.json").json["paths"]
+
+    assert paths["/jobs"]["get"]["security"] == [{}, {"bearer": ["read"]}]
+    assert paths["/jobs"]["post"]["security"] == [{}, {"bearer": ["write"]}]
+    assert paths["/jobs/cancel"]["post"]["security"] == [{}, {"bearer": ["write"]}]
+    assert paths["/queues/{tier}/pause"]["post"]["security"] == [{}, {"bearer": ["admin"]}]
+    assert paths["/dlq/replay"]["post"]["security"] == [{}, {"bearer": ["admin"]}]
+    assert paths["/health"]["get"]["security"] == []
