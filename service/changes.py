@@ -1,8 +1,10 @@
 """Jobs that changed lately, oldest change first: what `warren jobs tail` follows.
 
-Read-only. A job's `updated_at` is set by every change of status (the store's moves) and by
-enqueue, to the time its transaction began: a change may become visible after a later one,
-so a follower reads again a short window behind the newest change it saw (see `Follower`).
+Read-only. A job's `updated_at` is set by every change of status (the store's moves, to the
+time their transaction began) and by enqueue (to the enqueuing process's clock): a change may
+become visible after a later one, so a follower reads again a short window behind the newest
+change it saw (see `Follower`). There is no index on `updated_at`: each poll scans the jobs
+table, which is fine for an operator watching, not for a program polling many times a second.
 """
 
 import uuid
