@@ -1,10 +1,10 @@
-"""What Warren has been doing lately: jobs finished per minute, and the workers holding jobs.
+"""What Warren has been doing lately: jobs finished per minute, and the processes alive.
 
 Both are read for the dashboard's overview, every few seconds, so neither may read a whole
-table. `per_minute` walks `jobs_status_created_idx` (status, created_at) for the last hour of
-finished jobs, so it counts the jobs *created* within the window that finished within it: a
-job created earlier (a delay, a long retry) and finished now is left out. `running` walks
-`jobs_lease_idx`, the partial index of processing jobs. Nothing here writes.
+table. `per_minute` reads the history the count fold keeps (`store.counts.minutes`: sixty
+rows for an hour). `running` reads the processes' heartbeats (`store.processes`) and, from
+`jobs_lease_idx`, the partial index of processing jobs, how many jobs each worker holds.
+Nothing here writes.
 """
 
 from dataclasses import dataclass
@@ -13,23 +13,14 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-_PER_MINUTE = sa.text(
-    """
-    SELECT date_trunc('minute', completed_at) AS minute, status, count(*) AS n
-      FROM jobs
-     WHERE status IN ('completed', 'failed')
-       AND created_at >= :since AND completed_at >= :since
-     GROUP BY 1, 2
-    """
-)
+from service.store import counts as store_counts
+from service.store import processes
 
 _RUNNING = sa.text(
     """
-    SELECT worker, count(*) AS jobs, max(lease_until) AS lease_until
-      FROM jobs
+    SELECT worker, count(*) AS jobs FROM jobs
      WHERE status = 'processing' AND lease_until IS NOT NULL
      GROUP BY worker
-     ORDER BY worker
     """
 )
 
@@ -45,13 +36,14 @@ class Minute:
 
 @dataclass(frozen=True)
 class Worker:
-    """A worker process seen holding jobs now: its name (host and pid), how many jobs it
-    runs, and when its heartbeat last renewed a lease (the latest lease's end less one
-    lease)."""
+    """A process seen alive: its name (host and pid), how many jobs it runs now, its last
+    heartbeat, its kind (`worker` or `scheduler`) and when it started."""
 
     name: str
     jobs: int
     last_heartbeat: datetime
+    kind: str = "worker"
+    started_at: datetime | None = None
 
 
 def per_minute(conn: Connection, minutes: int = 60, now: datetime | None = None) -> list[Minute]:
@@ -60,7 +52,7 @@ def per_minute(conn: Connection, minutes: int = 60, now: datetime | None = None)
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     first = now - timedelta(minutes=minutes - 1)
     counts: dict[tuple[datetime, str], int] = {}
-    for minute, status, n in conn.execute(_PER_MINUTE, {"since": first}):
+    for (minute, status), n in store_counts.minutes(conn, first).items():
         counts[(minute.astimezone(UTC), status)] = n
     starts = [first + timedelta(minutes=i) for i in range(minutes)]
     return [
@@ -69,11 +61,11 @@ def per_minute(conn: Connection, minutes: int = 60, now: datetime | None = None)
     ]
 
 
-def running(conn: Connection, lease_seconds: float) -> list[Worker]:
-    """The workers holding a lease now, by name. An idle worker holds none and is not seen
-    here: RabbitMQ's consumer count per queue tells how many are connected."""
-    lease = timedelta(seconds=lease_seconds)
+def running(conn: Connection, heartbeat_seconds: float) -> list[Worker]:
+    """The workers and schedulers whose heartbeat is at most three beats old, workers first,
+    each worker with the number of jobs it holds now."""
+    holding = dict(conn.execute(_RUNNING).all())
     return [
-        Worker(worker or "unknown", jobs, lease_until - lease)
-        for worker, jobs, lease_until in conn.execute(_RUNNING)
+        Worker(p.name, holding.get(p.name, 0), p.seen_at, p.kind, p.started_at)
+        for p in processes.seen(conn, within=3 * heartbeat_seconds)
     ]

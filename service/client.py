@@ -292,9 +292,10 @@ class Warren:
             return activity.per_minute(conn, minutes)
 
     def workers(self) -> list[activity.Worker]:
-        """The worker processes holding jobs now, with their last lease renewal."""
+        """The workers and schedulers alive (heartbeat at most three beats old), with their
+        last heartbeat and, for a worker, the jobs it holds now."""
         with self.engine.connect() as conn:
-            return activity.running(conn, self.settings.lease_seconds)
+            return activity.running(conn, self.settings.heartbeat_seconds)
 
     # -- steer --------------------------------------------------------------------------------
 

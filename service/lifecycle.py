@@ -49,7 +49,7 @@ from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
 from service.retries import RetryPolicy
 from service.settings import Settings
-from service.store import attempts, jobs
+from service.store import attempts, jobs, processes
 from service.store.attempts import Claim
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,13 @@ class Lifecycle(Middleware):
     def after_worker_boot(self, broker, worker) -> None:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.group = GroupCommit(self.engine, self.worker_name, self.settings.lease_seconds)
-        self._heartbeat = Heartbeat(self, interval=max(self.settings.lease_seconds / 3, 0.2))
+        self._heartbeat = Heartbeat(self, interval=self.settings.heartbeat_seconds)
         self._heartbeat.start()
 
     def before_worker_shutdown(self, broker, worker) -> None:
         if self._heartbeat is not None:
             self._heartbeat.stop()
+            self._heartbeat.join(timeout=5)
 
     def after_worker_shutdown(self, broker, worker) -> None:
         self.group.close()
@@ -368,7 +369,8 @@ class Lifecycle(Middleware):
 
 
 class Heartbeat(threading.Thread):
-    """Renews the leases of this process's running jobs and interrupts cancelled ones.
+    """Says this worker is alive, renews the leases of its running jobs and interrupts
+    cancelled ones, in one transaction a beat.
 
     A job whose lease could not be renewed for most of its length (PostgreSQL unreachable), or
     that another worker took over, is interrupted with `LeaseLost`: by the time its lease runs
@@ -384,10 +386,18 @@ class Heartbeat(threading.Thread):
         self._stop_event.set()
 
     def run(self) -> None:
+        self.beat({})
         while not self._stop_event.wait(self.interval):
-            running = self.lifecycle.running()
-            if running:
-                self.beat(running)
+            self.beat(self.lifecycle.running())
+        self.leave()
+
+    def leave(self) -> None:
+        """This worker stops: it is no longer listed among the living (`store.processes`)."""
+        try:
+            with self.lifecycle.engine.begin() as conn:
+                processes.leave(conn, "worker", self.lifecycle.worker_name)
+        except _DB_ERRORS:
+            pass  # the row stops moving and ages out
 
     def beat(self, running: dict[int, tuple[int, RunningJob]]) -> None:
         lease = self.lifecycle.settings.lease_seconds
@@ -398,12 +408,14 @@ class Heartbeat(threading.Thread):
         ]
         try:
             with self.lifecycle.engine.begin() as conn:
+                processes.beat(conn, "worker", self.lifecycle.worker_name)
                 held = attempts.renew_leases(conn, list(running), lease)
                 attempts.write_progress(conn, reports)
             for attempt_id, _ in reports:
                 running[attempt_id][1].progress_written = True
         except _DB_ERRORS as exc:
-            log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
+            if running:
+                log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
             for attempt_id, (_, job) in running.items():
                 if time.monotonic() - job.renewed_at > lease * 0.75:
                     log.error("job %s: lease not renewed in time; stopping it", job.id)

@@ -22,6 +22,8 @@ run side by side):
 """
 
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import astuple, dataclass
@@ -37,13 +39,15 @@ from service.pauses import held_priorities
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.settings import Settings
-from service.store import attempts, counts, jobs
+from service.store import attempts, counts, jobs, processes
 from service.store import pauses as pause_store
 
 log = logging.getLogger(__name__)
 
 #: Batches of each kind a tick prunes at most; the rest waits for the next prune.
 PRUNE_BATCHES = 5
+#: A process not seen for this long died without a word: its row goes.
+GONE_SECONDS = 3600
 
 
 @dataclass
@@ -72,11 +76,14 @@ class Scheduler:
         self.drainer = Drainer(engine, settings, publisher.broker)
         self._next_lost_check = 0.0
         self._next_prune = 0.0
+        self._next_beat = 0.0
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def tick(self) -> Tick:
         """One pass of every step; a step that fails (an outage) does not stop the others."""
         tick = Tick()
         steps = (
+            self._beat,
             self._release_expired,
             self._publish_due,
             self._drain,
@@ -114,6 +121,24 @@ class Scheduler:
                 )
             stop.wait(self.settings.dispatch_interval_seconds)
         self.drainer.close()
+        self._leave()
+
+    def _beat(self, tick: Tick) -> None:
+        """Say this scheduler is alive, once a heartbeat, and forget the processes that have
+        not been seen for an hour (they died without a word)."""
+        if time.monotonic() < self._next_beat:
+            return
+        self._next_beat = time.monotonic() + self.settings.heartbeat_seconds
+        with self.engine.begin() as conn:
+            processes.beat(conn, "scheduler", self.name)
+            processes.forget_gone(conn, after=GONE_SECONDS)
+
+    def _leave(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                processes.leave(conn, "scheduler", self.name)
+        except Exception as exc:  # the row stops moving and ages out
+            log.warning("scheduler: could not sign off: %s", exc)
 
     def _release_expired(self, tick: Tick) -> None:
         with self.engine.begin() as conn:

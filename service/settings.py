@@ -142,6 +142,12 @@ class Settings(BaseSettings):
         return key
 
     @property
+    def heartbeat_seconds(self) -> float:
+        """How often a worker renews its leases, and every worker and scheduler says it is
+        alive: a third of a lease, so two beats can fail before a lease runs out."""
+        return max(self.lease_seconds / 3, 0.2)
+
+    @property
     def sealing_key(self) -> str | None:
         """`secret_key` in clear, for `service.sealing`."""
         return self.secret_key.get_secret_value() if self.secret_key else None

@@ -131,7 +131,11 @@ def purge_queues(settings: Settings) -> None:
 def clean(settings: Settings, engine: sa.Engine) -> None:
     """Start a test with no jobs and empty queues."""
     with engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE jobs, dead_letters, schedules, pauses CASCADE"))
+        conn.execute(
+            sa.text(
+                "TRUNCATE jobs, dead_letters, schedules, pauses, processes, job_minutes CASCADE"
+            )
+        )
         conn.execute(sa.text("TRUNCATE test_runs"))
     purge_queues(settings)
 
