@@ -118,7 +118,8 @@ def test_the_user_s_directory_is_used_as_it_is(tmp_path: Path, monkeypatch):
 
 
 def test_without_one_each_queue_prefix_gets_its_own(tmp_path: Path, monkeypatch):
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")  # so that the test's setting is undone
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
     directory, chosen = metrics.multiprocess_directory("shop")
