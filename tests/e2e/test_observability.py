@@ -65,6 +65,8 @@ def finished(api: httpx.Client, ids: list[str]) -> list[dict]:
 
 def test_two_workers_counts_are_summed_and_their_lines_name_the_job(api, spawn, observed):
     workers = [spawn("worker", "--processes", "1", "--threads", "1", env=observed) for _ in "ab"]
+    for worker in workers:  # both consume before the jobs come, so that both run some
+        wait_for(lambda w=worker: "ready for action" in w.output(), timeout=60, what="a worker")
     slow = {"type": "test-record", "payload": {"seconds": 0.3}}
     ok = [api.post("/jobs", json=slow).json()["jobId"] for _ in range(8)]
     failing = {
