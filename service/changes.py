@@ -3,8 +3,8 @@
 Read-only. A job's `updated_at` is set by every change of status (the store's moves, to the
 time their transaction began) and by enqueue (to the enqueuing process's clock): a change may
 become visible after a later one, so a follower reads again a short window behind the newest
-change it saw (see `Follower`). There is no index on `updated_at`: each poll scans the jobs
-table, which is fine for an operator watching, not for a program polling many times a second.
+change it saw (see `Follower`). A poll walks `jobs_updated_idx` (updated_at, id) from there,
+so it reads what changed, whatever the size of the table.
 """
 
 import uuid

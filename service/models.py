@@ -98,6 +98,13 @@ class Job(SQLModel, table=True):
             postgresql_using="gin",
             postgresql_ops={"payload": "jsonb_path_ops"},
         ),
+        Index(
+            "jobs_pending_due_idx",
+            "priority",
+            text("coalesce(next_attempt_at, scheduled_at, created_at)"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("jobs_updated_idx", "updated_at", "id"),
     )
 
     id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
