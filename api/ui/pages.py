@@ -100,26 +100,33 @@ def show_error(resp: falcon.Response, visitor: Visitor, exc: WarrenError) -> Non
 
 
 class Overview(Page):
+    """Counts, the chart of the last hour, queues, workers and pauses. Each part refreshes on
+    its own (htmx names it in `HX-Target`), and only what that part shows is read: the counts
+    every 3 s are the kept counts, the chart's hour of finished jobs only every 15 s."""
+
     template = "overview.html"
     nav = "overview"
-    needs = ("GET", "/stats")
+    PARTS = frozenset({"counts", "chart", "state"})
 
     def show(self, req: falcon.Request) -> dict[str, Any]:
-        stats = self.warren.stats()
-        queues = stats.pop("queues")
-        tiers = [
-            {"tier": tier, "queues": [(name, queues.get(name)) for name in family]}
-            for tier, family in ((t, queue_family(self.warren.settings, t)) for t in TIERS)
-        ]
-        return {
-            "stats": stats,
-            "statuses": STATUSES,
-            "tiers": tiers,
-            "chart": chart.throughput(self.warren.per_minute()),
-            "workers": self.warren.workers(),
-            "paused": self.warren.paused(),
-            "job_types": sorted({*self.warren.registry.names(), *stats["byType"]}),
-        }
+        target = req.get_header("HX-Target")
+        parts = {target} if target in self.PARTS else self.PARTS
+        context: dict[str, Any] = {"parts": parts, "statuses": STATUSES}
+        if parts & {"counts", "state"}:
+            context["stats"] = self.warren.stats()
+        if "chart" in parts:
+            context["chart"] = chart.throughput(self.warren.per_minute())
+        if "state" in parts:
+            queues = context["stats"]["queues"]
+            context["tiers"] = [
+                {"tier": tier, "queues": [(name, queues.get(name)) for name in family]}
+                for tier, family in ((t, queue_family(self.warren.settings, t)) for t in TIERS)
+            ]
+            context["workers"] = self.warren.workers()
+            context["paused"] = self.warren.paused()
+            types = {*self.warren.registry.names(), *context["stats"]["byType"]}
+            context["job_types"] = sorted(types)
+        return context
 
 
 class Jobs(Page):

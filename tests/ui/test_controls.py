@@ -6,9 +6,7 @@ from playwright.sync_api import Page, expect
 from tests.helpers import wait_for
 
 
-def test_a_paused_job_type_starts_nothing_until_resumed(
-    app, warren, worker, scheduler, page: Page
-):
+def test_a_paused_job_type_starts_nothing_until_resumed(app, warren, worker, scheduler, page: Page):
     scheduler()  # publishes the jobs a pause held, once it ends
     page.goto(app.url("/ui"))
     row = page.locator("tr[data-type=test-noop]")
