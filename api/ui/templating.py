@@ -25,6 +25,7 @@ def environment() -> jinja2.Environment:
     env.filters["pretty"] = pretty
     env.filters["ago"] = ago
     env.filters["iso"] = timestamp
+    env.filters["thousands"] = "{:,}".format
     return env
 
 
