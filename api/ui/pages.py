@@ -61,7 +61,10 @@ class Page:
             self.access.require(visitor, *self.needs)
             context = self.show(req, **params)
         except SignInRequired:
-            redirect(resp, "/ui/signin")
+            if req.get_header("HX-Request"):  # a refresh: htmx takes the whole page there
+                resp.set_header("HX-Redirect", "/ui/signin")
+            else:
+                redirect(resp, "/ui/signin")
             return
         except WarrenError as exc:
             show_error(resp, visitor, exc)

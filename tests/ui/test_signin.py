@@ -83,3 +83,15 @@ def test_a_signed_in_action_carries_the_csrf_token_and_works(guarded, warren, pa
 
     expect(page.locator("#job-status")).to_have_text("cancelled")
     wait_for(lambda: warren.get(job_id).status == "cancelled", what="the cancel")
+
+
+def test_an_open_dashboard_whose_cookie_is_gone_goes_to_the_sign_in_form(
+    guarded, page: Page, context: BrowserContext
+):
+    sign_in(page, guarded, "read-secret")
+    expect(page.locator(".who")).to_have_text("viewer · read")
+
+    context.clear_cookies()  # signed out in another tab, or the cookie expired
+
+    expect(page).to_have_url(guarded.url("/ui/signin"))  # the next refresh takes it there
+    expect(page.locator("input[name=token]")).to_be_visible()
