@@ -11,6 +11,7 @@ and run again, as for a worker that died while running it.
 
 import threading
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 import pika
@@ -25,19 +26,29 @@ def ack_after(message: Any, recorded: Future) -> None:
 
 
 class _RecordedConsumer(_RabbitmqConsumer):
-    """Acks a message once its outcome is recorded. The acks a commit releases together are
-    sent by one callback on the consumer's connection: one wake-up of its thread, not one per
-    message."""
+    """Acks a message once its outcome is recorded, and acks runs of messages with one frame.
+
+    The acks a commit releases are sent together by one callback on the consumer's connection
+    (one wake-up of its thread, not one per message). RabbitMQ numbers a channel's deliveries
+    1, 2, 3, ..., so the callback knows the lowest one not settled yet (`_floor`): when the
+    messages from there on are ready, one `basic.ack` with `multiple` settles them all, where
+    Dramatiq sends a frame per message. A message settled out of that order (acked while an
+    earlier one still runs, or nacked) gets a frame of its own, as before. Nacks go through the
+    same connection thread and are noted there, so a multiple ack never covers a message that
+    is to be nacked."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ready: list[int] = []
         self._ready_lock = threading.Lock()
+        # Owned by the connection's thread (its callbacks):
+        self._floor = 1
+        self._settled: set[int] = set()
 
     def ack(self, message: Any) -> None:
         recorded: Future | None = getattr(message, ACK_AFTER, None)
         if recorded is None:
-            super().ack(message)
+            self._release(message)
         else:
             recorded.add_done_callback(lambda _: self._release(message))
 
@@ -59,9 +70,33 @@ class _RecordedConsumer(_RabbitmqConsumer):
 
     def _send_acks(self) -> None:
         with self._ready_lock:
-            tags, self._ready = self._ready, []
-        for tag in tags:
+            ready, self._ready = set(self._ready), []
+        run_end = None
+        while self._floor in ready or self._floor in self._settled:
+            if self._floor in ready:
+                ready.discard(self._floor)
+                run_end = self._floor
+            else:
+                self._settled.discard(self._floor)
+            self._floor += 1
+        if run_end is not None:
+            self.channel.basic_ack(run_end, multiple=True)
+        for tag in ready:
             self.channel.basic_ack(tag)
+        self._settled |= ready
+
+    def _nack(self, tag: int) -> None:
+        self.connection.add_callback_threadsafe(partial(self._send_nack, tag))
+
+    def _send_nack(self, tag: int) -> None:
+        self.channel.basic_nack(tag, requeue=False)
+        if tag == self._floor:
+            self._floor += 1
+            while self._floor in self._settled:
+                self._settled.discard(self._floor)
+                self._floor += 1
+        else:
+            self._settled.add(tag)
 
 
 class Broker(RabbitmqBroker):
