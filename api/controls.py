@@ -8,7 +8,7 @@ from typing import Any, Literal
 import falcon
 
 from api.requests import read_json
-from api.shapes import Shape
+from api.shapes import PausedSet, Shape
 from service import controls
 from service.client import Warren
 from service.store.pauses import Kind, Paused
@@ -22,13 +22,6 @@ def install(app: falcon.App, warren: Warren) -> None:
         app.add_route(f"{path}/resume", pausing, suffix="resume")
     app.add_route("/jobs/cancel", Bulk(warren, warren.cancel_where))
     app.add_route("/jobs/retry", Bulk(warren, warren.retry_where))
-
-
-class PausedSet(Shape):
-    """What is paused, each list sorted."""
-
-    tiers: list[str]
-    types: list[str]
 
 
 class PausedAnswer(Shape):

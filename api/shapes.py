@@ -213,6 +213,13 @@ class Purged(Shape):
     purged: int
 
 
+class PausedSet(Shape):
+    """What is paused, each list sorted."""
+
+    tiers: list[str]
+    types: list[str]
+
+
 class StatsBody(Shape):
     total: int
     pending: int
@@ -224,6 +231,7 @@ class StatsBody(Shape):
     failure_rate: str
     by_type: dict[str, dict[str, int]]
     queues: dict[str, dict[str, int]]
+    paused: PausedSet
 
 
 class Stats(Shape):
@@ -236,3 +244,4 @@ class Health(Shape):
     service: str
     timestamp: datetime
     checks: dict[str, str]
+    paused: PausedSet | None

@@ -1,5 +1,6 @@
 """The job store: the only code that writes `jobs`, `job_attempts`, `dead_letters`,
-`schedules` and the kept counts (`job_count_deltas`, `job_counts`).
+`schedules`, the kept counts (`job_count_deltas`, `job_counts`, `job_minutes`), `pauses` and
+`processes`.
 
 Its verbs take a connection in the caller's transaction and return the rows they wrote
 (`RETURNING`), so no write is followed by a read. Every status change is a conditional
@@ -10,7 +11,9 @@ nothing. The same statement records the change in the kept counts (`sql.move`).
 - `attempts`: a worker's claims and completions in batches, failures, cancels, leases;
 - `dead_letters`: record, resolve, replay, purge and prune dead letters;
 - `schedules`: create, change, delete and sync schedules; lock the due ones and move them on;
-- `counts`: fold and read the kept counts;
+- `counts`: fold and read the kept counts, and the jobs finished per minute;
+- `pauses`: pause and resume a tier or a job type; read what is paused;
+- `processes`: the heartbeats of workers and schedulers;
 - `sql`: the status move, the due-time rule, the PL/pgSQL a worker's batch runs, and the
   driver-direct execution of the two hot statements.
 """

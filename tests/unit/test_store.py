@@ -9,7 +9,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLES = r"(jobs|job_attempts|dead_letters|schedules|job_counts|job_count_deltas)"
+TABLES = (
+    r"(jobs|job_attempts|dead_letters|schedules|job_counts|job_count_deltas|job_minutes"
+    r"|pauses|processes)"
+)
 WRITES = re.compile(
     rf"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|TRUNCATE)\s+{TABLES}\b"
     r"|\b(sa|sqlalchemy)\.(insert|update|delete)\("
