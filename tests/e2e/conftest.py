@@ -37,9 +37,11 @@ def cli_argv(*args: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def cli_env(settings: Settings) -> dict[str, str]:
-    """The environment of a CLI process: no inherited `WARREN_*`, this run's settings."""
+def cli_env(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of a CLI process: no inherited `WARREN_*`, this run's settings, and
+    this run's own metrics directory (pytest's temporary directory: nothing left elsewhere)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("WARREN_")}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path_factory.mktemp("metrics"))
     for name in PASSED_SETTINGS:
         value = getattr(settings, name)
         env[f"WARREN_{name.upper()}"] = (
