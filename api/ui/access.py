@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import falcon
 
 from api.auth import Scope, Tokens
-from service.errors import WarrenError
+from api.errors import Forbidden, Unauthorized
 from service.settings import Settings
 
 TOKEN_COOKIE = "warren_ui_token"
@@ -32,17 +32,14 @@ PATH = "/ui"
 _SESSION_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
 
-class SignInRequired(WarrenError):
-    """The dashboard needs a token and the browser has none, or an unknown one (401)."""
+class SignInRequired(Unauthorized):
+    """The dashboard needs a token and the browser has none, or an unknown one (401; a page
+    sends the browser to the sign-in form instead)."""
 
-    code = "unauthorized"
 
-
-class NotAllowed(WarrenError):
+class NotAllowed(Forbidden):
     """A signed-in token without the scope an action needs, or a POST without the CSRF token
     of its session (403)."""
-
-    code = "forbidden"
 
 
 @dataclass(frozen=True)

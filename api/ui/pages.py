@@ -1,4 +1,4 @@
-"""The dashboard's pages: overview, jobs, one job, dead letters, schedules, sign-in.
+"""The dashboard's pages: overview, jobs, one job, dead letters, schedules.
 
 Every page reads through the `Warren` facade, never a whole table: counts are the kept
 counts, job lists are `GET /jobs`'s cursor pages. An error (a bad filter, an unknown job) is
@@ -16,7 +16,7 @@ import falcon
 from api.errors import status_of
 from api.requests import query_params
 from api.ui import chart
-from api.ui.access import Access, NotAllowed, SignInRequired, Visitor
+from api.ui.access import Access, SignInRequired, Visitor
 from api.ui.templating import render
 from api.views import attempt_json, job_json
 from service import queries
@@ -40,7 +40,6 @@ NOTICES = {
 }
 #: The query parameters of a notice, which no page reads as a filter.
 NOTICE_PARAMS = ("notice", "n")
-UI_STATUS = {SignInRequired: falcon.HTTP_401, NotAllowed: falcon.HTTP_403}
 
 
 class Page:
@@ -96,7 +95,7 @@ def notice_of(req: falcon.Request) -> str | None:
 
 
 def show_error(resp: falcon.Response, visitor: Visitor, exc: WarrenError) -> None:
-    status = UI_STATUS.get(type(exc)) or status_of(exc)
+    status = status_of(exc)
     render(
         resp, "error.html", status, visitor=visitor, notice=None, nav="", error=exc, status=status
     )
