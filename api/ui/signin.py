@@ -18,6 +18,9 @@ class SignIn:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         visitor = self.access.visitor(req, resp)
+        if not visitor.tokens_configured:  # an open dashboard has nothing to sign in to
+            redirect(resp, "/ui")
+            return
         _form(resp, visitor, notice=notice_of(req))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

@@ -98,6 +98,21 @@ def test_a_failed_job_shows_its_traceback_and_runs_again_on_retry(app, warren, w
     expect(page.locator("pre.json").first).to_contain_text('"attempt": 1')
 
 
+def test_a_running_job_shows_its_progress_and_is_cancelled_from_its_page(
+    app, warren, worker, page: Page
+):
+    job_id = enqueue(warren, "test-progress", {"steps": 10, "seconds": 60})
+    page.goto(app.url(f"/ui/jobs/{job_id}"))
+
+    expect(page.locator("#job-status")).to_have_text("processing")  # polled, no reload
+    expect(page.locator("progress")).to_have_attribute("value", "3")
+    expect(page.locator("#live")).to_contain_text("three done")
+    page.click("button:text('Cancel')")
+
+    expect(page.locator("#job-status")).to_have_text("cancelled")
+    expect(page.locator("details.attempt .status").first).to_have_text("cancelled")
+
+
 def test_a_pending_job_is_cancelled_from_its_page(app, warren, page: Page):
     job_id = enqueue(warren, delay_seconds=3600)
     page.goto(app.url(f"/ui/jobs/{job_id}"))
