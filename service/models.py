@@ -171,7 +171,12 @@ class DeadLetter(SQLModel, table=True):
             unique=True,
             postgresql_where=text("job_id IS NOT NULL"),
         ),
-        Index("dead_letters_fingerprint_idx", "fingerprint", text("id DESC")),
+        Index(
+            "dead_letters_fingerprint_idx",
+            "fingerprint",
+            text("id DESC"),
+            postgresql_include=["type", "dead_at"],
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigInteger, primary_key=True))
