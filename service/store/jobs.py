@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from service.broker import Dispatch
 from service.errors import Conflict, NotFound
 from service.models import Job, JobStatus
-from service.store.sql import DUE_AT, IS_PENDING, driven, job_of, json_text, move
+from service.store.sql import DUE_AT, IS_PENDING, driven, job_of, json_text, move, status_in
 
 _INSERT_COLUMNS = {
     "id": "uuid",
@@ -77,9 +77,9 @@ def insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.
 
 
 _MARK_PUBLISHED = sa.text(
-    """
+    f"""
     UPDATE jobs SET published_at = now()
-     WHERE id = :id AND status = 'pending' AND life = :life AND attempts = :attempts
+     WHERE id = :id AND {IS_PENDING} AND life = :life AND attempts = :attempts
     """
 )
 
@@ -121,7 +121,7 @@ _CANCEL_SET = """
 """
 _CANCEL = sa.text(
     move(
-        "id = :id AND status IN ('pending', 'processing')",
+        f"id = :id AND {status_in(JobStatus.PENDING, JobStatus.PROCESSING)}",
         _CANCEL_SET,
         returning="jobs.type, jobs.status",
     )
@@ -152,8 +152,12 @@ _NEW_LIFE = """
     next_attempt_at = NULL, published_at = NULL, completed_at = NULL,
     cancel_requested_at = NULL, current_attempt_id = NULL, result = NULL, progress = NULL
 """
-_RETRY = sa.text(move("id = :id AND status IN ('failed', 'cancelled')", _NEW_LIFE))
-_REVIVE = sa.text(move("id = ANY(CAST(:ids AS uuid[])) AND status = 'failed'", _NEW_LIFE))
+_RETRY = sa.text(
+    move(f"id = :id AND {status_in(JobStatus.FAILED, JobStatus.CANCELLED)}", _NEW_LIFE)
+)
+_REVIVE = sa.text(
+    move(f"id = ANY(CAST(:ids AS uuid[])) AND {status_in(JobStatus.FAILED)}", _NEW_LIFE)
+)
 
 
 def retry(conn: Connection, job_id: uuid.UUID) -> Job:
@@ -168,7 +172,7 @@ def retry(conn: Connection, job_id: uuid.UUID) -> Job:
 
 _RESCHEDULE = sa.text(
     move(
-        "id = :id AND status = 'pending'",
+        f"id = :id AND {IS_PENDING}",
         """
         life = life + 1, published_at = NULL,
         scheduled_at = CASE WHEN :move_time THEN CAST(:at AS timestamptz) ELSE scheduled_at END,
@@ -261,7 +265,7 @@ def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[Job]:
 
 _FAIL_UNDELIVERABLE = sa.text(
     move(
-        "id = :id AND life = :life AND status = 'pending'",
+        f"id = :id AND life = :life AND {IS_PENDING}",
         "status = 'failed', error = CAST(:error AS jsonb), completed_at = now()",
         returning="jobs.type, jobs.status",
     )
