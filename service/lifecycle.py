@@ -121,7 +121,11 @@ class Lifecycle(Middleware):
         except Exception:
             # Dramatiq would log a middleware's failure and run the actor all the same: a job
             # must never run without its claim.
-            log.exception("job %s could not be claimed; its message is deferred", job_id)
+            log.exception(
+                "job %s could not be claimed; its message is deferred",
+                job_id,
+                extra=logs.about(job_id, message.actor_name, worker=self.worker_name),
+            )
             self._redeliver(message, 5.0)
             raise SkipMessage("claim failed; message deferred") from None
 
@@ -167,6 +171,7 @@ class Lifecycle(Middleware):
             attempt=claim.number,
             max_attempts=claim.max_attempts,
             settings=self.settings,
+            type=claim.type,
         )
         self._local.claim = claim
         self._local.running = running
@@ -243,7 +248,12 @@ class Lifecycle(Middleware):
             ).start()
             return
         if error is not None:
-            log.error("job %s: its success was not recorded (%s)", claim.job_id, error)
+            log.error(
+                "job %s: its success was not recorded (%s)",
+                claim.job_id,
+                error,
+                extra=self._about(claim),
+            )
         elif written.result():
             metrics.job_completed(claim)
         done.set_result(None)
@@ -256,9 +266,12 @@ class Lifecycle(Middleware):
             log.error(
                 "job %s: could not record its outcome; its lease will expire and it will run again",
                 claim.job_id,
+                extra=self._about(claim),
             )
         except Exception:
-            log.exception("job %s: its success was not recorded", claim.job_id)
+            log.exception(
+                "job %s: its success was not recorded", claim.job_id, extra=self._about(claim)
+            )
         finally:
             done.set_result(None)
 
@@ -304,7 +317,12 @@ class Lifecycle(Middleware):
         try:
             self.publisher.publish(dispatch)
         except PublishErrors as exc:
-            log.warning("job %s: retry not published (%s); the scheduler will", claim.job_id, exc)
+            log.warning(
+                "job %s: retry not published (%s); the scheduler will",
+                claim.job_id,
+                exc,
+                extra=self._about(claim),
+            )
             return
         # If this fails the scheduler publishes it again; a duplicate message is harmless.
         with contextlib.suppress(DatabaseUnavailable):
@@ -323,6 +341,10 @@ class Lifecycle(Middleware):
         return policy.merged(claim.retry)
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    def _about(self, claim: Claim) -> dict[str, Any]:
+        """The job fields of a line about `claim` logged outside its run (`logs.about`)."""
+        return logs.about(claim.job_id, claim.type, claim.number, self.worker_name)
 
     def _in_tx(self, fn: Callable[[Connection], T]) -> T:
         with self.engine.begin() as conn:
@@ -391,6 +413,9 @@ class Heartbeat(threading.Thread):
             self.beat(self.lifecycle.running())
         self.leave()
 
+    def _about(self, job: RunningJob) -> dict[str, Any]:
+        return logs.about(job.id, job.type, job.attempt, self.lifecycle.worker_name)
+
     def leave(self) -> None:
         """This worker stops: it is no longer listed among the living (`store.processes`)."""
         try:
@@ -418,13 +443,21 @@ class Heartbeat(threading.Thread):
                 log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
             for attempt_id, (_, job) in running.items():
                 if time.monotonic() - job.renewed_at > lease * 0.75:
-                    log.error("job %s: lease not renewed in time; stopping it", job.id)
+                    log.error(
+                        "job %s: lease not renewed in time; stopping it",
+                        job.id,
+                        extra=self._about(job),
+                    )
                     self.lifecycle.interrupt(attempt_id, LeaseLost)
             return
         now = time.monotonic()
         for attempt_id, (_, job) in running.items():
             if attempt_id not in held:
-                log.error("job %s: taken over by another worker; stopping it", job.id)
+                log.error(
+                    "job %s: taken over by another worker; stopping it",
+                    job.id,
+                    extra=self._about(job),
+                )
                 self.lifecycle.interrupt(attempt_id, LeaseLost)
             elif held[attempt_id]:
                 self.lifecycle.interrupt(attempt_id, JobCancelled)

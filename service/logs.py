@@ -46,6 +46,15 @@ def job_ended() -> None:
     _job.set(None)
 
 
+def about(
+    job_id: Any, type: str | None = None, attempt: int | None = None, worker: str | None = None
+) -> dict[str, Any]:
+    """`extra=` for a line about a job logged outside its run (by the writer thread, the
+    heartbeat, before the claim): the fields a line logged during the run carries."""
+    fields = {"job_id": str(job_id), "type": type, "attempt": attempt, "worker": worker}
+    return {name: value for name, value in fields.items() if value is not None}
+
+
 def request_started(request_id: str) -> None:
     """From now until `request_ended`, this thread's lines are about this request."""
     _request_id.set(request_id)

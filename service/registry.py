@@ -157,6 +157,8 @@ class RunningJob:
     #: written it yet.
     progress: dict[str, Any] | None = None
     progress_written: bool = True
+    #: The job's type.
+    type: str = ""
 
     def is_cancelled(self) -> bool:
         return self.cancel_requested.is_set()

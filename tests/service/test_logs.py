@@ -9,9 +9,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from service import logs
 from service.client import Warren
+from service.store import attempts
 from tests.helpers import wait_for
 
 
@@ -45,6 +47,27 @@ def test_the_lines_a_failing_job_causes_carry_its_context(warren: Warren, worker
     assert warren.get(job.id).worker == failure["worker"]
     assert failure["level"] in ("WARNING", "ERROR")
     assert "exc_info" in failure  # the traceback travels in the same JSON line
+
+
+def test_a_line_about_a_job_from_another_thread_carries_its_fields_too(
+    warren: Warren, worker, engine, json_lines
+):
+    job_id = warren.enqueue("test-record", {"seconds": 30}).id
+    wait_for(lambda: warren.get(job_id).status == "processing")
+    with engine.begin() as conn:  # taken over: the heartbeat says so, from its own thread
+        conn.execute(
+            sa.text("UPDATE jobs SET lease_until = now() - interval '1 minute' WHERE id = :id"),
+            {"id": job_id},
+        )
+        [(_, attempt_id)] = attempts.expired_leases(conn, grace=0)
+        attempts.release_expired(conn, job_id, attempt_id)
+
+    def taken_over() -> list[dict]:
+        return [line for line in parsed(json_lines) if "taken over" in line["message"]]
+
+    [line] = wait_for(taken_over, timeout=10, what="the heartbeat's line")
+    assert (line["job_id"], line["type"], line["attempt"]) == (str(job_id), "test-record", 1)
+    assert line["worker"] == warren.attempts(job_id)[0].worker
 
 
 def test_a_job_s_context_ends_with_it_and_stays_in_its_thread(json_lines):
