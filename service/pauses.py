@@ -25,6 +25,7 @@ from dramatiq.common import q_name
 from dramatiq.middleware import SkipMessage
 from sqlalchemy.engine import Engine
 
+from service import logs
 from service.broker import TIER_PRIORITIES, TIERS, life_of
 from service.settings import Settings
 from service.store import jobs
@@ -101,10 +102,16 @@ class PauseGate(Middleware):
             # The lifecycle's claim meets the same outage and defers the message; nothing is
             # acked away. Should PostgreSQL be back by then, the job runs: a pause yields to
             # never losing a job.
-            log.warning("job %s: paused, but not parked (%s)", job_id, exc.__class__.__name__)
+            log.warning(
+                "job %s: paused, but not parked (%s)",
+                job_id,
+                exc.__class__.__name__,
+                extra=logs.about(job_id, message.actor_name),
+            )
             return
         # Not parked: the job runs, ended or moved on to a newer life. Its row, not this
         # message, says what happens next (a lost worker's job is released by the scheduler,
         # which holds it while paused).
-        log.info("job %s: %s", job_id, "paused; parked" if parked else "paused; message dropped")
+        outcome = "paused; parked" if parked else "paused; message dropped"
+        log.info("job %s: %s", job_id, outcome, extra=logs.about(job_id, message.actor_name))
         raise SkipMessage("paused")
