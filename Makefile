@@ -50,6 +50,7 @@ bench: $(VENV)/.bench-installed services
 	$(PY) -m bench.memory
 	$(PY) -m bench.slowclients
 	$(PY) -m bench.schedules
+	$(PY) -m bench.claimcost
 
 lint: install
 	$(VENV)/bin/ruff check .
