@@ -92,12 +92,13 @@ class Lifecycle(Middleware):
         self._heartbeat = Heartbeat(self, interval=self.settings.heartbeat_seconds)
         self._heartbeat.start()
 
-    def before_worker_shutdown(self, broker, worker) -> None:
+    def after_worker_shutdown(self, broker, worker) -> None:
+        """The worker threads have finished their jobs: only now may the heartbeat stop. A job
+        still running after a stop was asked for (SIGTERM) keeps its lease renewed until it
+        ends, so the scheduler never takes it over and runs it a second time."""
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat.join(timeout=5)
-
-    def after_worker_shutdown(self, broker, worker) -> None:
         self.group.close()
         self.engine.dispose()
 

@@ -1,10 +1,13 @@
 """Leases: a worker that no longer holds its job stops running it, so a takeover never runs
 one job twice at once."""
 
+import threading
+
 import sqlalchemy as sa
 
 from service.store import attempts
 from tests.helpers import wait_for
+from tests.jobtypes import run_count
 
 
 def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, engine):
@@ -33,3 +36,20 @@ def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, en
     [attempt] = warren.attempts(job_id)
     assert attempt.status == "lost"  # its outcome is no longer this worker's to write
     assert warren.get(job_id).status == "pending"
+
+
+def test_a_worker_stopping_gracefully_keeps_the_leases_of_the_jobs_it_finishes(
+    warren, start_worker, scheduler, engine
+):
+    worker = start_worker(threads=1)
+    job_id = warren.enqueue("test-ledger", {"seconds": 12}).id  # four leases of 3 s
+    wait_for(lambda: warren.get(job_id).status == "processing")
+    scheduler()  # it takes over any job whose lease runs out
+
+    stopping = threading.Thread(target=worker.stop)
+    stopping.start()  # as on SIGTERM: the running job is let finish
+    stopping.join(timeout=30)
+
+    job = warren.get(job_id)
+    assert (job.status, job.attempts) == ("completed", 1)
+    assert run_count(engine, str(job_id)) == 1
