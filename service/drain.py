@@ -20,6 +20,7 @@ from dramatiq.errors import DecodeError
 from pika.adapters.blocking_connection import BlockingChannel
 from sqlalchemy.engine import Connection, Engine
 
+from service import metrics
 from service.broker import PublishErrors, life_of, pika_parameters, queue_families, queue_names
 from service.models import Job, JobStatus
 from service.settings import Settings
@@ -61,8 +62,8 @@ def _settle(conn: Connection, message: Message, queue: str, x_death: Any) -> boo
             " unknown to the workers?)",
             "retryable": False,
         }
-        if job is not None:
-            jobs.fail_undeliverable(conn, job.id, job.life, error)
+        if job is not None and jobs.fail_undeliverable(conn, job.id, job.life, error):
+            metrics.undeliverable(job.type)
     record(
         conn,
         job_id=job.id if job else None,

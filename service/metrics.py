@@ -110,6 +110,23 @@ def job_failed(claim: Any, status: JobStatus | None, retryable: bool) -> None:
         FINISHED.labels(claim.type, "dead" if retryable else JobStatus.FAILED.value).inc()
 
 
+def settled_elsewhere(type: str, status: JobStatus) -> None:
+    """The scheduler settled a job no worker could: its worker died on the last attempt
+    (`failed`, counted as dead: the lost attempt is retryable), or before a retry
+    (`pending`, a retry), or while asked to stop (`cancelled`); or its message was
+    dead-lettered before any worker ran it (`undeliverable`, counted as failed)."""
+    if status == JobStatus.PENDING:
+        RETRIES.labels(type).inc()
+    elif status == JobStatus.FAILED:
+        FINISHED.labels(type, "dead").inc()
+    elif status == JobStatus.CANCELLED:
+        FINISHED.labels(type, JobStatus.CANCELLED.value).inc()
+
+
+def undeliverable(type: str) -> None:
+    FINISHED.labels(type, JobStatus.FAILED.value).inc()
+
+
 # -- the multiprocess directory -----------------------------------------------------------------
 
 _DB_FILE = re.compile(r"_(\d+)\.db$")

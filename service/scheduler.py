@@ -31,7 +31,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from service import deadletters, retention, schedules
+from service import deadletters, metrics, retention, schedules
 from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
@@ -141,14 +141,20 @@ class Scheduler:
             log.warning("scheduler: could not sign off: %s", exc)
 
     def _release_expired(self, tick: Tick) -> None:
+        released = []
         with self.engine.begin() as conn:
             for job_id, attempt_id in attempts.expired_leases(conn, self.settings.lease_seconds):
                 job = attempts.release_expired(conn, job_id, attempt_id)
-                if job is not None and job.status == JobStatus.PENDING:
+                if job is None:
+                    continue
+                released.append(job)
+                if job.status == JobStatus.PENDING:
                     tick.released += 1
-                elif job is not None and job.status == JobStatus.FAILED:
+                elif job.status == JobStatus.FAILED:
                     deadletters.record_job(conn, job, self.settings)
                     tick.failed += 1
+        for job in released:  # counted once committed
+            metrics.settled_elsewhere(job.type, JobStatus(job.status))
 
     def _publish_due(self, tick: Tick) -> None:
         while True:

@@ -8,10 +8,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 from prometheus_client import REGISTRY
 
 from service import metrics
 from service.client import Warren
+from service.store import attempts
 from tests.helpers import wait_for
 
 
@@ -52,6 +54,25 @@ def test_completed_failed_dead_and_retried_jobs_are_counted_by_type(warren: Warr
     completed, dead_n, failed, retries, runs, waits = grown()
     assert (completed, dead_n, failed, retries) == (1, 1, 1, 2)
     assert runs == waits == 5  # 2 + 2 + 1 attempts
+
+
+def test_a_job_the_scheduler_takes_back_is_counted_too(warren: Warren, engine, scheduler):
+    """No worker runs here: the job looks claimed by a worker that died on its last attempt."""
+    grown = counting(
+        ("warren_jobs_finished_total", {"type": "test-record", "status": "dead"}),
+        ("warren_job_retries_total", {"type": "test-record"}),
+    )
+    last = warren.enqueue("test-record", {}, max_attempts=1)
+    again = warren.enqueue("test-record", {}, max_attempts=2)
+    with engine.begin() as conn:
+        for job in (last, again):
+            claim = attempts.claim(conn, job.id, 1, "gone:1", lease=60)
+            assert claim is not None
+        conn.execute(sa.text("UPDATE jobs SET lease_until = now() - interval '1 hour'"))
+    scheduler()
+
+    final(warren, last.id, "failed")
+    wait_for(lambda: grown() == [1, 1], timeout=10, what="the dead job and the retry counted")
 
 
 def test_run_time_is_the_handler_s_time(warren: Warren, worker):
