@@ -42,13 +42,22 @@ _INSERT_COLUMNS = {
 }
 _JSON_COLUMNS = ("payload", "retry")
 
+_ON_CONFLICT = """
+    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id
+"""
 # One array parameter per column: the statement is the same text for any number of rows, so
 # a batch of 1,000 costs one round trip and no per-batch statement compilation.
 _INSERT = f"""
     INSERT INTO jobs ({", ".join(_INSERT_COLUMNS)})
     SELECT * FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _INSERT_COLUMNS.items())})
-    ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-    RETURNING id
+    {_ON_CONFLICT}
+"""
+# One job (every `POST /jobs`): plain parameters, about 0.1 ms less than arrays of one.
+_INSERT_ONE = f"""
+    INSERT INTO jobs ({", ".join(_INSERT_COLUMNS)})
+    VALUES ({", ".join(f"%({c})s::{t}" for c, t in _INSERT_COLUMNS.items())})
+    {_ON_CONFLICT}
 """
 _FIRST_WITH_KEY = sa.text(
     "SELECT idempotency_key, id FROM jobs WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
@@ -67,7 +76,11 @@ def insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.
         name: [json_text(r[name]) if name in _JSON_COLUMNS else r[name] for r in rows]
         for name in _INSERT_COLUMNS
     }
-    inserted = {job_id for (job_id,) in driven(conn, _INSERT, columns)}
+    if len(rows) == 1:
+        statement, params = _INSERT_ONE, {name: values[0] for name, values in columns.items()}
+    else:
+        statement, params = _INSERT, columns
+    inserted = {job_id for (job_id,) in driven(conn, statement, params)}
     missing = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
     existing = dict(conn.execute(_FIRST_WITH_KEY, {"keys": missing}).all()) if missing else {}
     return [
