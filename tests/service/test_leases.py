@@ -42,7 +42,7 @@ def test_a_worker_stopping_gracefully_keeps_the_leases_of_the_jobs_it_finishes(
     warren, start_worker, scheduler, engine
 ):
     worker = start_worker(threads=1)
-    job_id = warren.enqueue("test-ledger", {"seconds": 12}).id  # four leases of 3 s
+    job_id = warren.enqueue("test-ledger", {"seconds": 9}).id  # three leases of 3 s
     wait_for(lambda: warren.get(job_id).status == "processing")
     scheduler()  # it takes over any job whose lease runs out
 
