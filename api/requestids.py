@@ -23,6 +23,13 @@ HEADER = "X-Request-ID"
 ACCEPTED = re.compile(r"[A-Za-z0-9\-_.:@+=/]{1,128}")
 
 access_log = logging.getLogger("warren.access")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def printable(path: str) -> str:
+    """`path` with its control characters escaped (`\\x0a`): a request's path is the
+    client's text, and a raw line break in it would forge a second line in a text log."""
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", path)
 
 
 def request_id(incoming: str | None) -> str:
@@ -51,15 +58,16 @@ class RequestIds:
         resp.set_header(HEADER, req.context.request_id)  # an error handler may have reset it
         status = resp.status_code if isinstance(resp.status_code, int) else 500
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        path = printable(req.path)
         access_log.info(
             "%s %s %s %.2f ms",
             req.method,
-            req.path,
+            path,
             status,
             duration_ms,
             extra={
                 "method": req.method,
-                "path": req.path,
+                "path": path,
                 "status": status,
                 "duration_ms": duration_ms,
                 "request_id": req.context.request_id,

@@ -130,6 +130,16 @@ def test_a_safe_incoming_request_id_is_kept(client, caplog):
     assert [r.request_id for r in caplog.records if r.name == "warren.access"] == [incoming]
 
 
+def test_a_line_break_in_a_path_cannot_forge_a_second_access_line(client, caplog):
+    with caplog.at_level(logging.INFO, logger="warren.access"):
+        response = client.simulate_get("/jobs%0AGET /stats 200")
+
+    assert response.status_code == 404
+    [line] = [r for r in caplog.records if r.name == "warren.access"]
+    assert "\n" not in line.getMessage()
+    assert line.path == "/jobs\\x0aGET /stats 200"
+
+
 @pytest.mark.parametrize(
     "hostile",
     [
