@@ -335,7 +335,9 @@ class Warren:
         """Cancel a job; returns the status it had (`pending`: it never starts; `processing`:
         it is asked to stop and ends `cancelled`)."""
         with self.engine.begin() as conn:
-            return jobs.cancel(conn, _uuid(job_id))
+            cancelled = jobs.cancel(conn, _uuid(job_id))
+        metrics.cancelled_by_hand([cancelled])
+        return cancelled.was
 
     # -- operator controls (service.controls) -----------------------------------------------------
 

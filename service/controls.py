@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr
 from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 
-from service import queries
+from service import metrics, queries
 from service.broker import TIERS, Dispatch, dispatch_of
 from service.enqueue import validated
 from service.errors import BadRequest, NotFound
@@ -133,7 +133,9 @@ def cancel_where(engine: Engine, filters: queries.Filters, dry_run: bool = False
         changed = 0
         for batch in _selected(engine, filters, job_store.CANCELLABLE):
             with engine.begin() as conn:
-                changed += job_store.cancel_many(conn, batch)
+                cancelled = job_store.cancel_many(conn, batch)
+            metrics.cancelled_by_hand(cancelled)
+            changed += len(cancelled)
     return Bulk(matched, changed, dry_run)
 
 

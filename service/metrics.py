@@ -17,6 +17,7 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,14 @@ def settled_elsewhere(type: str, status: JobStatus) -> None:
         FINISHED.labels(type, "dead").inc()
     elif status == JobStatus.CANCELLED:
         FINISHED.labels(type, JobStatus.CANCELLED.value).inc()
+
+
+def cancelled_by_hand(cancelled: Iterable[Any]) -> None:
+    """A person cancelled these jobs (`store.jobs.Cancelled`): a pending one ends here; a
+    processing one is counted by its worker when it stops."""
+    for job in cancelled:
+        if job.was == JobStatus.PENDING:
+            FINISHED.labels(job.type, JobStatus.CANCELLED.value).inc()
 
 
 def undeliverable(type: str) -> None:

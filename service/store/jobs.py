@@ -13,7 +13,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -142,12 +142,20 @@ _CANCEL = sa.text(
 _STATUS = sa.text("SELECT status FROM jobs WHERE id = :id")
 
 
-def cancel(conn: Connection, job_id: uuid.UUID) -> JobStatus:
+class Cancelled(NamedTuple):
+    """A job a cancel changed: its type and the status it had (`pending`: it is `cancelled`
+    now; `processing`: it is asked to stop)."""
+
+    type: str
+    was: JobStatus
+
+
+def cancel(conn: Connection, job_id: uuid.UUID) -> Cancelled:
     """Cancel a job: a pending one becomes `cancelled` and never starts; a processing one is
-    asked to stop. Returns the status it had. Raises `NotFound` or `Conflict` (already final)."""
+    asked to stop. Raises `NotFound` or `Conflict` (already final)."""
     row = conn.execute(_CANCEL, {"id": job_id}).first()
     if row is not None:
-        return JobStatus(row.was)
+        return Cancelled(row.type, JobStatus(row.was))
     raise Conflict(f"job {job_id} is already {_current_status(conn, job_id)}")
 
 
@@ -235,10 +243,11 @@ _CANCEL_MANY = sa.text(
 _RETRY_MANY = sa.text(move(f"{_IN_THEIR_LIVES} AND ({RETRYABLE}) IS TRUE", _NEW_LIFE))
 
 
-def cancel_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> int:
+def cancel_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> list[Cancelled]:
     """Cancel each `(id, life)` still in that life and `CANCELLABLE`, as `cancel` does one
-    job. Returns how many changed."""
-    return len(conn.execute(_CANCEL_MANY, _lives(selected)).all())
+    job. Returns those changed."""
+    rows = conn.execute(_CANCEL_MANY, _lives(selected))
+    return [Cancelled(row.type, JobStatus(row.was)) for row in rows]
 
 
 def retry_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> list[Job]:

@@ -75,6 +75,17 @@ def test_a_job_the_scheduler_takes_back_is_counted_too(warren: Warren, engine, s
     wait_for(lambda: grown() == [1, 1], timeout=10, what="the dead job and the retry counted")
 
 
+def test_a_pending_job_a_person_cancels_is_counted_as_finished(warren: Warren):
+    grown = counting(("warren_jobs_finished_total", {"type": "test-record", "status": "cancelled"}))
+    one = warren.enqueue("test-record", {}, delay_seconds=3600)
+    warren.submit([{"type": "test-record", "payload": {}, "delaySeconds": 3600}] * 2)
+
+    warren.cancel(one.id)
+    warren.cancel_where({"status": "pending", "type": "test-record"})
+
+    assert grown() == [3]
+
+
 def test_run_time_is_the_handler_s_time(warren: Warren, worker):
     grown = counting(("warren_job_duration_seconds_sum", {"type": "test-record"}))
     job = warren.enqueue("test-record", {"seconds": 0.5})

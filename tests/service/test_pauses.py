@@ -163,8 +163,8 @@ def test_a_bulk_write_leaves_a_job_that_moved_to_another_life_alone(warren, engi
 
     warren.retry(job_id)  # life 2, pending
     with engine.begin() as conn:
-        assert job_store.cancel_many(conn, [(job_id, 1)]) == 0
+        assert job_store.cancel_many(conn, [(job_id, 1)]) == []
     assert warren.get(job_id).status == "pending"
     with engine.begin() as conn:
-        assert job_store.cancel_many(conn, [(job_id, 2)]) == 1
+        assert len(job_store.cancel_many(conn, [(job_id, 2)])) == 1
     assert warren.get(job_id).status == "cancelled"
