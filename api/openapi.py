@@ -364,7 +364,7 @@ def _paths(enqueue: dict[str, Any], type_names: list[str]) -> dict[str, Any]:
                 **open_route,
             }
         },
-        **ui_paths(_parameters(JobQuery)),
+        **ui_paths(_parameters(JobQuery), JOB_ID, SCHEDULE_NAME),
     }
 
 

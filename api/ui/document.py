@@ -17,17 +17,13 @@ CSRF = {"type": "string", "description": "the CSRF token of the page the form ca
 COOKIE = {"security": []}
 
 
-def paths(job_parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def paths(
+    job_parameters: list[dict[str, Any]], job_id: dict[str, Any], name: dict[str, Any]
+) -> dict[str, Any]:
     """The `paths` entries of the dashboard; `job_parameters` are `GET /jobs`'s query
-    parameters, which the jobs page takes too."""
+    parameters, which the jobs page takes too, and `job_id` and `name` the API's path
+    parameters of a job and a schedule."""
     payload = {"name": "payload", "in": "query", "required": False, "schema": {"type": "string"}}
-    job_id = {
-        "name": "job_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "format": "uuid"},
-    }
-    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     fingerprint = {"fingerprint": {"type": "string"}}
     return {
         "/ui": _page("The dashboard's overview: counts, throughput, queues, workers"),
