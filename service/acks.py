@@ -10,6 +10,7 @@ and run again, as for a worker that died while running it.
 """
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
 from typing import Any
@@ -20,9 +21,37 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 ACK_AFTER = "ack_after"
 
 
-def ack_after(message: Any, recorded: Future) -> None:
+def ack_after(message: Any, recorded: "Future | Recorded") -> None:
     """Hold `message`'s ack until `recorded` is done."""
     setattr(message, ACK_AFTER, recorded)
+
+
+class Recorded:
+    """A one-shot latch between the writer that commits an outcome (`done()`) and the consumer
+    that would ack its message (`add_done_callback`, as on a `Future`): whichever comes
+    second runs the callback. A `Future` does the same with a condition variable and a list
+    of callbacks, which a worker paid for on every job."""
+
+    __slots__ = ("_callback", "_done", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._callback: Callable[[Recorded], object] | None = None
+
+    def done(self) -> None:
+        with self._lock:
+            self._done = True
+            callback, self._callback = self._callback, None
+        if callback is not None:
+            callback(self)
+
+    def add_done_callback(self, callback: Callable[["Recorded"], object]) -> None:
+        with self._lock:
+            if not self._done:
+                self._callback = callback
+                return
+        callback(self)
 
 
 class _RecordedConsumer(_RabbitmqConsumer):

@@ -16,9 +16,8 @@ import contextlib
 import queue
 import threading
 import uuid
-from collections.abc import Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,13 +31,17 @@ MAX_BATCH = 256
 _UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
-@dataclass
+#: Called by the writer with a request's answer, or with the exception its batch raised.
+Answer = Callable[[Any], object]
+
+
+@dataclass(slots=True)
 class _Request:
     job_id: uuid.UUID
+    answer: Answer
     life: int = 0  # for a claim: the life the message asks to run
     claim: Claim | None = None  # set for a completion
     result: str | None = None  # the completion's result as JSON text
-    future: Future = field(default_factory=Future)
 
 
 class GroupCommit:
@@ -46,7 +49,8 @@ class GroupCommit:
 
     `claim()` and `complete()` block until their write is committed and answer as
     `attempts.work` would; a database error reaches every caller of the
-    failed batch, as if each had run its own transaction."""
+    failed batch, as if each had run its own transaction. A blocked thread waits on a reply
+    queue of its own, kept for its life: no lock or future is made per request."""
 
     def __init__(self, engine: Engine, worker: str, lease: float) -> None:
         self.engine = engine
@@ -56,22 +60,21 @@ class GroupCommit:
         self._writer: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._connection: sa.Connection | None = None
+        self._local = threading.local()
 
     def claim(self, job_id: uuid.UUID, life: int) -> Claim | None:
         """Take a due pending job in this life for this worker; None if it was not claimable."""
-        return self._submit(_Request(job_id, life))
+        return self._wait(lambda answer: _Request(job_id, answer, life))
 
     def complete(self, claim: Claim, result: str | None) -> bool:
         """Record an attempt's success; False if the attempt no longer held its job."""
-        return self.complete_later(claim, result).result()
+        return self._wait(lambda answer: _Request(claim.job_id, answer, claim=claim, result=result))
 
-    def complete_later(self, claim: Claim, result: str | None) -> Future:
-        """Hand in an attempt's success without waiting: the future answers as `complete`
-        would, once the batch that holds it is committed."""
-        request = _Request(claim.job_id, claim=claim, result=result)
-        self._ensure_writer()
-        self._requests.put(request)
-        return request.future
+    def complete_later(self, claim: Claim, result: str | None, answer: Answer) -> None:
+        """Hand in an attempt's success without waiting: once the batch that holds it is
+        committed, the writer's thread calls `answer` as `complete` would return (or with the
+        exception it would raise)."""
+        self._submit(_Request(claim.job_id, answer, claim=claim, result=result))
 
     def close(self) -> None:
         """Stop the writer once the requests already handed in are written (or after 30 s,
@@ -82,10 +85,24 @@ class GroupCommit:
                 self._writer.join(timeout=30)
                 self._writer = None
 
-    def _submit(self, request: _Request) -> Any:
+    def _wait(self, request: Callable[[Answer], _Request]) -> Any:
+        replies = getattr(self._local, "replies", None)
+        if replies is None:
+            replies = self._local.replies = queue.SimpleQueue()
+        token = object()
+        self._submit(request(lambda answer: replies.put((token, answer))))
+        while True:
+            # An answer to a wait that an interrupt cut short is left behind: skip it.
+            answered, answer = replies.get()
+            if answered is token:
+                break
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def _submit(self, request: _Request) -> None:
         self._ensure_writer()
         self._requests.put(request)
-        return request.future.result()
 
     def _ensure_writer(self) -> None:
         # Started on first use, in the process that uses it: Dramatiq builds the broker and
@@ -164,11 +181,11 @@ class GroupCommit:
             return
         for request in claims:
             # Two deliveries of one job in one batch: only the first runs it.
-            request.future.set_result(claimed.pop(request.job_id, None))
+            request.answer(claimed.pop(request.job_id, None))
         for request in completions:
-            request.future.set_result(request.claim.attempt_id in completed)
+            request.answer(request.claim.attempt_id in completed)
 
     @staticmethod
     def _fail(batch: Sequence[_Request], exc: BaseException) -> None:
         for request in batch:
-            request.future.set_exception(exc)
+            request.answer(exc)

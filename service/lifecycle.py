@@ -21,7 +21,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,7 +32,7 @@ from dramatiq.threading import raise_thread_exception
 from sqlalchemy.engine import Connection, Engine
 
 from service import logs, metrics, storable
-from service.acks import ack_after
+from service.acks import Recorded, ack_after
 from service.broker import Dispatch, Publisher, PublishErrors, life_of
 from service.errors import (
     BadRequest,
@@ -233,33 +232,34 @@ class Lifecycle(Middleware):
         except (ValidationFailed, BadRequest) as exc:
             where = "; ".join(f"{d['field']} {d['message']}" for d in exc.details) or str(exc)
             return PermanentError(f"the handler's result cannot be stored: {where}")
-        recorded: Future = Future()
-        written = self.group.complete_later(claim, encoded)
-        written.add_done_callback(lambda _: self._recorded(written, claim, encoded, recorded))
+        recorded = Recorded()
+        self.group.complete_later(
+            claim, encoded, lambda outcome: self._recorded(outcome, claim, encoded, recorded)
+        )
         ack_after(message, recorded)
         return None
 
-    def _recorded(self, written: Future, claim: Claim, encoded: str | None, done: Future) -> None:
-        """In the writer's thread, once the success's batch is committed or failed: release the
-        ack, or, while PostgreSQL is unreachable, keep trying from a thread of its own."""
-        error = written.exception()
-        if error is not None and isinstance(error, _DB_ERRORS):
+    def _recorded(self, outcome: Any, claim: Claim, encoded: str | None, done: Recorded) -> None:
+        """In the writer's thread, once the success's batch is committed or failed (`outcome`
+        is then the error): release the ack, or, while PostgreSQL is unreachable, keep trying
+        from a thread of its own."""
+        if isinstance(outcome, _DB_ERRORS):
             threading.Thread(
                 target=self._record_patiently, args=(claim, encoded, done), daemon=True
             ).start()
             return
-        if error is not None:
+        if isinstance(outcome, BaseException):
             log.error(
                 "job %s: its success was not recorded (%s)",
                 claim.job_id,
-                error,
+                outcome,
                 extra=self._about(claim),
             )
-        elif written.result():
+        elif outcome:
             metrics.job_completed(claim)
-        done.set_result(None)
+        done.done()
 
-    def _record_patiently(self, claim: Claim, encoded: str | None, done: Future) -> None:
+    def _record_patiently(self, claim: Claim, encoded: str | None, done: Recorded) -> None:
         try:
             if self._retrying(lambda: self.group.complete(claim, encoded)):
                 metrics.job_completed(claim)
@@ -274,7 +274,7 @@ class Lifecycle(Middleware):
                 "job %s: its success was not recorded", claim.job_id, extra=self._about(claim)
             )
         finally:
-            done.set_result(None)
+            done.done()
 
     def _record_failure(
         self, message, claim: Claim, running: RunningJob, exc: BaseException

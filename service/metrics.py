@@ -12,6 +12,7 @@ The `job_*` functions are called by the worker's lifecycle on its hot path: each
 lookup and an increment or two, no I/O beyond prometheus-client's memory-mapped file.
 """
 
+import functools
 import os
 import re
 import tempfile
@@ -65,6 +66,18 @@ WAIT = Histogram(
 _started = threading.local()
 
 
+@functools.cache
+def _of_type(metric: Any, type: str) -> Any:
+    """`metric.labels(type)`, kept: a worker looks up the same few types for every job, and
+    prometheus-client's lookup takes a lock and builds a key each time."""
+    return metric.labels(type)
+
+
+@functools.cache
+def _completed(type: str) -> Any:
+    return FINISHED.labels(type, JobStatus.COMPLETED.value)
+
+
 # -- counted where jobs come and go -------------------------------------------------------------
 
 
@@ -80,7 +93,7 @@ def job_started(claim: Any, message: Any) -> None:
     observe how long it waited since it was due, and note the start for `job_ran`."""
     now = time.time()
     due_ms = message.options.get("eta") or message.message_timestamp
-    WAIT.labels(claim.type).observe(max(now - due_ms / 1000, 0.0))
+    _of_type(WAIT, claim.type).observe(max(now - due_ms / 1000, 0.0))
     _started.at = time.perf_counter()
 
 
@@ -88,12 +101,12 @@ def job_ran(claim: Any) -> None:
     """The handler of the attempt this thread started has returned or raised."""
     started = getattr(_started, "at", None)
     if started is not None:
-        DURATION.labels(claim.type).observe(time.perf_counter() - started)
+        _of_type(DURATION, claim.type).observe(time.perf_counter() - started)
         _started.at = None
 
 
 def job_completed(claim: Any) -> None:
-    FINISHED.labels(claim.type, JobStatus.COMPLETED.value).inc()
+    _completed(claim.type).inc()
 
 
 def job_cancelled(claim: Any) -> None:
