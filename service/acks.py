@@ -1,5 +1,12 @@
-"""Acks that wait for the record: a message is acked once its job's outcome is committed.
+"""The worker's RabbitMQ consumer: it claims at delivery, and it acks once the record is
+committed.
 
+Claims at delivery: the messages that arrive together are claimed in one batch from the
+consumer's thread (`Lifecycle.claim_delivered`), so a worker thread that takes one starts it
+at once instead of waiting for a claim of its own; see the lifecycle for what a job claimed
+but not yet started may rely on.
+
+Acks that wait for the record:
 A worker thread hands a success to the group commit and goes on to its next message without
 waiting (see `Lifecycle._record_success`); the completion then shares a transaction with the
 claims of the next jobs, one commit where there were two. The message's ack waits instead:
@@ -10,7 +17,8 @@ and run again, as for a worker that died while running it.
 """
 
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from functools import partial
 from typing import Any
@@ -19,6 +27,8 @@ import pika
 from dramatiq.brokers.rabbitmq import RabbitmqBroker, _RabbitmqConsumer
 
 ACK_AFTER = "ack_after"
+#: The attribute of a message that holds the claim made at its delivery, if one was.
+CLAIMED = "warren_claim"
 
 
 def ack_after(message: Any, recorded: "Future | Recorded") -> None:
@@ -68,11 +78,45 @@ class _RecordedConsumer(_RabbitmqConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._claimer = next(
+            (m for m in self.broker.middleware if hasattr(m, "claim_delivered")), None
+        )
+        self._handout: deque[Any] = deque()
         self._ready: list[int] = []
         self._ready_lock = threading.Lock()
         # Owned by the connection's thread (its callbacks):
         self._floor = 1
         self._settled: set[int] = set()
+
+    def __next__(self) -> Any:
+        """The next message, claimed at delivery where it could be: the messages that arrived
+        together are claimed in one batch (`Lifecycle.claim_delivered`), then handed out one
+        by one."""
+        if self._handout:
+            return self._handout.popleft()
+        message = super().__next__()
+        if message is None or self._claimer is None:
+            return message
+        burst = [message]
+        for _ in range(self.channel.get_waiting_message_count()):
+            more = super().__next__()
+            if more is not None:
+                burst.append(more)
+        self._claimer.claim_delivered(burst)
+        self._handout.extend(burst[1:])
+        return burst[0]
+
+    def requeue(self, messages: Iterable[Any]) -> None:
+        """The worker stops with these messages unstarted: give back their claims before the
+        connection closes and RabbitMQ delivers them again."""
+        if self._claimer is not None:
+            self._claimer.release_unstarted(messages)
+
+    def close(self) -> None:
+        if self._claimer is not None and self._handout:
+            self._claimer.release_unstarted(self._handout)
+        self._handout.clear()
+        super().close()
 
     def ack(self, message: Any) -> None:
         recorded: Future | None = getattr(message, ACK_AFTER, None)

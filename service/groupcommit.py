@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,6 +45,10 @@ class _Request:
     result: str | None = None  # the completion's result as JSON text
 
 
+def _answer_nth(replies: queue.SimpleQueue, n: int, answer: Any) -> None:
+    replies.put((n, answer))
+
+
 class GroupCommit:
     """Claims and completions of many threads in shared transactions.
 
@@ -65,6 +70,21 @@ class GroupCommit:
     def claim(self, job_id: uuid.UUID, life: int) -> Claim | None:
         """Take a due pending job in this life for this worker; None if it was not claimable."""
         return self._wait(lambda answer: _Request(job_id, answer, life))
+
+    def claim_many(self, wanted: Sequence[tuple[uuid.UUID, int]]) -> list[Claim | None]:
+        """Claim several jobs at once, as `claim` does each (`(job id, life)` pairs): their
+        requests go in together, so they usually share one batch. Answers in order."""
+        replies: queue.SimpleQueue = queue.SimpleQueue()
+        for n, (job_id, life) in enumerate(wanted):
+            self._submit(_Request(job_id, partial(_answer_nth, replies, n), life))
+        answers: list[Any] = [None] * len(wanted)
+        for _ in wanted:
+            n, answer = replies.get()
+            answers[n] = answer
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return answers
 
     def complete(self, claim: Claim, result: str | None) -> bool:
         """Record an attempt's success; False if the attempt no longer held its job."""

@@ -20,8 +20,10 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -32,7 +34,7 @@ from dramatiq.threading import raise_thread_exception
 from sqlalchemy.engine import Connection, Engine
 
 from service import logs, metrics, storable
-from service.acks import Recorded, ack_after
+from service.acks import CLAIMED, Recorded, ack_after
 from service.broker import Dispatch, Publisher, PublishErrors, life_of
 from service.errors import (
     BadRequest,
@@ -57,6 +59,19 @@ T = TypeVar("T")
 _DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
+@dataclass(slots=True)
+class Waiting:
+    """A job claimed at delivery, waiting for a thread; `doomed` says why it must not start."""
+
+    claim: Claim
+    renewed_at: float
+    doomed: type[BaseException] | None = None
+
+
+def _never(message: Any) -> bool:
+    return False
+
+
 class Lifecycle(Middleware):
     """Claims, records and retries jobs around each Dramatiq message. Add it first."""
 
@@ -68,8 +83,10 @@ class Lifecycle(Middleware):
         settings: Settings,
         *,
         db_patience: float = 120.0,
+        held: Callable[[Any], bool] | None = None,
     ) -> None:
         self.engine = engine
+        self.held = held or _never
         self.publisher = publisher
         self.registry = registry
         self.settings = settings
@@ -79,6 +96,7 @@ class Lifecycle(Middleware):
         self._local = threading.local()
         self._running: dict[int, tuple[int, RunningJob]] = {}
         self._interrupted: set[int] = set()
+        self._waiting: dict[int, Waiting] = {}
         self._lock = threading.Lock()
         self._heartbeat: Heartbeat | None = None
         self.group = GroupCommit(engine, self.worker_name, settings.lease_seconds)
@@ -94,12 +112,105 @@ class Lifecycle(Middleware):
     def after_worker_shutdown(self, broker, worker) -> None:
         """The worker threads have finished their jobs: only now may the heartbeat stop. A job
         still running after a stop was asked for (SIGTERM) keeps its lease renewed until it
-        ends, so the scheduler never takes it over and runs it a second time."""
+        ends, so the scheduler never takes it over and runs it a second time. A job claimed at
+        delivery that no thread started is given back first."""
+        with self._lock:
+            leftover = [waiting.claim for waiting in self._waiting.values()]
+        self._give_back(leftover)
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat.join(timeout=5)
         self.group.close()
         self.engine.dispose()
+
+    # -- at delivery: claim a burst at once -----------------------------------------------------
+
+    def claim_delivered(self, messages: Sequence[Any]) -> None:
+        """Claim the jobs of a burst of deliveries in one batch, from the consumer's thread,
+        before they wait for a worker thread (`service.acks`). One claim per burst where each
+        thread claimed its own; a job whose claim fails here (not due, ended, another life,
+        PostgreSQL away) is claimed by its thread as before. Delayed messages, those of an
+        unknown type and those of paused tiers and types are left to their thread.
+
+        A claimed job waits for a thread as `processing`: the heartbeat renews its lease, a
+        cancel or a lost lease stops it before it starts, and a worker that stops gives it
+        back unspent (`release_unstarted`)."""
+        wanted = []
+        for message in messages:
+            delayed = message.options.get("eta") is not None
+            if delayed or message.actor_name not in self.registry or self.held(message):
+                continue  # a delayed message waits, and one no actor takes is dead-lettered
+            try:
+                wanted.append((message, uuid.UUID(message.message_id), life_of(message)))
+            except ValueError:
+                continue
+        if not wanted:
+            return
+        try:
+            claims = self.group.claim_many([(job_id, life) for _, job_id, life in wanted])
+        except Exception as exc:
+            log.warning("deliveries not claimed at once (%s); their threads will", exc)
+            return
+        now = time.monotonic()
+        with self._lock:
+            for (message, _, _), claim in zip(wanted, claims, strict=True):
+                if claim is not None:
+                    setattr(message, CLAIMED, claim)
+                    self._waiting[claim.attempt_id] = Waiting(claim, now)
+
+    def release_unstarted(self, messages: Iterable[Any]) -> None:
+        """Give back the jobs of these messages that were claimed at delivery and that no
+        thread started: the worker stops, or its consumer lets them go. Their messages go
+        back to RabbitMQ unacked."""
+        claims = []
+        with self._lock:
+            for message in messages:
+                claim = getattr(message, CLAIMED, None)
+                if claim is not None and self._waiting.pop(claim.attempt_id, None) is not None:
+                    claims.append(claim)
+        self._give_back(claims)
+
+    def _give_back(self, claims: list[Claim]) -> None:
+        if not claims:
+            return
+        try:
+            with self.engine.begin() as conn:
+                attempts.unclaim(conn, claims)
+        except _DB_ERRORS as exc:
+            log.error(
+                "%d jobs claimed but not started could not be given back (%s); their leases"
+                " will expire and they will run again",
+                len(claims),
+                exc.__class__.__name__,
+            )
+
+    def waiting(self) -> dict[int, Waiting]:
+        with self._lock:
+            return dict(self._waiting)
+
+    def doom(self, attempt_id: int, reason: type[BaseException]) -> None:
+        """A job claimed at delivery must not start: it was cancelled (`JobCancelled`) or its
+        claim is no longer this worker's (`LeaseLost`)."""
+        with self._lock:
+            waiting = self._waiting.get(attempt_id)
+            if waiting is not None and waiting.doomed is not LeaseLost:
+                waiting.doomed = reason
+
+    def _start_delivered(self, message, claim: Claim) -> None:
+        """Start a job claimed at delivery, unless it was doomed while it waited."""
+        with self._lock:
+            waiting = self._waiting.pop(claim.attempt_id, None)
+        doomed = waiting.doomed if waiting is not None else LeaseLost
+        if doomed is None:
+            self._start(claim)
+            metrics.job_started(claim, message)
+            return
+        if doomed is JobCancelled:
+            with contextlib.suppress(DatabaseUnavailable):
+                cancel = partial(attempts.cancelled, claim=claim, started=False)
+                if self._retrying(lambda: self._in_tx(cancel)):
+                    metrics.job_cancelled(claim)
+        raise SkipMessage(f"job {claim.job_id}: {doomed.__name__} before it started")
 
     # -- before: claim ------------------------------------------------------------------------
 
@@ -112,6 +223,10 @@ class Lifecycle(Middleware):
             message.fail()
             raise SkipMessage("not a Warren job") from None
 
+        claimed = getattr(message, CLAIMED, None)
+        if claimed is not None:
+            self._start_delivered(message, claimed)
+            return
         life = life_of(message)
         try:
             outcome = self._retrying(lambda: self._claim(job_id, life))
@@ -427,6 +542,7 @@ class Heartbeat(threading.Thread):
 
     def beat(self, running: dict[int, tuple[int, RunningJob]]) -> None:
         lease = self.lifecycle.settings.lease_seconds
+        waiting = self.lifecycle.waiting()
         reports = [
             (attempt_id, job.progress)
             for attempt_id, (_, job) in running.items()
@@ -435,7 +551,7 @@ class Heartbeat(threading.Thread):
         try:
             with self.lifecycle.engine.begin() as conn:
                 processes.beat(conn, "worker", self.lifecycle.worker_name)
-                held = attempts.renew_leases(conn, list(running), lease)
+                held = attempts.renew_leases(conn, [*running, *waiting], lease)
                 attempts.write_progress(conn, reports)
             for attempt_id, _ in reports:
                 running[attempt_id][1].progress_written = True
@@ -450,8 +566,18 @@ class Heartbeat(threading.Thread):
                         extra=self._about(job),
                     )
                     self.lifecycle.interrupt(attempt_id, LeaseLost)
+            for attempt_id, claimed in waiting.items():
+                if time.monotonic() - claimed.renewed_at > lease * 0.75:
+                    self.lifecycle.doom(attempt_id, LeaseLost)
             return
         now = time.monotonic()
+        for attempt_id, claimed in waiting.items():
+            if attempt_id not in held:
+                self.lifecycle.doom(attempt_id, LeaseLost)
+            elif held[attempt_id]:
+                self.lifecycle.doom(attempt_id, JobCancelled)
+            else:
+                claimed.renewed_at = now
         for attempt_id, (_, job) in running.items():
             if attempt_id not in held:
                 log.error(

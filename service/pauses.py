@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from dramatiq import Middleware
@@ -26,6 +27,7 @@ from dramatiq.middleware import SkipMessage
 from sqlalchemy.engine import Engine
 
 from service import logs
+from service.acks import CLAIMED
 from service.broker import TIER_PRIORITIES, TIERS, life_of
 from service.settings import Settings
 from service.store import jobs
@@ -87,9 +89,14 @@ class PauseGate(Middleware):
         tier = q_name(queue_name).removeprefix(self.prefix)
         return tier if tier in TIERS and q_name(queue_name).startswith(self.prefix) else None
 
-    def before_process_message(self, broker, message) -> None:
+    def holds(self, message: Any) -> bool:
+        """Whether a pause holds this message's job now."""
         paused = self.state.current()
-        if not paused or not paused.holds(self.tier_of(message.queue_name), message.actor_name):
+        return bool(paused) and paused.holds(self.tier_of(message.queue_name), message.actor_name)
+
+    def before_process_message(self, broker, message) -> None:
+        # A job claimed at its delivery, before the pause, runs: it is already `processing`.
+        if getattr(message, CLAIMED, None) is not None or not self.holds(message):
             return
         try:
             job_id = uuid.UUID(message.message_id)

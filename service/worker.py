@@ -26,7 +26,7 @@ def build(settings: Settings, registry: Registry | None = None) -> RabbitmqBroke
     broker = build_broker(settings)
     engine = make_engine(settings)
     gate = PauseGate(engine, settings)
-    lifecycle = Lifecycle(engine, Publisher(broker, settings), registry, settings)
+    lifecycle = Lifecycle(engine, Publisher(broker, settings), registry, settings, held=gate.holds)
     for middleware in (gate, lifecycle, TimeLimit(), ShutdownNotifications()):
         broker.add_middleware(middleware)
     registry.bind(broker, queue_name(settings, "normal"))

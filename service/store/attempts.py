@@ -233,12 +233,50 @@ _CANCELLED_ERROR = {
 }
 
 
-def cancelled(conn: Connection, claim: Claim) -> bool:
-    """Record that a running job honoured its cancellation."""
+_CANCELLED_BEFORE_START = {
+    "type": "JobCancelled",
+    "message": "cancelled before it started",
+    "retryable": False,
+}
+
+
+def cancelled(conn: Connection, claim: Claim, *, started: bool = True) -> bool:
+    """Record that a running job honoured its cancellation, or, with `started` false, that a
+    job claimed at delivery was cancelled before a thread started it."""
     job = conn.execute(_CANCELLED, {"id": claim.job_id, "attempt": claim.attempt_id}).first()
     if job is not None:
-        _finish_attempt(conn, job, AttemptStatus.CANCELLED, _CANCELLED_ERROR)
+        error = _CANCELLED_ERROR if started else _CANCELLED_BEFORE_START
+        _finish_attempt(conn, job, AttemptStatus.CANCELLED, error)
     return job is not None
+
+
+_UNCLAIM = sa.text(
+    move(
+        f"""id = ANY(CAST(:ids AS uuid[])) AND current_attempt_id = ANY(CAST(:attempts AS bigint[]))
+            AND {IS_PROCESSING}""",
+        """
+        status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        completed_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
+        attempts = attempts - 1, current_attempt_id = NULL, worker = NULL, started_at = NULL,
+        lease_until = NULL
+        """,
+        returning="jobs.type, jobs.status",
+    )
+)
+
+
+def unclaim(conn: Connection, claims: Sequence[Claim]) -> int:
+    """Give back jobs claimed at delivery that no thread started (the worker stops): each is
+    `pending` again with the attempt not spent, or `cancelled` if a person asked it to stop
+    meanwhile. Their messages go back to RabbitMQ, which delivers them again. Returns how
+    many jobs were given back; a job that moved on from its claim is left alone."""
+    if not claims:
+        return 0
+    params = {
+        "ids": [claim.job_id for claim in claims],
+        "attempts": [claim.attempt_id for claim in claims],
+    }
+    return len(conn.execute(_UNCLAIM, params).all())
 
 
 WORKER_LOST = {

@@ -8,6 +8,7 @@ import dramatiq
 from service.acks import ack_after
 from service.broker import build_broker, queue_name
 from tests.helpers import ready_messages, wait_for
+from tests.jobtypes import run_count
 
 
 def consumed(settings, queue: str):
@@ -54,3 +55,60 @@ def test_a_worker_acks_every_message_it_completed(warren, worker, settings):
     worker.stop()  # what it had not acked would go back to the queue now
 
     assert ready_messages(settings, queue_name(settings, "normal")) == 0
+
+
+# -- claims at delivery: a job claimed while it waits for a thread ------------------------------
+
+
+def waiting_behind_a_long_job(warren, engine, seconds: float):
+    """With one thread, a job of `seconds` runs while the next, claimed at its delivery,
+    waits for the thread as `processing`. Returns both ids."""
+    running = warren.enqueue("test-record", {"seconds": seconds}).id
+    wait_for(lambda: run_count(engine, str(running)) == 1, what="the long job to start")
+    waiting = warren.enqueue("test-record", {"tag": "waiting"}).id
+    wait_for(lambda: warren.get(waiting).status == "processing", what="the claim at delivery")
+    assert run_count(engine, str(waiting)) == 0
+    return running, waiting
+
+
+def test_a_worker_that_stops_gives_back_the_jobs_it_claimed_but_never_started(
+    warren, start_worker, engine
+):
+    worker = start_worker(threads=1)
+    running, waiting = waiting_behind_a_long_job(warren, engine, seconds=2)
+
+    worker.stop()  # as on SIGTERM: the running job finishes, the waiting one goes back
+
+    assert warren.get(running).status == "completed"
+    job = warren.get(waiting)
+    assert (job.status, job.attempts, run_count(engine, str(waiting))) == ("pending", 0, 0)
+
+    start_worker(threads=1)  # its message went back to RabbitMQ: the next worker runs it
+    wait_for(lambda: warren.get(waiting).status == "completed")
+    assert (warren.get(waiting).attempts, run_count(engine, str(waiting))) == (1, 1)
+
+
+def test_a_job_cancelled_while_it_waits_for_a_thread_never_starts(warren, start_worker, engine):
+    start_worker(threads=1, lease_seconds=3)  # a heartbeat a second
+    running, waiting = waiting_behind_a_long_job(warren, engine, seconds=4)
+
+    warren.cancel(waiting)
+
+    wait_for(lambda: warren.get(waiting).status == "cancelled", timeout=15)
+    assert run_count(engine, str(waiting)) == 0
+    [attempt] = warren.attempts(waiting)
+    assert attempt.error["message"] == "cancelled before it started"
+    wait_for(lambda: warren.get(running).status == "completed")
+
+
+def test_a_job_that_waits_for_a_thread_longer_than_a_lease_keeps_its_claim(
+    warren, start_worker, scheduler, engine
+):
+    start_worker(threads=1, lease_seconds=2)
+    scheduler(lease_seconds=2)  # it takes over any job whose lease runs out
+    running, waiting = waiting_behind_a_long_job(warren, engine, seconds=6)
+
+    wait_for(lambda: warren.get(waiting).status == "completed", timeout=20)
+
+    assert (warren.get(waiting).attempts, run_count(engine, str(waiting))) == (1, 1)
+    assert warren.get(running).attempts == 1
