@@ -47,7 +47,7 @@ _STATUS_INDEXES = (
 _WORK = """
     SELECT done, id, attempt_id FROM warren_work(
         %(ids)s::uuid[], %(lives)s::integer[], 'bench', 60,
-        %(done)s::uuid[], %(attempts)s::bigint[], %(results)s::text[])
+        %(done)s::uuid[], %(attempts)s::bigint[], %(results)s::jsonb)
 """
 _NARROW = """
     CREATE TABLE narrow (id uuid PRIMARY KEY, status smallint NOT NULL, life integer NOT NULL,
@@ -76,7 +76,7 @@ def work_step(conn: psycopg.Connection, claim: list, done: list) -> list:
         "lives": [1] * len(claim),
         "done": [job for job, _ in done],
         "attempts": [attempt for _, attempt in done],
-        "results": [None] * len(done),
+        "results": "[" + ",".join(["null"] * len(done)) + "]",
     }
     rows = conn.execute(_WORK, params, prepare=True).fetchall()
     return [(job, attempt) for finished, job, attempt in rows if finished is None]
@@ -94,8 +94,16 @@ def backend_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def drive(url: str, ids: list, batch: int, step: Step, ticks: list[int]) -> None:
-    """Claim and complete `ids`, `batch` at a time; add this backend's CPU ticks to `ticks`."""
+def drive(url: str, ids: list, batch: int, step: Step, ticks: list[int], errors: list) -> None:
+    """Claim and complete `ids`, `batch` at a time; add this backend's CPU ticks to `ticks`,
+    or what went wrong to `errors`."""
+    try:
+        _drive(url, ids, batch, step, ticks)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def _drive(url: str, ids: list, batch: int, step: Step, ticks: list[int]) -> None:
     with psycopg.connect(url) as conn:
         pid = conn.info.backend_pid
         start = backend_ticks(pid)
@@ -112,9 +120,10 @@ def shape(env: BenchEnv, args: argparse.Namespace, name: str, step: Step) -> dic
         ids = [row[0] for row in conn.execute("SELECT id FROM jobs ORDER BY created_at")]
         conn.execute("VACUUM ANALYZE jobs")
     ticks: list[int] = []
+    errors: list[BaseException] = []
     shares = [ids[n :: args.connections] for n in range(args.connections)]
     threads = [
-        threading.Thread(target=drive, args=(url, share, args.batch, step, ticks))
+        threading.Thread(target=drive, args=(url, share, args.batch, step, ticks, errors))
         for share in shares
     ]
     started = time.monotonic()
@@ -123,6 +132,8 @@ def shape(env: BenchEnv, args: argparse.Namespace, name: str, step: Step) -> dic
     for thread in threads:
         thread.join()
     seconds = time.monotonic() - started
+    if errors:
+        raise errors[0]
     ms = 1000 * sum(ticks) / CLOCK_TICKS / len(ids)
     say(f"{name:20} PostgreSQL {ms:.3f} ms/job  ({len(ids) / seconds:,.0f} jobs/s)")
     return {"pgMsPerJob": round(ms, 3), "jobsPerSecond": round(len(ids) / seconds)}
