@@ -112,3 +112,19 @@ def test_a_job_that_waits_for_a_thread_longer_than_a_lease_keeps_its_claim(
 
     assert (warren.get(waiting).attempts, run_count(engine, str(waiting))) == (1, 1)
     assert warren.get(running).attempts == 1
+
+
+def test_a_job_claimed_before_its_type_was_paused_runs_and_the_next_one_waits(
+    warren, start_worker, engine
+):
+    start_worker(threads=1)
+    _, waiting = waiting_behind_a_long_job(warren, engine, seconds=2)
+
+    warren.pause("type", "test-record")  # what the worker holds already is processing
+
+    wait_for(lambda: warren.get(waiting).status == "completed", timeout=15)
+    assert run_count(engine, str(waiting)) == 1
+    later = warren.enqueue("test-record", {}).id
+    wait_for(lambda: warren.get(later).life == 2, what="the next job to be parked")
+    job = warren.get(later)
+    assert (job.status, job.published_at, run_count(engine, str(later))) == ("pending", None, 0)
