@@ -1,9 +1,12 @@
-"""warren_work writes its batch's count deltas itself and takes the results as one JSON array
+"""warren_work is set-based, writes its batch's count deltas itself, and takes the results as
+one JSON array
 
-The count deltas of a batch went through `warren_count_moves`, a SQL function that PostgreSQL
-plans again at every call: it cost about as much as the two updates of a job. `warren_work`
-now nets the batch's moves per type and inserts them with a plan it keeps. Its results come
-as one `jsonb` array instead of `text[]`, so the client sends text, not adapted lists.
+`warren_work` ran one primary-key UPDATE per job in a PL/pgSQL loop, and the count deltas of
+a batch went through `warren_count_moves`, a SQL function that PostgreSQL plans again at every
+call (it cost about as much as the two updates of a job). It is now one statement whose plan
+PL/pgSQL keeps: a set-based UPDATE for the completions, one for the claims, and their moves
+netted per type, run with sequential scans off (see `store.sql`). Its results come as one
+`jsonb` array instead of `text[]`, so the client sends text, not adapted lists.
 
 Revision ID: 0016
 Revises: 0015
