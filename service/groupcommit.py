@@ -13,6 +13,7 @@ job, a lost lease) can never land in the middle of a batch that holds other thre
 """
 
 import contextlib
+import logging
 import queue
 import threading
 import uuid
@@ -27,6 +28,8 @@ from sqlalchemy.engine import Engine
 from service.batches import take_batch
 from service.store import attempts
 from service.store.attempts import Claim
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
 _UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
@@ -73,17 +76,22 @@ class GroupCommit:
 
     def claim_many(self, wanted: Sequence[tuple[uuid.UUID, int]]) -> list[Claim | None]:
         """Claim several jobs at once, as `claim` does each (`(job id, life)` pairs): their
-        requests go in together, so they usually share one batch. Answers in order."""
+        requests go in together, so they usually share one batch. Answers in order; a job
+        whose batch failed (PostgreSQL away) answers None, as one not claimable, so that the
+        claims of another batch are never lost to its error."""
         replies: queue.SimpleQueue = queue.SimpleQueue()
         for n, (job_id, life) in enumerate(wanted):
             self._submit(_Request(job_id, partial(_answer_nth, replies, n), life))
-        answers: list[Any] = [None] * len(wanted)
+        answers: list[Claim | None] = [None] * len(wanted)
+        failed: BaseException | None = None
         for _ in wanted:
             n, answer = replies.get()
-            answers[n] = answer
-        for answer in answers:
             if isinstance(answer, BaseException):
-                raise answer
+                failed = answer
+            else:
+                answers[n] = answer
+        if failed is not None:
+            log.warning("claims of a burst failed (%s); their threads claim them", failed)
         return answers
 
     def complete(self, claim: Claim, result: str | None) -> bool:

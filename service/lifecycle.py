@@ -146,11 +146,7 @@ class Lifecycle(Middleware):
                 continue
         if not wanted:
             return
-        try:
-            claims = self.group.claim_many([(job_id, life) for _, job_id, life in wanted])
-        except Exception as exc:
-            log.warning("deliveries not claimed at once (%s); their threads will", exc)
-            return
+        claims = self.group.claim_many([(job_id, life) for _, job_id, life in wanted])
         now = time.monotonic()
         with self._lock:
             for (message, _, _), claim in zip(wanted, claims, strict=True):
