@@ -212,6 +212,10 @@ class Lifecycle(Middleware):
 
     def before_process_message(self, broker, message) -> None:
         self._local.claim = None
+        claimed = getattr(message, CLAIMED, None)
+        if claimed is not None:  # claimed at delivery: its id was read there
+            self._start_delivered(message, claimed)
+            return
         try:
             job_id = uuid.UUID(message.message_id)
         except ValueError:
@@ -219,10 +223,6 @@ class Lifecycle(Middleware):
             message.fail()
             raise SkipMessage("not a Warren job") from None
 
-        claimed = getattr(message, CLAIMED, None)
-        if claimed is not None:
-            self._start_delivered(message, claimed)
-            return
         life = life_of(message)
         try:
             outcome = self._retrying(lambda: self._claim(job_id, life))

@@ -67,15 +67,10 @@ _started = threading.local()
 
 
 @functools.cache
-def _of_type(metric: Any, type: str) -> Any:
-    """`metric.labels(type)`, kept: a worker looks up the same few types for every job, and
+def _labelled(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, kept: a worker looks up the same few types for every job, and
     prometheus-client's lookup takes a lock and builds a key each time."""
-    return metric.labels(type)
-
-
-@functools.cache
-def _completed(type: str) -> Any:
-    return FINISHED.labels(type, JobStatus.COMPLETED.value)
+    return metric.labels(*labels)
 
 
 # -- counted where jobs come and go -------------------------------------------------------------
@@ -93,7 +88,7 @@ def job_started(claim: Any, message: Any) -> None:
     observe how long it waited since it was due, and note the start for `job_ran`."""
     now = time.time()
     due_ms = message.options.get("eta") or message.message_timestamp
-    _of_type(WAIT, claim.type).observe(max(now - due_ms / 1000, 0.0))
+    _labelled(WAIT, claim.type).observe(max(now - due_ms / 1000, 0.0))
     _started.at = time.perf_counter()
 
 
@@ -101,12 +96,12 @@ def job_ran(claim: Any) -> None:
     """The handler of the attempt this thread started has returned or raised."""
     started = getattr(_started, "at", None)
     if started is not None:
-        _of_type(DURATION, claim.type).observe(time.perf_counter() - started)
+        _labelled(DURATION, claim.type).observe(time.perf_counter() - started)
         _started.at = None
 
 
 def job_completed(claim: Any) -> None:
-    _completed(claim.type).inc()
+    _labelled(FINISHED, claim.type, JobStatus.COMPLETED.value).inc()
 
 
 def job_cancelled(claim: Any) -> None:
