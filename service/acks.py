@@ -16,7 +16,9 @@ redelivers it, and the job, still `processing` under a lease that nobody renews,
 and run again, as for a worker that died while running it.
 """
 
+import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -102,7 +104,7 @@ class _RecordedConsumer(_RabbitmqConsumer):
             more = super().__next__()
             if more is not None:
                 burst.append(more)
-        self._claimer.claim_delivered(burst)
+        self._claimer.claim_delivered(burst, _ConnectionPump(self.connection))
         self._handout.extend(burst[1:])
         return burst[0]
 
@@ -170,6 +172,33 @@ class _RecordedConsumer(_RabbitmqConsumer):
                 self._floor += 1
         else:
             self._settled.add(tag)
+
+
+class _ConnectionPump:
+    """While the consumer's thread waits for the claims of a burst, its connection goes on:
+    acks released meanwhile go out, so RabbitMQ delivers the next messages, and those are
+    read into the consumer's buffer, to be the next burst. Blocked instead, the thread held
+    back every ack for a commit's round trip, and the worker's threads waited for messages.
+    A connection that failed is left alone: its error comes with the next delivery."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: pika.BlockingConnection) -> None:
+        self.connection = connection
+
+    def wait(self) -> None:
+        try:
+            self.connection.process_data_events(time_limit=1)
+        except pika.exceptions.AMQPError:
+            time.sleep(0.01)
+
+    def wake(self) -> None:
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            self.connection.add_callback_threadsafe(_nothing)
+
+
+def _nothing() -> None:
+    pass
 
 
 class Broker(RabbitmqBroker):

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -48,8 +48,23 @@ class _Request:
     result: str | None = None  # the completion's result as JSON text
 
 
-def _answer_nth(replies: queue.SimpleQueue, n: int, answer: Any) -> None:
+class Pump(Protocol):
+    """What a thread that must not sit idle does while it waits for its claims (the
+    consumer's: its connection's acks and deliveries)."""
+
+    def wait(self) -> None:
+        """Work until woken, or for a while."""
+
+    def wake(self) -> None:
+        """Make `wait` return; called from the writer's thread."""
+
+
+def _answer_nth(
+    replies: queue.SimpleQueue, total: int, pump: Pump | None, n: int, answer: Any
+) -> None:
     replies.put((n, answer))
+    if pump is not None and replies.qsize() == total:
+        pump.wake()
 
 
 class GroupCommit:
@@ -74,14 +89,22 @@ class GroupCommit:
         """Take a due pending job in this life for this worker; None if it was not claimable."""
         return self._wait(lambda answer: _Request(job_id, answer, life))
 
-    def claim_many(self, wanted: Sequence[tuple[uuid.UUID, int]]) -> list[Claim | None]:
+    def claim_many(
+        self, wanted: Sequence[tuple[uuid.UUID, int]], pump: Pump | None = None
+    ) -> list[Claim | None]:
         """Claim several jobs at once, as `claim` does each (`(job id, life)` pairs): their
         requests go in together, so they usually share one batch. Answers in order; a job
         whose batch failed (PostgreSQL away) answers None, as one not claimable, so that the
-        claims of another batch are never lost to its error."""
+        claims of another batch are never lost to its error. With a `pump`, the caller's
+        thread works through it until every answer is in, instead of blocking."""
         replies: queue.SimpleQueue = queue.SimpleQueue()
         for n, (job_id, life) in enumerate(wanted):
-            self._submit(_Request(job_id, partial(_answer_nth, replies, n), life))
+            self._submit(
+                _Request(job_id, partial(_answer_nth, replies, len(wanted), pump, n), life)
+            )
+        if pump is not None:
+            while replies.qsize() < len(wanted):
+                pump.wait()
         answers: list[Claim | None] = [None] * len(wanted)
         failed: BaseException | None = None
         for _ in wanted:

@@ -45,7 +45,7 @@ from service.errors import (
     RetryLater,
     ValidationFailed,
 )
-from service.groupcommit import GroupCommit
+from service.groupcommit import GroupCommit, Pump
 from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
 from service.retries import RetryPolicy
@@ -125,7 +125,7 @@ class Lifecycle(Middleware):
 
     # -- at delivery: claim a burst at once -----------------------------------------------------
 
-    def claim_delivered(self, messages: Sequence[Any]) -> None:
+    def claim_delivered(self, messages: Sequence[Any], pump: Pump | None = None) -> None:
         """Claim the jobs of a burst of deliveries in one batch, from the consumer's thread,
         before they wait for a worker thread (`service.acks`). One claim per burst where each
         thread claimed its own; a job whose claim fails here (not due, ended, another life,
@@ -146,7 +146,7 @@ class Lifecycle(Middleware):
                 continue
         if not wanted:
             return
-        claims = self.group.claim_many([(job_id, life) for _, job_id, life in wanted])
+        claims = self.group.claim_many([(job_id, life) for _, job_id, life in wanted], pump)
         now = time.monotonic()
         with self._lock:
             for (message, _, _), claim in zip(wanted, claims, strict=True):

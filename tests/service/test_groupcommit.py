@@ -117,3 +117,40 @@ def test_after_its_connection_is_lost_the_writer_takes_a_new_one(warren, group, 
     claim = group.claim(second, 1)
 
     assert claim is not None and claim.job_id == second
+
+
+class CountingPump:
+    """A consumer's stand-in: counts the turns of work it is given while claims are out."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self.woken = threading.Event()
+
+    def wait(self) -> None:
+        self.turns += 1
+        self.woken.wait(0.05)
+        self.woken.clear()
+
+    def wake(self) -> None:
+        self.woken.set()
+
+
+def test_a_burst_claimer_keeps_working_through_its_pump_until_its_claims_are_in(
+    warren, group, engine
+):
+    [job_id] = pending_jobs(warren, 1)
+    pump, answers = CountingPump(), []
+
+    # Hold the writer on the job's row: the claims stay out while the consumer works on.
+    with engine.begin() as lock:
+        lock.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": job_id})
+        claimer = threading.Thread(
+            target=lambda: answers.append(group.claim_many([(job_id, 1)], pump))
+        )
+        claimer.start()
+        wait_for(lambda: pump.turns >= 3, what="the claimer to keep working while it waits")
+    claimer.join(10)
+
+    [[claim]] = answers
+    assert claim is not None and claim.job_id == job_id
+    assert warren.get(job_id).status == "processing"

@@ -173,7 +173,7 @@ def test_a_claim_that_fails_unexpectedly_defers_the_message_and_never_runs_uncla
         return claim(job_id, life)
 
     lifecycle.group.claim = failing_once
-    lifecycle.group.claim_many = lambda wanted: [None] * len(wanted)  # each thread claims
+    lifecycle.group.claim_many = lambda wanted, pump=None: [None] * len(wanted)  # threads claim
     job_id = warren.enqueue("test-record", {"tag": "deferred"}).id
 
     job = final(warren, job_id)
