@@ -14,8 +14,8 @@ Configured to be comparable with Warren's and plain Dramatiq's workers:
   durable, messages persistent; nothing else is declared: no result backend, no events, no
   remote control (pidbox), no gossip or mingle (the `celeryev` and `celery.pidbox` exchanges);
 - `task_acks_late`: a message is acknowledged after its task ran, as Dramatiq does;
-- `worker_prefetch_multiplier = 2`: each process prefetches twice its thread count (`-c`),
-  as `warren worker` sets Dramatiq's prefetch to twice its threads.
+- `worker_prefetch_multiplier = 4` (Celery's default): each process prefetches four times its
+  thread count (`-c`), as `warren worker` does by default (`worker_prefetch`).
 
 The task `bench_celery_noop` does nothing but count itself (`bench.counting`, as plain
 Dramatiq's actor does).
@@ -44,7 +44,7 @@ def make_app(broker_url: str, queue: str) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
-        worker_prefetch_multiplier=2,
+        worker_prefetch_multiplier=4,
         worker_enable_remote_control=False,
         worker_send_task_events=False,
         task_send_sent_event=False,

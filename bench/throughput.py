@@ -27,8 +27,8 @@ jobs done, which leaves out the worker's start and its last stragglers. The syst
 - plain Dramatiq: `broker.enqueue` one by one, then `dramatiq bench.plain:setup`; done = runs
   counted by its actor;
 - Celery 5 (`bench.celeryapp`): `apply_async` on one connection, then P separate `celery
-  worker -P threads -c T` processes, late acks, each prefetching 2T; done = runs counted by its
-  task, as plain Dramatiq's.
+  worker -P threads -c T` processes, late acks, each prefetching 4T (Celery's default, and
+  `warren worker`'s); done = runs counted by its task, as plain Dramatiq's.
 Each also prints its costs per job over the same window, 10 % to 90 % (`bench.costs`): CPU of
 all PostgreSQL processes (and of the run's database's backends alone), of the worker's process
 tree and of RabbitMQ, and WAL bytes. PostgreSQL, RabbitMQ and WAL are the whole server's: what
@@ -51,6 +51,10 @@ from bench import costs, harness, plain
 from bench.counting import counted
 from bench.harness import BenchEnv, BenchError, BenchTimeout, say
 from service.client import MAX_BATCH, Warren
+from service.settings import Settings
+
+#: `warren worker`'s messages per thread; the bench's children never inherit `WARREN_*`.
+PREFETCH: int = Settings.model_fields["worker_prefetch"].default
 
 POLL_SECONDS = 0.2
 
@@ -272,7 +276,7 @@ def start_plain_worker(
     env: BenchEnv, name: str, queue: str, count_dir: Path, processes: int, threads: int
 ) -> harness.Process:
     """`python -m dramatiq bench.plain:setup` on `queue`, with the prefetch `warren worker`
-    sets."""
+    sets (`worker_prefetch` messages per thread)."""
     argv = [sys.executable, "-m", "dramatiq", "bench.plain:setup"]
     argv += ["--processes", str(processes), "--threads", str(threads)]
     return env.start(
@@ -280,7 +284,7 @@ def start_plain_worker(
         argv,
         BENCH_PLAIN_QUEUE=queue,
         BENCH_PLAIN_COUNT_DIR=str(count_dir),
-        dramatiq_queue_prefetch=str(2 * threads),
+        dramatiq_queue_prefetch=str(PREFETCH * threads),
     )
 
 

@@ -160,19 +160,23 @@ def worker(
     queues: Annotated[str, typer.Option(help="Tiers to consume, comma-separated")] = (
         "high,normal,low"
     ),
+    prefetch: Annotated[
+        int | None, typer.Option(min=1, max=100, help="Messages held per thread")
+    ] = None,
 ) -> None:
     """Run Dramatiq workers on the tier queues."""
     settings = load_settings()
     tiers = parse_tiers(queues)
     processes = processes or settings.worker_processes
     threads = threads or settings.worker_threads
-    # Dramatiq's own default prefetch, twice the threads: a message whose ack waits for its
-    # outcome's commit (service.acks) still holds its slot, and with no more than the threads
-    # the threads would wait for deliveries. More would let a backlog hoard one worker.
+    # Four messages per thread by default (Celery's default): a message holds its slot until
+    # its outcome is committed and acked (service.acks), so with fewer the threads of a busy
+    # worker wait for deliveries. Fewer suit long jobs (see `worker_prefetch`).
+    per_thread = prefetch or settings.worker_prefetch
     env = observability_env(settings)
     exec_command(
         worker_argv(settings.queue_prefix, processes, threads, tiers, env["WARREN_LOG_FORMAT"]),
-        {"dramatiq_queue_prefetch": str(2 * threads), **env},
+        {"dramatiq_queue_prefetch": str(per_thread * threads), **env},
     )
 
 

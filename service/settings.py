@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     job_modules: Annotated[list[str], NoDecode] = ["actors"]
     worker_processes: int = 2
     worker_threads: int = 8
+    # Messages a worker process holds per thread (Celery's `worker_prefetch_multiplier`). Its
+    # jobs are claimed at delivery, so up to (prefetch - 1) per thread wait as `processing`;
+    # 1 suits long jobs, where a waiting job should rather go to an idle worker.
+    worker_prefetch: int = Field(default=4, ge=1, le=100)
 
     delay_horizon_seconds: float = 600.0
     lease_seconds: float = 30.0

@@ -154,7 +154,7 @@ class RunningWorker:
         self.broker = worker_entry.build(settings)
         self.broker.emit_after("process_boot")
         self.worker = Worker(self.broker, worker_threads=threads, worker_timeout=100)
-        self.worker.queue_prefetch = 2 * threads  # as `warren worker` sets it
+        self.worker.queue_prefetch = settings.worker_prefetch * threads  # as `warren worker`
         self.worker.start()
         self.stopped = False
 

@@ -3,6 +3,7 @@ started as a user starts them and driven over real HTTP."""
 
 import socket
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -52,6 +53,22 @@ def test_a_job_posted_to_the_api_is_run_by_the_worker(api, spawn):
     assert job["result"] == {"attempt": 1, "tag": "e2e"}
     stats = api.get("/stats").json()["stats"]
     assert stats["completed"] == 1
+
+
+def test_a_worker_holds_its_prefetch_per_thread_as_rabbitmq_shows_it(spawn, settings):
+    spawn("worker", "--processes", "1", "--threads", "2", "--prefetch", "3")
+    broker = urllib.parse.urlsplit(settings.broker_url)
+    queue = f"{settings.queue_prefix}.normal"
+
+    def prefetch() -> int | None:
+        consumers = httpx.get(
+            f"http://{broker.hostname}:15672/api/consumers",
+            auth=(broker.username or "guest", broker.password or "guest"),
+            timeout=5,
+        ).json()
+        return next((c["prefetch_count"] for c in consumers if c["queue"]["name"] == queue), None)
+
+    assert wait_for(prefetch, timeout=30, what="the worker's consumer in RabbitMQ") == 6
 
 
 def test_a_job_that_keeps_failing_reaches_the_dlq_through_the_scheduler(api, spawn):
