@@ -84,6 +84,7 @@ class _RecordedConsumer(_RabbitmqConsumer):
             (m for m in self.broker.middleware if hasattr(m, "claim_delivered")), None
         )
         self._handout: deque[Any] = deque()
+        self._pump = _ConnectionPump(self.connection)
         self._ready: list[int] = []
         self._ready_lock = threading.Lock()
         # Owned by the connection's thread (its callbacks):
@@ -104,7 +105,7 @@ class _RecordedConsumer(_RabbitmqConsumer):
             more = super().__next__()
             if more is not None:
                 burst.append(more)
-        self._claimer.claim_delivered(burst, _ConnectionPump(self.connection))
+        self._claimer.claim_delivered(burst, self._pump)
         self._handout.extend(burst[1:])
         return burst[0]
 
