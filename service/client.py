@@ -91,6 +91,11 @@ class Warren:
         answers many enqueues wants, not a script that may exit right after enqueueing."""
         self.settings = settings
         self.engine = engine or db.make_engine(settings)
+        self._autocommit = (
+            db.make_autocommit_engine(settings)
+            if engine is None
+            else engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self.registry = registry or default_registry.load(settings.job_modules)
         self.publisher = publisher or Publisher(build_broker(settings), settings)
         self.relay = Relay(self.engine, self.publisher) if publish_in_background else None
@@ -107,6 +112,7 @@ class Warren:
             self.relay.close()
         self.broker_view.close()
         self.publisher.close()
+        self._autocommit.dispose()
         self.engine.dispose()
 
     # -- enqueue ------------------------------------------------------------------------------
@@ -182,7 +188,7 @@ class Warren:
             self._publish_after_commit(session, rows, outcome)
             return [Enqueued(*pair) for pair in outcome]
         # One INSERT statement is atomic on its own: autocommit saves the BEGIN round trip.
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        with self._autocommit.connect() as conn:
             outcome = jobs.insert(conn, rows)
         self.publish_new(rows, outcome)
         return [Enqueued(*pair) for pair in outcome]
