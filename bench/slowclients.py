@@ -134,10 +134,15 @@ class Siege:
         for fd, _ in poller.poll(0):
             conn = by_fd[fd]
             conn.sock.close()
-            self.held.remove(conn)
             self.dropped[conn.kind] += 1
-            if (fresh := self._open(conn.kind)) is not None:
-                self.held.append(fresh)
+            fresh = self._open(conn.kind)
+            # Swapped in place, once the new one is open: a reader in another thread never
+            # sees the siege a connection short while it is being replaced.
+            index = self.held.index(conn)
+            if fresh is None:
+                del self.held[index]
+            else:
+                self.held[index] = fresh
 
     def _trickle(self) -> None:
         now = time.monotonic()
