@@ -32,7 +32,8 @@ def worker_env(settings: Settings, threads: int, **overrides: str) -> dict[str, 
             "WARREN_JOB_MODULES": "actors,tests.jobtypes",
             "WARREN_ALLOWED_NETWORKS": ",".join(map(str, settings.allowed_networks)),
             "WARREN_LEASE_SECONDS": "3",
-            "dramatiq_queue_prefetch": str(threads),  # as `warren worker` sets it
+            # As `warren worker` sets it: `worker_prefetch` messages per thread.
+            "dramatiq_queue_prefetch": str(settings.worker_prefetch * threads),
             "PYTHONUNBUFFERED": "1",
         }
     )
