@@ -52,6 +52,7 @@ from bench.counting import counted
 from bench.harness import BenchEnv, BenchError, BenchTimeout, say
 from service.client import MAX_BATCH, Warren
 from service.settings import Settings
+from service.worker import prefetch_env
 
 #: `warren worker`'s messages per thread; the bench's children never inherit `WARREN_*`.
 PREFETCH: int = Settings.model_fields["worker_prefetch"].default
@@ -284,7 +285,7 @@ def start_plain_worker(
         argv,
         BENCH_PLAIN_QUEUE=queue,
         BENCH_PLAIN_COUNT_DIR=str(count_dir),
-        dramatiq_queue_prefetch=str(PREFETCH * threads),
+        **prefetch_env(threads, PREFETCH),
     )
 
 

@@ -24,6 +24,7 @@ from service import db, devmail, logs, metrics, sealing
 from service.broker import TIERS, Publisher, build_broker
 from service.scheduler import Scheduler
 from service.settings import Settings
+from service.worker import prefetch_env
 
 # -- processes --------------------------------------------------------------------------------
 
@@ -176,7 +177,7 @@ def worker(
     env = observability_env(settings)
     exec_command(
         worker_argv(settings.queue_prefix, processes, threads, tiers, env["WARREN_LOG_FORMAT"]),
-        {"dramatiq_queue_prefetch": str(per_thread * threads), **env},
+        {**prefetch_env(threads, per_thread), **env},
     )
 
 

@@ -46,7 +46,7 @@ def make_autocommit_engine(settings: Settings, **options: object) -> Engine:
     """An engine for single statements that commit on their own (an enqueue's insert): its
     connections stay in autocommit, so a checkout sets nothing and a checkin resets nothing,
     and they keep the statements they prepared with PostgreSQL's own plan caching (a lookup by
-    primary or unique key plans the same at any table size). About 0.08 ms less per enqueue
+    primary or unique key plans the same at any table size): less client work per enqueue
     than switching a pooled connection of `make_engine` to autocommit and back."""
     return make_engine(
         settings,

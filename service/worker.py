@@ -34,6 +34,13 @@ def build(settings: Settings, registry: Registry | None = None) -> RabbitmqBroke
     return broker
 
 
+def prefetch_env(threads: int, per_thread: int) -> dict[str, str]:
+    """The environment under which `dramatiq` holds `per_thread` messages per thread (its
+    queue prefetch counts per process): what `warren worker` sets, and what tests and
+    benchmarks that start Dramatiq themselves set to run as it does."""
+    return {"dramatiq_queue_prefetch": str(per_thread * threads)}
+
+
 def setup() -> None:
     """Entry point for `dramatiq service.worker:setup`: settings from the environment, and
     this worker process's log lines in Warren's format (`service.logs`)."""

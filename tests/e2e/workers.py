@@ -15,6 +15,7 @@ from pathlib import Path
 
 from service.broker import TIERS
 from service.settings import Settings
+from service.worker import prefetch_env
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +33,7 @@ def worker_env(settings: Settings, threads: int, **overrides: str) -> dict[str, 
             "WARREN_JOB_MODULES": "actors,tests.jobtypes",
             "WARREN_ALLOWED_NETWORKS": ",".join(map(str, settings.allowed_networks)),
             "WARREN_LEASE_SECONDS": "3",
-            # As `warren worker` sets it: `worker_prefetch` messages per thread.
-            "dramatiq_queue_prefetch": str(settings.worker_prefetch * threads),
+            **prefetch_env(threads, settings.worker_prefetch),
             "PYTHONUNBUFFERED": "1",
         }
     )
