@@ -21,11 +21,14 @@ Two latencies per request:
   every client thread was busy (the API fell behind), so a slow API cannot hide its backlog.
 Errors are responses other than 201, and exceptions (timeouts, refused connections).
 A short warm-up of each API at the same rate runs first and is not counted. Then the two take
-turns with the same rate, clients and seconds: `--rounds` rounds (2), each `--seconds /
+turns with the same rate, clients and seconds: `--rounds` rounds (10), each `--seconds /
 --rounds` per API, in the order warren, plain, then plain, warren, and so on, so that load
-from elsewhere on the machine falls on both alike. The samples of
-each API's turns are pooled; the achieved rate is its answered requests over the sum of its
-turns' spans. The ratio warren/plain of the p95 from schedule is the figure to compare.
+from elsewhere on the machine falls on both alike: on a shared virtual machine the plain
+endpoint's own p95 moved by half from one run to the next, and short turns keep such phases
+from falling on one API only. The samples of each API's turns are pooled; the achieved rate
+is its answered requests over the sum of its turns' spans. The ratio warren/plain of the
+pooled p95 from schedule is the figure to compare; beside it, the median of the rounds' own
+ratios (each round's two turns ran back to back) says how steady it was.
 
 Batch: `--batches` requests of 1,000 `bench-noop` jobs each, one after another; jobs/s is all
 jobs over the time until the last answer. The API answers once the rows are committed and its
@@ -36,6 +39,7 @@ is left unpublished (polled every 0.1 s).
 import argparse
 import http.client
 import json
+import statistics
 import threading
 import time
 import urllib.parse
@@ -47,7 +51,7 @@ import httpx
 import sqlalchemy as sa
 
 from bench import harness
-from bench.harness import BenchEnv, latency_summary, say
+from bench.harness import BenchEnv, latency_summary, percentile, say
 
 JOB = {"type": "bench-noop", "payload": {}}
 JOB_BODY = json.dumps(JOB).encode()
@@ -237,16 +241,28 @@ def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> 
         )
         for key in ("p50Ms", "p95Ms", "p99Ms")
     }
+    rounds = round_ratios(turns["warren"], turns["plain"])
     say(
         f"warren/plain from schedule: p95 {ratio['p95Ms']:.2f} "
-        f"(p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f})"
+        f"(p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f}); p95 of each round: median "
+        f"{statistics.median(rounds):.2f}, {min(rounds):.2f}-{max(rounds):.2f}"
     )
     return {
         "single": figures["warren"],
         "plain": figures["plain"],
         "ratioFromSchedule": ratio,
+        "roundRatiosP95": rounds,
         "turns": order,
     }
+
+
+def round_ratios(warren: list[list[Sample]], plain: list[list[Sample]]) -> list[float]:
+    """warren/plain of the p95 from schedule, round by round."""
+
+    def p95(turn: list[Sample]) -> float:
+        return percentile([s.answered - s.due for s in turn if s.error is None], 95)
+
+    return [round(p95(w) / p95(p), 3) for w, p in zip(warren, plain, strict=True)]
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
@@ -278,7 +294,7 @@ def main() -> None:
         "--seconds", type=float, default=30, help="how long to send to each API (30)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=2, help="turns of each API, alternating order (2)"
+        "--rounds", type=int, default=10, help="turns of each API, alternating order (10)"
     )
     parser.add_argument("--clients", type=int, default=16, help="sending threads (16)")
     parser.add_argument("--warmup", type=float, default=2, help="uncounted seconds first (2)")
