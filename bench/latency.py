@@ -23,9 +23,8 @@ Errors are responses other than 201, and exceptions (timeouts, refused connectio
 A short warm-up of each API at the same rate runs first and is not counted. Then the two take
 turns with the same rate, clients and seconds: `--rounds` rounds (10), each `--seconds /
 --rounds` per API, in the order warren, plain, then plain, warren, and so on, so that load
-from elsewhere on the machine falls on both alike: on a shared virtual machine the plain
-endpoint's own p95 moved by half from one run to the next, and short turns keep such phases
-from falling on one API only. The samples of each API's turns are pooled; the achieved rate
+from elsewhere on the machine falls on both alike: short turns keep a slow phase of a shared
+machine from falling on one API only. The samples of each API's turns are pooled; the achieved rate
 is its answered requests over the sum of its turns' spans. The ratio warren/plain of the
 pooled p95 from schedule is the figure to compare; beside it, the median of the rounds' own
 ratios (each round's two turns ran back to back) says how steady it was.
@@ -136,7 +135,7 @@ def single_figures(turns: list[list[Sample]], rate: float) -> dict[str, Any]:
         "targetPerSecond": rate,
         "achievedPerSecond": round(len(ok) / span, 1),
         "service": latency_summary([s.answered - s.sent for s in ok]),
-        "fromSchedule": latency_summary([s.answered - s.due for s in ok]),
+        "fromSchedule": latency_summary(from_schedule(ok)),
         "errors": dict(Counter(s.error for s in samples if s.error is not None)),
     }
 
@@ -256,13 +255,17 @@ def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> 
     }
 
 
+def from_schedule(samples: list[Sample]) -> list[float]:
+    """Seconds from each answered request's due time to its answer."""
+    return [s.answered - s.due for s in samples if s.error is None]
+
+
 def round_ratios(warren: list[list[Sample]], plain: list[list[Sample]]) -> list[float]:
     """warren/plain of the p95 from schedule, round by round."""
-
-    def p95(turn: list[Sample]) -> float:
-        return percentile([s.answered - s.due for s in turn if s.error is None], 95)
-
-    return [round(p95(w) / p95(p), 3) for w, p in zip(warren, plain, strict=True)]
+    return [
+        round(percentile(from_schedule(w), 95) / percentile(from_schedule(p), 95), 3)
+        for w, p in zip(warren, plain, strict=True)
+    ]
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
