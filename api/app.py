@@ -4,7 +4,7 @@ import logging
 
 import falcon
 
-from api import controls, errors, gunicorn_errors, ui
+from api import controls, errors, gunicorn_errors, requestids, ui
 from api.auth import BearerTokens, Tokens
 from api.deadletters import DeadLetters, Groups, Replay
 from api.embeddings import Search
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None, warren: Warren | None = None) -
     """Build the API on `warren` (or a client made from `settings`, or the environment)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
     warren = warren or Warren(settings or Settings(), publish_in_background=True)
-    app = falcon.App(
+    app = requestids.App(
         middleware=[
             RequestIds(),
             BearerTokens(Tokens.from_settings(warren.settings)),

@@ -49,6 +49,7 @@ from service.broker import (
 from service.brokerview import BrokerView
 from service.enqueue import EnqueueRequest, build_row, parse
 from service.errors import NotFound, UnknownJobType, ValidationFailed
+from service.kept import KeptConnections
 from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus, Schedule
 from service.registry import Registry
 from service.registry import registry as default_registry
@@ -87,8 +88,10 @@ class Warren:
         publish_in_background: bool = False,
     ) -> None:
         """With `publish_in_background`, stored jobs are published by a relay thread (see
-        `service.relay`) and enqueue returns once the rows are committed: what a server that
-        answers many enqueues wants, not a script that may exit right after enqueueing."""
+        `service.relay`) and enqueue returns once the rows are committed, and each thread
+        keeps the connection of its enqueues (`service.kept`): what a server that answers many
+        enqueues on a few long-lived threads wants, not a script that may exit right after
+        enqueueing."""
         self.settings = settings
         self.engine = engine or db.make_engine(settings)
         self._autocommit = (
@@ -99,6 +102,7 @@ class Warren:
         self.registry = registry or default_registry.load(settings.job_modules)
         self.publisher = publisher or Publisher(build_broker(settings), settings)
         self.relay = Relay(self.engine, self.publisher) if publish_in_background else None
+        self._kept = KeptConnections(self._autocommit) if publish_in_background else None
         self.dlq = DeadLetters(self)
         self.schedules = Schedules(self)
         self.broker_view = BrokerView(settings)
@@ -112,6 +116,8 @@ class Warren:
             self.relay.close()
         self.broker_view.close()
         self.publisher.close()
+        if self._kept is not None:
+            self._kept.close()
         self._autocommit.dispose()
         self.engine.dispose()
 
@@ -188,7 +194,7 @@ class Warren:
             self._publish_after_commit(session, rows, outcome)
             return [Enqueued(*pair) for pair in outcome]
         # One INSERT statement is atomic on its own: autocommit saves the BEGIN round trip.
-        with self._autocommit.connect() as conn:
+        with self._kept.connection() if self._kept else self._autocommit.connect() as conn:
             outcome = jobs.insert(conn, rows)
         self.publish_new(rows, outcome)
         return [Enqueued(*pair) for pair in outcome]

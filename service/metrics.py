@@ -68,8 +68,8 @@ _started = threading.local()
 
 @functools.cache
 def _labelled(metric: Any, *labels: str) -> Any:
-    """`metric.labels(*labels)`, kept: a worker looks up the same few types for every job, and
-    prometheus-client's lookup takes a lock and builds a key each time."""
+    """`metric.labels(*labels)`, kept: a worker or an API looks up the same few types for
+    every job, and prometheus-client's lookup takes a lock and builds a key each time."""
     return metric.labels(*labels)
 
 
@@ -80,7 +80,7 @@ def enqueued(rows: list[dict[str, Any]], outcome: list[tuple[Any, bool]]) -> Non
     """Count the rows an enqueue inserted (`outcome` says which, as `store.jobs.insert`)."""
     for row, (_, created) in zip(rows, outcome, strict=True):
         if created:
-            ENQUEUED.labels(row["type"], tier_of(row["priority"])).inc()
+            _labelled(ENQUEUED, row["type"], tier_of(row["priority"])).inc()
 
 
 def job_started(claim: Any, message: Any) -> None:
