@@ -28,7 +28,7 @@ class _Kept:
         self.used_at = time.monotonic()
 
     def usable(self) -> bool:
-        if self.connection.invalidated or _broken(self.connection):
+        if _broken(self.connection):
             return False
         if time.monotonic() - self.used_at < IDLE_CHECK_SECONDS:
             return True
@@ -39,16 +39,19 @@ class _Kept:
 
 
 def _broken(connection: Connection) -> bool:
+    if connection.closed or connection.invalidated:
+        return True
     driver = connection.connection.driver_connection
     return driver.closed or driver.broken
 
 
-def _release(connection: Connection) -> None:
-    """Back to the pool; discarded there if it broke. Safe to call twice."""
-    if not connection.closed:
-        if not connection.invalidated and _broken(connection):
-            connection.invalidate()
-        connection.close()
+def _release(connection: Connection, dead: bool = False) -> None:
+    """Back to the pool, which discards it if it is `dead` or broke. Safe to call twice."""
+    if connection.closed:
+        return
+    if not connection.invalidated and (dead or _broken(connection)):
+        connection.invalidate()
+    connection.close()
 
 
 class KeptConnections:
@@ -79,10 +82,11 @@ class KeptConnections:
 
     def _take(self) -> _Kept:
         kept: _Kept | None = getattr(self._local, "kept", None)
-        if kept is not None and kept.usable():
-            return kept
         if kept is not None:
-            _release(kept.connection)
+            if kept.usable():
+                return kept
+            self._local.kept = None  # whatever happens next, this one is not kept
+            _release(kept.connection, dead=True)
         kept = self._local.kept = _Kept(self.engine.connect())
         weakref.finalize(kept, _release, kept.connection)  # when the thread ends
         with self._lock:

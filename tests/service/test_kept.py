@@ -2,6 +2,7 @@
 connection costs at most the one enqueue that was using it, never the ones after."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -58,3 +59,34 @@ def test_a_connection_closed_under_busy_enqueues_fails_one_of_them_and_is_replac
     assert first.status_code == 503
     assert first.json["error"]["code"] == "unavailable"
     assert second.status_code == 201
+
+
+@contextmanager
+def refusing_new_connections(engine: sa.Engine) -> Iterator[None]:
+    """The database refuses new connections, as a restarting server does, until the end."""
+    name = engine.url.database
+    admin = sa.create_engine(engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+            try:
+                yield
+            finally:
+                conn.execute(sa.text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+    finally:
+        admin.dispose()
+
+
+def test_a_connection_that_cannot_be_replaced_yet_costs_enqueues_only_until_it_can(
+    api, engine, monkeypatch
+):
+    assert api.simulate_post("/jobs", json=JOB).status_code == 201
+    monkeypatch.setattr(kept, "IDLE_CHECK_SECONDS", 0.0)
+    with refusing_new_connections(engine):
+        assert close_enqueue_connections(engine) == 1
+        refused = api.simulate_post("/jobs", json=JOB)
+
+    answer = api.simulate_post("/jobs", json=JOB)
+
+    assert refused.status_code == 503
+    assert answer.status_code == 201
