@@ -4,9 +4,10 @@ A server answers each enqueue with one INSERT on a thread of a fixed pool. Check
 connection out of SQLAlchemy's pool and back in costs that thread about as much client time
 as the insert itself, so each thread keeps the connection of its last enqueue instead. What
 the pool's checkout would do is done here: a connection idle for `IDLE_CHECK_SECONDS` is
-pinged before it is used (a PostgreSQL restart costs no enqueue), and one that broke is
-handed back and replaced. A thread's connection goes back to the pool when the thread ends,
-or at `close()`.
+pinged before it is used, so the first enqueue after a pause does not fail on a connection
+the server closed meanwhile; one that broke, or failed its ping, goes back to the pool to be
+discarded, and costs at most the enqueue that was using it. A thread's connection goes back
+to the pool when the thread ends, or at `close()`.
 """
 
 import threading
