@@ -68,12 +68,16 @@ def _check_if_idle(dialect: Any, dbapi_connection: Any, record: Any, proxy: Any)
     checked_in_at = record.info.get("checked_in_at")
     if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_CHECK_SECONDS:
         return
-    try:
-        alive = dialect.do_ping(dbapi_connection)
-    except Exception as exc:
-        raise sa.exc.DisconnectionError() from exc
-    if not alive:
+    if not answers(dialect, dbapi_connection):
         raise sa.exc.DisconnectionError()
+
+
+def answers(dialect: Any, dbapi_connection: Any) -> bool:
+    """Whether the server still answers on this driver connection (SQLAlchemy's ping)."""
+    try:
+        return bool(dialect.do_ping(dbapi_connection))
+    except Exception:  # any failure to answer means: replace it
+        return False
 
 
 def create_database(url: str) -> bool:

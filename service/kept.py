@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection, Engine
 
-from service.db import IDLE_CHECK_SECONDS
+from service.db import IDLE_CHECK_SECONDS, answers
 
 
 class _Kept:
@@ -33,10 +33,7 @@ class _Kept:
             return False
         if time.monotonic() - self.used_at < IDLE_CHECK_SECONDS:
             return True
-        try:
-            return self.connection.dialect.do_ping(self.connection.connection.dbapi_connection)
-        except Exception:  # any failure to answer means: replace it
-            return False
+        return answers(self.connection.dialect, self.connection.connection.dbapi_connection)
 
 
 def _broken(connection: Connection) -> bool:
