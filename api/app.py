@@ -23,7 +23,7 @@ from service.settings import Settings
 def create_app(settings: Settings | None = None, warren: Warren | None = None) -> falcon.App:
     """Build the API on `warren` (or a client made from `settings`, or the environment)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
-    warren = warren or Warren(settings or Settings(), publish_in_background=True)
+    warren = warren or Warren(settings or Settings(), relayed=True)
     app = requestids.App(
         middleware=[
             RequestIds(),

@@ -445,6 +445,10 @@ class BenchEnv:
         process = self.start("api", warren_argv("api", *options), **extra_env)
         return self._serving(process, port)
 
+    def start_scheduler(self) -> Process:
+        """`warren scheduler`, whose relay publishes the jobs the API stores."""
+        return self.start("scheduler", warren_argv("scheduler"))
+
     def start_app(
         self, name: str, app: str, workers: int = 2, threads: int = 8, **extra_env: str
     ) -> Api:

@@ -3,8 +3,9 @@ write instead, then `POST /jobs/batch`.
 
     .venv/bin/python -m bench.latency --rate 200 --seconds 30
 
-A `warren api` (2 gunicorn processes x 8 threads) runs on a free port of 127.0.0.1; no worker
-runs, the jobs just accumulate. Beside it runs the baseline, "plain" (`bench.plainapi`): a
+A `warren api` (2 gunicorn processes x 8 threads) runs on a free port of 127.0.0.1, with a
+`warren scheduler`, whose relay publishes the jobs the API stores; no worker runs, the jobs
+just accumulate. Beside it runs the baseline, "plain" (`bench.plainapi`): a
 Falcon app whose `POST /jobs` parses the body, calls a Dramatiq actor's `send()` with
 publisher confirms and records nothing, served by gunicorn with `warren api`'s own command line
 (the same worker class, processes and threads); its messages accumulate in a queue of the
@@ -30,9 +31,9 @@ pooled p95 from schedule is the figure to compare; beside it, the median of the 
 ratios (each round's two turns ran back to back) says how steady it was.
 
 Batch: `--batches` requests of 1,000 `bench-noop` jobs each, one after another; jobs/s is all
-jobs over the time until the last answer. The API answers once the rows are committed and its
-relay publishes them right after, so "published" jobs/s is all jobs over the time until no row
-is left unpublished (polled every 0.1 s).
+jobs over the time until the last answer. The API answers once the rows are committed and the
+scheduler's relay publishes them right after, so "published" jobs/s is all jobs over the time
+until no row is left unpublished (polled every 0.1 s).
 """
 
 import argparse
@@ -142,8 +143,8 @@ def single_figures(turns: list[list[Sample]], rate: float) -> dict[str, Any]:
 
 def batches(env: BenchEnv, url: str, count: int) -> dict[str, Any]:
     """`count` sequential `POST /jobs/batch` of 1,000 jobs each. The API answers once the rows
-    are committed and its relay publishes them after, so this also waits for every job to be
-    marked published: jobs/s counts answered jobs, published jobs/s the whole way."""
+    are committed and the scheduler's relay publishes them after, so this also waits for every
+    job to be marked published: jobs/s counts answered jobs, published jobs/s the whole way."""
     body = {"jobs": [JOB] * BATCH_SIZE}
     durations, errors = [], Counter()
     with httpx.Client(timeout=120) as client:
@@ -269,8 +270,9 @@ def round_ratios(warren: list[list[Sample]], plain: list[list[Sample]]) -> list[
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
+    env.start_scheduler()
     api = env.start_api(workers=2, threads=8)
-    say(f"warren api on {api.url} (2 processes x 8 threads), no worker")
+    say(f"warren api on {api.url} (2 processes x 8 threads) and a scheduler, no worker")
     single = single_enqueue(env, args, api.url)
 
     batch = batches(env, api.url, args.batches)

@@ -53,7 +53,6 @@ from service.kept import KeptConnections
 from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus, Schedule
 from service.registry import Registry
 from service.registry import registry as default_registry
-from service.relay import Relay, record_published
 from service.reschedule import RescheduleRequest
 from service.settings import Settings
 from service.store import counts, dead_letters, jobs
@@ -85,13 +84,13 @@ class Warren:
         engine: Engine | None = None,
         registry: Registry | None = None,
         publisher: Publisher | None = None,
-        publish_in_background: bool = False,
+        relayed: bool = False,
     ) -> None:
-        """With `publish_in_background`, stored jobs are published by a relay thread (see
-        `service.relay`) and enqueue returns once the rows are committed, and each thread
-        keeps the connection of its enqueues (`service.kept`): what a server that answers many
-        enqueues on a few long-lived threads wants, not a script that may exit right after
-        enqueueing."""
+        """With `relayed`, enqueue only stores the jobs, flagged for the scheduler's relay,
+        which publishes them (`service.relay`), and each thread keeps the connection of its
+        enqueues (`service.kept`): what a server that answers many enqueues on a few
+        long-lived threads wants. Without it, enqueue publishes the jobs itself, so a
+        script's jobs run whether a scheduler runs or not."""
         self.settings = settings
         self.engine = engine or db.make_engine(settings)
         self._autocommit = (
@@ -101,8 +100,8 @@ class Warren:
         )
         self.registry = registry or default_registry.load(settings.job_modules)
         self.publisher = publisher or Publisher(build_broker(settings), settings)
-        self.relay = Relay(self.engine, self.publisher) if publish_in_background else None
-        self._kept = KeptConnections(self._autocommit) if publish_in_background else None
+        self.relayed = relayed
+        self._kept = KeptConnections(self._autocommit) if relayed else None
         self.dlq = DeadLetters(self)
         self.schedules = Schedules(self)
         self.broker_view = BrokerView(settings)
@@ -112,8 +111,6 @@ class Warren:
         return cls(settings or Settings())
 
     def close(self) -> None:
-        if self.relay is not None:
-            self.relay.close()
         self.broker_view.close()
         self.publisher.close()
         if self._kept is not None:
@@ -195,8 +192,11 @@ class Warren:
             return [Enqueued(*pair) for pair in outcome]
         # One INSERT statement is atomic on its own: autocommit saves the BEGIN round trip.
         with self._kept.connection() if self._kept else self._autocommit.connect() as conn:
-            outcome = jobs.insert(conn, rows)
-        self.publish_new(rows, outcome)
+            outcome = jobs.insert(conn, rows, for_relay=self.relayed)
+        if self.relayed:
+            metrics.enqueued(rows, outcome)
+        else:
+            self.publish_new(rows, outcome)
         return [Enqueued(*pair) for pair in outcome]
 
     def _publish_after_commit(self, session: Session, rows, outcome) -> None:
@@ -227,14 +227,21 @@ class Warren:
         self.publish(due)
 
     def publish(self, due: list[Dispatch]) -> None:
-        """Publish jobs and mark them published, now or by the relay; what fails stays for
-        the scheduler."""
-        if self.relay is not None and due:
-            self.relay.add(due)
-            return
+        """Publish jobs and mark them published; what fails stays for the scheduler."""
         published = self.publisher.publish_many(due) if due else []
         if published:
-            record_published(self.engine, published)
+            self._record_published(published)
+
+    def _record_published(self, published: list[Dispatch]) -> None:
+        """A mark that fails is only logged: the scheduler publishes those jobs again, and a
+        duplicate message is harmless."""
+        try:
+            with self.engine.begin() as conn:
+                jobs.mark_published(conn, published)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning(
+                "%d jobs not marked published (%s); the scheduler will", len(published), exc
+            )
 
     # -- read ---------------------------------------------------------------------------------
 

@@ -62,6 +62,9 @@ class Job(SQLModel, table=True):
     (handed to RabbitMQ), `next_attempt_at` (waiting for a retry), `cancel_requested_at`
     (running, asked to stop), `lease_until` (its worker is alive until then).
 
+    `for_relay`: stored by the API and not yet published by the scheduler's relay
+    (`service.relay`).
+
     `life` counts the job's lives: 1 at enqueue, one more at each retry by hand or DLQ replay.
     Messages carry the life they were published for, and every write a message can cause is
     fenced by it (see migration 0006)."""
@@ -105,6 +108,7 @@ class Job(SQLModel, table=True):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("jobs_updated_idx", "updated_at", "id"),
+        Index("jobs_for_relay_idx", "id", postgresql_where=text("for_relay")),
     )
 
     id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), primary_key=True))
@@ -134,6 +138,9 @@ class Job(SQLModel, table=True):
     progress: dict[str, Any] | None = _json()
     schedule_name: str | None = Field(default=None, sa_column=Column(Text))
     scheduled_for: datetime | None = _time()
+    for_relay: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default="false")
+    )
 
 
 class JobAttempt(SQLModel, table=True):

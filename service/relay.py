@@ -1,140 +1,127 @@
-"""Publishing freshly stored jobs off the request path: the API's relay.
+"""The relay: a thread of each `warren scheduler` that publishes what the API stored.
 
-The jobs table is the outbox: once a job's row is committed the job is accepted, and the API
-can answer. The relay, two threads of each API process, then publishes what the requests
-stored, as many jobs as are waiting per AMQP transaction, and marks them published, as many as
-are waiting per transaction. Under load that is one RabbitMQ round trip and one transaction for
-many requests instead of one each, and the marks of one batch overlap the publishing of the
-next.
+The jobs table is the outbox. An API server's enqueue only inserts its rows, flagged
+`for_relay`: once the row is committed the job is accepted, and the API answers. The relay
+looks for flagged rows every `publish_interval` (20 ms; every 100 ms after a second without
+any), in a partial index that holds only them. It takes up to 500 (`SKIP LOCKED`, so several
+schedulers can relay side by side), marks the due ones published and clears their flags,
+publishes them in one AMQP transaction, and commits; when RabbitMQ refuses them it rolls back,
+and tries again a second later. Under load the requests of 20 ms share one transaction.
 
-Both threads are paced: a batch starts at once after a quiet spell, but no sooner than
-`publish_interval` (20 ms) after the previous publishing transaction, or `mark_interval`
-(200 ms) after the previous marks. A job therefore waits at most 20 ms in the relay, and at a
-steady trickle of requests the relay's round trips, and the GIL they hold, stay off the
-requests' path; without pacing each request cost one publish and one mark of its own.
+Why a poll in the scheduler rather than a thread of each API process, or a NOTIFY per insert
+(docs/performance.md): a relay thread in an API process held that process's GIL while the
+requests waited, and a NOTIFY made each insert's commit take PostgreSQL's notification lock
+and wake the listener; both lengthened the requests' tail. A poll of an index that is empty
+when idle costs less than either.
 
-Nothing is lost if a publish fails or the process dies first: the rows stay unpublished, and
-the scheduler publishes them once they look stranded (`stranded_after_seconds`). A mark that
-does not land costs one duplicate message, which a worker's claim ignores.
+A Python client publishes its own jobs right after inserting them and never sets the flag, so
+the relay never publishes a job twice. What is flagged but paused, or due beyond the delay
+horizon, loses its flag and is the scheduler's tick's to publish when its time comes; so is a
+flagged job the tick found stranded (`stranded_after_seconds`) while no relay ran.
 """
 
-import atexit
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+import psycopg
+from sqlalchemy.engine import Connection, Engine
 
-from service.batches import take_batch
-from service.broker import Dispatch, Publisher
+from service import db
+from service.broker import Publisher
+from service.pauses import PauseState, held_priorities
+from service.settings import Settings
 from service.store import jobs
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-MAX_REQUESTS_PER_BATCH = 100
-MAX_WAITING_JOBS = 100_000
 PUBLISH_INTERVAL = 0.02
-MARK_INTERVAL = 0.2
+#: How often the relay looks once it found nothing for `IDLE_AFTER` seconds.
+IDLE_INTERVAL = 0.1
+IDLE_AFTER = 1.0
+#: How long the relay waits after RabbitMQ or PostgreSQL failed it.
+RETRY_SECONDS = 1.0
+#: Jobs per publishing transaction at most.
+MAX_BATCH = 500
 
 
 class Relay:
-    """Publishes the jobs handed to `add()` and marks them published, from threads of its own
-    started on first use. `close()` publishes and marks what is still waiting, then stops.
-
-    At most `max_waiting` jobs wait in memory: while RabbitMQ is down the relay falls behind,
-    and what it is not given stays an unpublished row for the scheduler."""
+    """Publishes the jobs flagged `for_relay` until `run`'s stop signal is set."""
 
     def __init__(
         self,
-        engine: Engine,
         publisher: Publisher,
-        max_waiting: int = MAX_WAITING_JOBS,
+        settings: Settings,
         publish_interval: float = PUBLISH_INTERVAL,
-        mark_interval: float = MARK_INTERVAL,
     ) -> None:
-        self.engine = engine
         self.publisher = publisher
-        self.max_waiting = max_waiting
+        self.settings = settings
         self.publish_interval = publish_interval
-        self.mark_interval = mark_interval
-        self.waiting = 0
-        self._due: queue.SimpleQueue[Sequence[Dispatch] | None] = queue.SimpleQueue()
-        self._published: queue.SimpleQueue[list[Dispatch] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self.engine: Engine = _relay_engine(settings)
+        self.pauses = PauseState(self.engine)
 
-    def add(self, due: Sequence[Dispatch]) -> None:
-        with self._lock:
-            if not self._threads:
-                self._threads = [
-                    threading.Thread(target=self._publish, name="warren-relay", daemon=True),
-                    threading.Thread(target=self._mark, name="warren-relay-marks", daemon=True),
-                ]
-                for thread in self._threads:
-                    thread.start()
-                atexit.register(self.close)
-            if self.waiting + len(due) > self.max_waiting:
-                return
-            self.waiting += len(due)
-        self._due.put(due)
+    def run(self, stop: threading.Event) -> None:
+        """Publish what is waiting, then look again every `publish_interval` seconds (at once
+        when a batch was full, less often when idle) until `stop` is set; after an outage, a
+        second later."""
+        while not stop.is_set():
+            try:
+                with self.engine.connect() as conn:
+                    self._relay(conn, stop)
+            except Exception as exc:  # an outage must not end the relay
+                log.warning("relay: %s; trying again in a second", exc)
+                self.publisher.reconnect()
+                stop.wait(RETRY_SECONDS)
+        self.publisher.close()
+        self.engine.dispose()
 
-    def close(self) -> None:
-        with self._lock:
-            threads, self._threads = self._threads, []
-        if threads:
-            self._due.put(None)  # the publishing thread passes it on to the marking one
-            for thread in threads:
-                thread.join(timeout=10)
+    def _relay(self, conn: Connection, stop: threading.Event) -> None:
+        found_at = time.monotonic()
+        while not stop.is_set():
+            taken = self.publish(conn)
+            if taken is None:
+                stop.wait(RETRY_SECONDS)
+                continue
+            if taken:
+                found_at = time.monotonic()
+            idle = time.monotonic() - found_at > IDLE_AFTER
+            if taken < MAX_BATCH:
+                stop.wait(
+                    max(IDLE_INTERVAL, self.publish_interval) if idle else self.publish_interval
+                )
 
-    def _publish(self) -> None:
-        self._paced(self._due, self.publish_interval, self._publish_batch)
-        self._published.put(None)
-
-    def _publish_batch(self, due: list[Dispatch]) -> None:
-        try:
-            published = self.publisher.publish_many(due)
-        except Exception:  # the thread must outlive any one batch; the scheduler covers it
-            log.exception("relay: %d jobs not published; the scheduler will", len(due))
-            published = []
-        with self._lock:
-            self.waiting -= len(due)
-        if published:
-            self._published.put(published)
-
-    def _mark(self) -> None:
-        self._paced(self._published, self.mark_interval, self._mark_batch)
-
-    def _mark_batch(self, published: list[Dispatch]) -> None:
-        record_published(self.engine, published)
-
-    @staticmethod
-    def _paced(
-        items: "queue.SimpleQueue[Sequence[T] | None]",
-        interval: float,
-        handle: Callable[[list[T]], None],
-    ) -> None:
-        """Until the stop signal, hand what `items` holds to `handle`, the lists of many
-        requests joined into one, at most once per `interval` seconds."""
-        stop, next_batch = False, 0.0
-        while not stop:
-            batches, stop = take_batch(items, MAX_REQUESTS_PER_BATCH, next_batch)
-            next_batch = time.monotonic() + interval
-            joined = [item for batch in batches for item in batch]
-            if joined:
-                handle(joined)
+    def publish(self, conn: Connection) -> int | None:
+        """Publish one batch of the jobs waiting for the relay; return how many were taken
+        (published, or left to the scheduler), or None when RabbitMQ refused the batch. An
+        idle look is one cheap statement, outside any transaction."""
+        if not jobs.any_for_relay(conn):
+            return 0
+        paused = self.pauses.current()
+        with conn.connection.driver_connection.transaction() as transaction:
+            due, taken = jobs.relaying(
+                conn,
+                self.settings.delay_horizon_seconds,
+                MAX_BATCH,
+                held_types=sorted(paused.types),
+                held_priorities=held_priorities(paused.tiers),
+            )
+            if len(self.publisher.publish_many(due)) < len(due):
+                # The marks and flags go: the next batch tries again.
+                raise psycopg.Rollback(transaction)
+            return taken
+        return None  # rolled back
 
 
-def record_published(engine: Engine, published: Sequence[Dispatch]) -> None:
-    """Mark jobs published at enqueue, retry or replay. A mark that fails is only logged: the
-    scheduler publishes those jobs again, and a duplicate message is harmless."""
-    try:
-        with engine.begin() as conn:
-            jobs.mark_published(conn, published)
-    except sa.exc.SQLAlchemyError as exc:
-        log.warning("%d jobs not marked published (%s); the scheduler will", len(published), exc)
+def _relay_engine(settings: Settings) -> Engine:
+    """The relay's own connection, in autocommit: an idle look is one statement, and a batch
+    is an explicit transaction. It plans with sequential scans off: its statements find rows
+    by key or in the partial index of flagged rows, and a table filled in a burst must not be
+    planned from statistics that say it is empty."""
+    return db.make_engine(
+        settings,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+        pool_size=1,
+        max_overflow=1,
+        connect_args={"options": "-c enable_seqscan=off"},
+    )

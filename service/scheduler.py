@@ -1,14 +1,15 @@
 """The scheduler (`warren scheduler`): its loop makes sure every pending job has a message.
 
-Each tick, in short transactions that lock rows with `SKIP LOCKED` (so several schedulers can
-run side by side):
+Beside the loop runs the relay (`service.relay`), which publishes the jobs the API stores
+moments after they are stored. Each tick, in short transactions that lock rows with `SKIP LOCKED`
+(so several schedulers can run side by side):
 
 1. release jobs whose worker died: a `processing` job whose lease expired is recorded as lost and
    returned to `pending` (or `failed` when its attempts are spent);
 2. publish pending jobs that have no message in RabbitMQ and are due within the delay horizon:
-   enqueues whose publish failed, far-future schedules and long retries coming due, released
-   jobs, manual retries, jobs parked while their tier or type was paused; what is paused now
-   waits (`service.pauses`);
+   enqueues whose publish failed, the API's while no relay ran, far-future schedules and long
+   retries coming due, released jobs, manual retries, jobs parked while their tier or type
+   was paused; what is paused now waits (`service.pauses`);
 3. drain the `.XQ` dead-letter queues into the `dead_letters` table;
 4. fold the job count deltas into the kept counts that `GET /stats` reads;
 5. now and then (every quarter of `republish_after_seconds`, at most every 5 minutes), publish
@@ -32,12 +33,13 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from service import deadletters, metrics, retention, schedules
-from service.broker import TIER_PRIORITIES, Publisher, dispatch_of, queue_name
+from service.broker import TIER_PRIORITIES, Publisher, build_broker, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
 from service.pauses import held_priorities
 from service.registry import Registry
 from service.registry import registry as default_registry
+from service.relay import Relay
 from service.settings import Settings
 from service.store import attempts, counts, jobs, processes
 from service.store import pauses as pause_store
@@ -74,6 +76,7 @@ class Scheduler:
         self.settings = settings
         self.registry = registry or default_registry.load(settings.job_modules)
         self.drainer = Drainer(engine, settings, publisher.broker)
+        self.relay = Relay(Publisher(build_broker(settings), settings), settings)
         self._next_lost_check = 0.0
         self._next_prune = 0.0
         self._next_beat = 0.0
@@ -103,9 +106,13 @@ class Scheduler:
         return tick
 
     def run(self, stop: threading.Event) -> None:
-        """Store the schedules declared in code, then tick every `dispatch_interval_seconds`
-        until `stop` is set; survive outages."""
+        """Start the relay, store the schedules declared in code, then tick every
+        `dispatch_interval_seconds` until `stop` is set; survive outages."""
         log.info("scheduler started (every %ss)", self.settings.dispatch_interval_seconds)
+        relaying = threading.Thread(
+            target=self.relay.run, args=(stop,), name="warren-relay", daemon=True
+        )
+        relaying.start()
         try:
             with self.engine.begin() as conn:
                 schedules.sync_declared(conn, self.registry, self.settings)
@@ -120,6 +127,7 @@ class Scheduler:
                     *astuple(tick),
                 )
             stop.wait(self.settings.dispatch_interval_seconds)
+        relaying.join()
         self.drainer.close()
         self._leave()
 

@@ -11,7 +11,7 @@ write").
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -46,27 +46,48 @@ _ON_CONFLICT = """
     ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 """
-# One array parameter per column: the statement is the same text for any number of rows, so
-# a batch of 1,000 costs one round trip and no per-batch statement compilation.
-_INSERT = f"""
-    INSERT INTO jobs ({", ".join(_INSERT_COLUMNS)})
-    SELECT * FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _INSERT_COLUMNS.items())})
+
+
+def _insert_many(for_relay: bool) -> str:
+    """One array parameter per column: the statement is the same text for any number of rows,
+    so a batch of 1,000 costs one round trip and no per-batch statement compilation."""
+    flag = ("for_relay, ", "true, ") if for_relay else ("", "")
+    arrays = ", ".join(f"%({c})s::{t}[]" for c, t in _INSERT_COLUMNS.items())
+    return f"""
+    INSERT INTO jobs ({flag[0]}{", ".join(_INSERT_COLUMNS)})
+    SELECT {flag[1]}* FROM unnest({arrays})
     {_ON_CONFLICT}
-"""
-# One job (every `POST /jobs`): plain parameters, about 0.1 ms less than arrays of one.
-_INSERT_ONE = f"""
-    INSERT INTO jobs ({", ".join(_INSERT_COLUMNS)})
-    VALUES ({", ".join(f"%({c})s::{t}" for c, t in _INSERT_COLUMNS.items())})
+    """
+
+
+def _insert_one(for_relay: bool) -> str:
+    """One job (every `POST /jobs`): plain parameters, about 0.1 ms less than arrays of one."""
+    flag = ("for_relay, ", "true, ") if for_relay else ("", "")
+    values = ", ".join(f"%({c})s::{t}" for c, t in _INSERT_COLUMNS.items())
+    return f"""
+    INSERT INTO jobs ({flag[0]}{", ".join(_INSERT_COLUMNS)})
+    VALUES ({flag[1]}{values})
     {_ON_CONFLICT}
-"""
+    """
+
+
+#: The statements by rows (one or many) and whether the scheduler's relay publishes them.
+_INSERTS = {
+    (many, relay): (_insert_many if many else _insert_one)(relay)
+    for many in (False, True)
+    for relay in (False, True)
+}
 _FIRST_WITH_KEY = sa.text(
     "SELECT idempotency_key, id FROM jobs WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
 )
 
 
-def insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.UUID, bool]]:
+def insert(
+    conn: Connection, rows: Sequence[dict[str, Any]], *, for_relay: bool = False
+) -> list[tuple[uuid.UUID, bool]]:
     """Insert job rows; return `(id, created)` per row, in order. A row whose idempotency key
-    was seen before is not inserted: it gets the first job's id and `created=False`.
+    was seen before is not inserted: it gets the first job's id and `created=False`. With
+    `for_relay`, the rows wait for the scheduler's relay to publish them (`relaying`).
 
     Every enqueue waits for this statement, so it goes to the driver directly, as a prepared
     statement (see `sql.driven`)."""
@@ -76,10 +97,8 @@ def insert(conn: Connection, rows: Sequence[dict[str, Any]]) -> list[tuple[uuid.
         name: [json_text(r[name]) if name in _JSON_COLUMNS else r[name] for r in rows]
         for name in _INSERT_COLUMNS
     }
-    if len(rows) == 1:
-        statement, params = _INSERT_ONE, {name: values[0] for name, values in columns.items()}
-    else:
-        statement, params = _INSERT, columns
+    statement = _INSERTS[len(rows) > 1, for_relay]
+    params = columns if len(rows) > 1 else {name: values[0] for name, values in columns.items()}
     inserted = {job_id for (job_id,) in driven(conn, statement, params)}
     missing = [r["idempotency_key"] for r in rows if r["id"] not in inserted]
     existing = dict(conn.execute(_FIRST_WITH_KEY, {"keys": missing}).all()) if missing else {}
@@ -306,17 +325,45 @@ def fail_undeliverable(
 
 # -- what the scheduler publishes -----------------------------------------------------------------
 
+
+def _unpublished_and_due(bind: Callable[[str], str]) -> str:
+    """Pending, without a message, due within `horizon` seconds and not held by a pause;
+    `bind` writes a parameter's placeholder (`:name` for SQLAlchemy, `%(name)s` for psycopg)."""
+    return f"""
+    status = 'pending' AND published_at IS NULL
+    AND {DUE_AT} <= now() + make_interval(secs => {bind("horizon")})
+    AND type <> ALL(CAST({bind("held_types")} AS text[]))
+    AND priority <> ALL(CAST({bind("held_priorities")} AS integer[]))
+    """
+
+
 _DUE_UNPUBLISHED = sa.text(
     f"""
     SELECT * FROM jobs
-     WHERE status = 'pending' AND published_at IS NULL
-       AND {DUE_AT} <= now() + make_interval(secs => :horizon)
+     WHERE {_unpublished_and_due(lambda name: f":{name}")}
        AND updated_at < now() - make_interval(secs => :stranded_after)
-       AND type <> ALL(CAST(:held_types AS text[]))
-       AND priority <> ALL(CAST(:held_priorities AS integer[]))
      ORDER BY {DUE_AT} LIMIT :limit FOR UPDATE SKIP LOCKED
     """
 )
+# The relay's hot path: the rows flagged, found in their partial index; those publishable are
+# marked published, the others (held by a pause, due beyond the horizon, published by the
+# scheduler meanwhile) are left to the scheduler's tick. The UPDATE keeps the locks the
+# subquery took until the caller's transaction ends.
+_RELAYING = f"""
+    WITH picked AS (
+        SELECT id, ({_unpublished_and_due(lambda name: f"%({name})s")}) IS TRUE AS publish
+          FROM jobs WHERE for_relay
+         ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+    )
+    UPDATE jobs
+       SET for_relay = false,
+           published_at = CASE WHEN picked.publish THEN now() ELSE jobs.published_at END
+      FROM picked
+     WHERE jobs.id = picked.id
+    RETURNING picked.publish, jobs.id, jobs.type, jobs.payload, jobs.priority,
+              jobs.timeout_seconds, coalesce(jobs.next_attempt_at, jobs.scheduled_at),
+              jobs.life, jobs.attempts
+"""
 
 
 def due_unpublished(
@@ -339,6 +386,38 @@ def due_unpublished(
         "held_priorities": list(held_priorities),
     }
     return [job_of(row) for row in conn.execute(_DUE_UNPUBLISHED, params)]
+
+
+_ANY_FOR_RELAY = "SELECT EXISTS (SELECT FROM jobs WHERE for_relay)"
+
+
+def any_for_relay(conn: Connection) -> bool:
+    """Whether any job waits for the relay: its look when idle, an empty index's probe."""
+    return driven(conn, _ANY_FOR_RELAY, {})[0][0]
+
+
+def relaying(
+    conn: Connection,
+    horizon: float,
+    limit: int,
+    *,
+    held_types: Sequence[str] = (),
+    held_priorities: Sequence[int] = (),
+) -> tuple[list[Dispatch], int]:
+    """Take up to `limit` of the jobs waiting for the relay (`for_relay`), skipping those
+    another transaction holds; return what publishing the due ones needs, and how many were
+    taken. The due ones (what `due_unpublished` would return, whatever their age) are marked
+    published, the rest are left to the scheduler's tick. The caller publishes them before its
+    transaction commits, or rolls it back when it cannot: until then the rows stay locked, and
+    a worker that receives a message first waits for the mark."""
+    params = {
+        "limit": limit,
+        "horizon": horizon,
+        "held_types": list(held_types),
+        "held_priorities": list(held_priorities),
+    }
+    taken = driven(conn, _RELAYING, params)
+    return [Dispatch(*row[1:]) for row in taken if row[0]], len(taken)
 
 
 def lost_messages(

@@ -31,9 +31,11 @@ def answering(client: httpx.Client) -> bool:
 
 @pytest.fixture
 def api(spawn, observed):
-    """`warren api` with two processes, in the test's environment; its output in `.process`."""
+    """`warren api` with two processes, in the test's environment; its output in `.process`.
+    A scheduler runs beside it: its relay publishes the jobs the API stores."""
     port = free_port()
     process = spawn("api", "--port", str(port), "--workers", "2", "--threads", "2", env=observed)
+    spawn("scheduler", env=observed)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
         wait_for(lambda: answering(client), timeout=60, what="warren api to answer")
         client.process = process

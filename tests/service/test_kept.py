@@ -17,7 +17,7 @@ JOB = {"type": "test-record", "payload": {}}
 
 @pytest.fixture
 def api(settings, clean) -> Iterator[testing.TestClient]:
-    server = Warren(settings, publish_in_background=True)
+    server = Warren(settings, relayed=True)
     try:
         yield testing.TestClient(create_app(warren=server))
     finally:

@@ -1,99 +1,153 @@
-"""The API's relay: `POST /jobs` answers once the row is committed, and the relay publishes the
-job right after; when it cannot, the row waits for the scheduler and nothing is lost."""
+"""The relay: `POST /jobs` answers once the row is committed, and the scheduler's relay publishes
+the job within moments, once; a job stored while no scheduler ran waits for one, and nothing
+is lost."""
 
+import threading
+from collections.abc import Iterator
+
+import pytest
 from falcon import testing
 
 from api.app import create_app
+from service.broker import Publisher, build_broker, queue_name
 from service.client import Warren
-from tests.helpers import wait_for
+from service.relay import Relay
+from tests.helpers import ready_messages, wait_for
 
-CLOSED_BROKER = "amqp://guest:guest@127.0.0.1:1/%2F"
-
-
-def offline_api(settings, engine) -> Warren:
-    """The API's client with a relay, on a RabbitMQ that cannot be reached."""
-    offline = settings.model_copy(update={"broker_url": CLOSED_BROKER})
-    return Warren(offline, engine=engine, publish_in_background=True)
+RECORD = {"type": "test-record", "payload": {}}
+#: A tick that publishes nothing the relay should have: stranded rows only after five minutes.
+QUIET_TICKS = {"dispatch_interval_seconds": 60.0, "stranded_after_seconds": 300.0}
 
 
-def test_jobs_enqueued_over_http_are_published_and_run(settings, engine, warren, worker):
-    api = Warren(settings, engine=engine, publish_in_background=True)
-    client = testing.TestClient(create_app(warren=api))
-    try:
-        ids = [
-            client.simulate_post("/jobs", json={"type": "test-record", "payload": {}}).json["jobId"]
-            for _ in range(20)
-        ]
-        batch = client.simulate_post(
-            "/jobs/batch", json={"jobs": [{"type": "test-record", "payload": {}}] * 30}
-        )
-        ids += batch.json["jobIds"]
-
-        def all_done():
-            return all(warren.get(job_id).status == "completed" for job_id in ids)
-
-        wait_for(all_done, what="every job to run")
-    finally:
-        api.relay.close()
+@pytest.fixture
+def api(settings, engine) -> Iterator[testing.TestClient]:
+    """`POST /jobs` as `warren api` serves it: it stores jobs and leaves publishing to a relay."""
+    server = Warren(settings, engine=engine, relayed=True)
+    yield testing.TestClient(create_app(warren=server))
+    server.close()
 
 
-def test_what_the_relay_cannot_publish_stays_for_the_scheduler(
-    settings, engine, warren, worker, scheduler
+@pytest.fixture
+def relays(settings, engine) -> Iterator:
+    """Start relays of their own (without a scheduler's tick): `relays(count)`."""
+    stop, started = threading.Event(), []
+
+    def start(count: int = 1, publisher: Publisher | None = None, **options) -> list[Relay]:
+        for _ in range(count):
+            relay = Relay(
+                publisher or Publisher(build_broker(settings), settings), settings, **options
+            )
+            thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+            thread.start()
+            started.append((relay, thread))
+        return [relay for relay, _ in started]
+
+    yield start
+    stop.set()
+    for _, thread in started:
+        thread.join(timeout=10)
+
+
+def enqueue_over_http(api, singles: int, batched: int) -> list[str]:
+    ids = [api.simulate_post("/jobs", json=RECORD).json["jobId"] for _ in range(singles)]
+    if batched:
+        ids += api.simulate_post("/jobs/batch", json={"jobs": [RECORD] * batched}).json["jobIds"]
+    return ids
+
+
+def test_jobs_enqueued_over_http_are_published_by_the_scheduler_relay_and_run(
+    api, warren, worker, scheduler
 ):
-    offline = offline_api(settings, engine)
-    client = testing.TestClient(create_app(warren=offline))
+    scheduler(**QUIET_TICKS)
+    ids = enqueue_over_http(api, singles=20, batched=300)
 
-    job_id = client.simulate_post("/jobs", json={"type": "test-record", "payload": {}}).json[
-        "jobId"
-    ]
-    offline.relay.close()  # its publish has failed by now
-
-    assert warren.get(job_id).published_at is None
-    scheduler()
-    wait_for(lambda: warren.get(job_id).status == "completed", what="the job to run")
+    wait_for(
+        lambda: all(warren.get(job_id).status == "completed" for job_id in ids),
+        what="every job to run, published by the relay (the tick waits a minute)",
+    )
 
 
-def test_while_rabbitmq_is_down_the_relay_holds_a_bounded_number_of_jobs(
-    settings, engine, warren, worker, scheduler
+def test_each_job_gets_one_message_however_many_relays_listen_and_scripts_enqueue(
+    api, settings, warren, relays
 ):
-    offline = offline_api(settings, engine)
-    offline.relay.max_waiting = 5
-    client = testing.TestClient(create_app(warren=offline))
+    relays(2)
+    ids = enqueue_over_http(api, singles=30, batched=450)
+    ids += [warren.enqueue("test-record", {}).id for _ in range(30)]  # a script publishes its own
 
-    body = {"jobs": [{"type": "test-record", "payload": {}}] * 4}
-    ids = [
-        job_id
-        for _ in range(3)
-        for job_id in client.simulate_post("/jobs/batch", json=body).json["jobIds"]
-    ]
+    wait_for(lambda: all(warren.get(job_id).published_at for job_id in ids), what="all published")
+    queue = queue_name(settings, "normal")
+    wait_for(lambda: ready_messages(settings, queue) >= len(ids), what="every message")
+    assert ready_messages(settings, queue) == len(ids)
 
-    assert offline.relay.waiting <= 5
-    offline.relay.close()
-    scheduler()
+
+def test_jobs_stored_while_no_scheduler_ran_are_published_when_one_starts(
+    api, warren, worker, scheduler
+):
+    ids = enqueue_over_http(api, singles=3, batched=5)
+    assert all(warren.get(job_id).published_at is None for job_id in ids)  # nobody relays yet
+
+    scheduler(**QUIET_TICKS)
     wait_for(lambda: all(warren.get(job_id).status == "completed" for job_id in ids))
 
 
-def test_a_stream_of_requests_shares_publishing_transactions(settings, engine, warren, worker):
-    api = Warren(settings, engine=engine, publish_in_background=True)
-    api.relay.publish_interval = 1.0
+def test_what_the_tick_published_meanwhile_the_relay_does_not_publish_again(
+    api, settings, warren, scheduler
+):
+    ids = enqueue_over_http(api, singles=2, batched=3)
+    scheduler(stranded_after_seconds=0.0, dispatch_interval_seconds=60.0)  # both find them
+    queue = queue_name(settings, "normal")
+
+    wait_for(lambda: ready_messages(settings, queue) >= len(ids), what="every message")
+    with pytest.raises(AssertionError):  # and no second message comes
+        wait_for(lambda: ready_messages(settings, queue) > len(ids), timeout=1.0)
+
+
+def test_what_rabbitmq_refuses_stays_flagged_and_a_later_batch_publishes_it(
+    api, settings, warren, worker, relays
+):
+    offline = settings.model_copy(update={"broker_url": "amqp://guest:guest@127.0.0.1:1/%2F"})
+    relays(publisher=Publisher(build_broker(offline), offline))
+    job_id = api.simulate_post("/jobs", json=RECORD).json["jobId"]
+
+    with pytest.raises(AssertionError):  # the relay tries, and its marks are rolled back
+        wait_for(lambda: warren.get(job_id).published_at, timeout=1.5)
+    assert warren.get(job_id).for_relay
+
+    relays()  # RabbitMQ is back, for a relay that can reach it
+    wait_for(lambda: warren.get(job_id).status == "completed", what="the job to run")
+
+
+def test_the_relay_leaves_a_paused_type_parked_until_it_is_resumed(
+    api, settings, warren, worker, scheduler
+):
+    warren.pause("type", "test-record")
+    scheduler(dispatch_interval_seconds=0.2, stranded_after_seconds=0.0)
+    job_id = api.simulate_post("/jobs", json=RECORD).json["jobId"]
+    queue = queue_name(settings, "normal")
+
+    with pytest.raises(AssertionError):  # neither the relay nor the tick publishes it
+        wait_for(lambda: warren.get(job_id).published_at, timeout=1.0)
+    assert not warren.get(job_id).for_relay  # left to the tick
+    assert ready_messages(settings, queue) == 0
+
+    warren.resume("type", "test-record")
+    wait_for(lambda: warren.get(job_id).status == "completed", what="the job to run")
+
+
+def test_a_stream_of_requests_shares_publishing_transactions(api, warren, worker, relays):
+    (relay,) = relays(publish_interval=1.0)
     sizes: list[int] = []
-    publish_many = api.publisher.publish_many
+    publish_many = relay.publisher.publish_many
 
     def counted(due):
+        due = list(due)
         sizes.append(len(due))
         return publish_many(due)
 
-    api.publisher.publish_many = counted
-    client = testing.TestClient(create_app(warren=api))
-    try:
-        ids = [
-            client.simulate_post("/jobs", json={"type": "test-record", "payload": {}}).json["jobId"]
-            for _ in range(20)
-        ]
-        wait_for(lambda: all(warren.get(job_id).status == "completed" for job_id in ids))
-    finally:
-        api.relay.close()
+    relay.publisher.publish_many = counted
+    ids = enqueue_over_http(api, singles=20, batched=0)
+    wait_for(lambda: all(warren.get(job_id).status == "completed" for job_id in ids))
 
-    # The first job goes at once (with any that arrived before the relay's thread ran), the
-    # rest share the next transaction: two publishing transactions for twenty requests.
-    assert len(sizes) == 2 and sum(sizes) == 20 and sizes[0] < sizes[1], sizes
+    # The relay looks once a second here: twenty requests share two or three transactions.
+    transactions = [size for size in sizes if size]
+    assert sum(transactions) == 20 and len(transactions) <= 3, sizes
