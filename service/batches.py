@@ -1,5 +1,5 @@
-"""Taking work in batches from a queue that many threads feed: the shape shared by the
-worker's group commit and the API's relay."""
+"""Taking work in batches from a queue that many threads feed: how the worker's group commit
+gathers the claims and completions of its threads."""
 
 import queue
 import time
