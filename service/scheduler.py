@@ -76,7 +76,6 @@ class Scheduler:
         self.settings = settings
         self.registry = registry or default_registry.load(settings.job_modules)
         self.drainer = Drainer(engine, settings, publisher.broker)
-        self.relay = Relay(Publisher(build_broker(settings), settings), settings)
         self._next_lost_check = 0.0
         self._next_prune = 0.0
         self._next_beat = 0.0
@@ -109,8 +108,9 @@ class Scheduler:
         """Start the relay, store the schedules declared in code, then tick every
         `dispatch_interval_seconds` until `stop` is set; survive outages."""
         log.info("scheduler started (every %ss)", self.settings.dispatch_interval_seconds)
+        relay = Relay(Publisher(build_broker(self.settings), self.settings), self.settings)
         relaying = threading.Thread(
-            target=self.relay.run, args=(stop,), name="warren-relay", daemon=True
+            target=relay.run, args=(stop,), name="warren-relay", daemon=True
         )
         relaying.start()
         try:
