@@ -11,7 +11,7 @@ from falcon import testing
 from api.app import create_app
 from service.broker import Publisher, build_broker, queue_name
 from service.client import Warren
-from service.relay import Relay
+from service.relay import BUSY_INTERVAL, IDLE_INTERVAL, PUBLISH_INTERVAL, Relay
 from tests.helpers import ready_messages, wait_for
 
 RECORD = {"type": "test-record", "payload": {}}
@@ -151,3 +151,13 @@ def test_a_stream_of_requests_shares_publishing_transactions(api, warren, worker
     # The relay looks once a second here: twenty requests share two or three transactions.
     transactions = [size for size in sizes if size]
     assert sum(transactions) == 20 and len(transactions) <= 3, sizes
+
+
+def test_the_relay_looks_less_often_under_load_and_when_idle(relays):
+    (relay,) = relays()
+
+    assert relay.pause_after(taken=1, quiet_for=0.0) == PUBLISH_INTERVAL
+    # A busy look (five jobs or more) lets the next batch grow for 50 ms.
+    assert relay.pause_after(taken=40, quiet_for=0.0) == BUSY_INTERVAL
+    # After a second without a job, every 100 ms.
+    assert relay.pause_after(taken=0, quiet_for=1.5) == IDLE_INTERVAL
