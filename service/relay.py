@@ -87,9 +87,10 @@ class Relay:
 
     def _relay(self, conn: Connection, stop: threading.Event) -> None:
         found_at = time.monotonic()
-        taken: int | None = 0
+        busy = False
         while not stop.is_set():
-            taken = self.publish(conn, probe=(taken or 0) < BUSY_BATCH)
+            taken = self.publish(conn, probe=not busy)
+            busy = taken is not None and taken >= BUSY_BATCH
             if taken is None:
                 stop.wait(RETRY_SECONDS)
                 continue
