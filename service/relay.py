@@ -71,9 +71,8 @@ class Relay:
         self.pauses = PauseState(self.engine)
 
     def run(self, stop: threading.Event) -> None:
-        """Publish what is waiting, then look again every `publish_interval` seconds (at once
-        when a batch was full, less often when idle) until `stop` is set; after an outage, a
-        second later."""
+        """Publish what is waiting, then look again as `pause_after` says (at once when a
+        batch was full) until `stop` is set; after an outage, a second later."""
         while not stop.is_set():
             try:
                 with self.engine.connect() as conn:
