@@ -11,7 +11,9 @@ tier or a type is paused:
 - when it is resumed, the scheduler publishes the parked rows within a tick. Nothing is lost.
 
 Workers read the pause set at most once a second (`PauseState`), so a pause takes effect
-within about a second, plus the time a job already running takes to finish.
+within about a second, plus the time a job already running takes to finish. A resume takes
+effect at once: the statement that parks a job reads the pause itself, so a worker whose set
+is a moment old runs a resumed job instead of parking it again.
 """
 
 import logging
@@ -32,6 +34,7 @@ from service.broker import TIER_PRIORITIES, TIERS, life_of
 from service.settings import Settings
 from service.store import jobs
 from service.store import pauses as pause_store
+from service.store.jobs import Parking
 from service.store.pauses import Paused
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,10 @@ class PauseState:
             if time.monotonic() >= self._fresh_until:
                 self._refresh()
         return self._paused
+
+    def forget(self) -> None:
+        """Read the pause set again at the next `current()`: it is known to be stale."""
+        self._fresh_until = 0.0
 
     def _refresh(self) -> None:
         try:
@@ -102,9 +109,10 @@ class PauseGate(Middleware):
             job_id = uuid.UUID(message.message_id)
         except ValueError:
             return  # not a Warren job: the lifecycle dead-letters it
+        tier = self.tier_of(message.queue_name)
         try:
             with self.engine.begin() as conn:
-                parked = jobs.park(conn, job_id, life_of(message))
+                parking = jobs.park(conn, job_id, life_of(message), message.actor_name, tier)
         except sa.exc.SQLAlchemyError as exc:
             # The lifecycle's claim meets the same outage and defers the message; nothing is
             # acked away. Should PostgreSQL be back by then, the job runs: a pause yields to
@@ -116,9 +124,14 @@ class PauseGate(Middleware):
                 extra=logs.about(job_id, message.actor_name),
             )
             return
+        if parking is Parking.NOT_HELD:
+            # Resumed since this process read the pause set: the job runs now, in this life,
+            # and the set is read again for the next message.
+            self.state.forget()
+            return
         # Not parked: the job runs, ended or moved on to a newer life. Its row, not this
         # message, says what happens next (a lost worker's job is released by the scheduler,
         # which holds it while paused).
-        outcome = "paused; parked" if parked else "paused; message dropped"
+        outcome = "paused; parked" if parking is Parking.PARKED else "paused; message dropped"
         log.info("job %s: %s", job_id, outcome, extra=logs.about(job_id, message.actor_name))
         raise SkipMessage("paused")

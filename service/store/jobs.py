@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from enum import Enum
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -270,20 +271,45 @@ def _lives(selected: Sequence[tuple[uuid.UUID, int]]) -> dict[str, list]:
 
 _PARK = sa.text(
     f"""
-    UPDATE jobs SET life = life + 1, published_at = NULL
-     WHERE id = :id AND life = :life AND {IS_PENDING}
-    RETURNING id
+    WITH held AS (
+        SELECT EXISTS (
+            SELECT FROM pauses WHERE (kind = 'type' AND name = :type)
+                                  OR (kind = 'tier' AND name = CAST(:tier AS text))
+        ) AS held
+    ), parked AS (
+        UPDATE jobs SET life = life + 1, published_at = NULL
+         WHERE id = :id AND life = :life AND {IS_PENDING} AND (SELECT held FROM held)
+        RETURNING id
+    )
+    SELECT held, EXISTS (SELECT FROM parked) FROM held
     """
 )
 
 
-def park(conn: Connection, job_id: uuid.UUID, life: int) -> bool:
+class Parking(Enum):
+    """What `park` did with the job of a message a worker must not start."""
+
+    PARKED = "parked"
+    #: No pause holds the job any longer (it was resumed since the worker read the pause
+    #: set): nothing changed, and the message may run the job in its life.
+    NOT_HELD = "not held"
+    #: The job moved on from the message's life or stopped waiting: nothing changed.
+    MOVED_ON = "moved on"
+
+
+def park(conn: Connection, job_id: uuid.UUID, life: int, type: str, tier: str | None) -> Parking:
     """Leave a waiting job to the scheduler, which publishes it once its tier and type are no
-    longer paused: a worker parks the job of a message it must not start. Fenced by the life
-    the message was published for, and only while the job waits (`pending`). The job starts a
-    new life that keeps its attempts, so neither a late "published" mark of the old message
-    nor a duplicate of it can hide or run the job. False, and nothing changed, otherwise."""
-    return conn.execute(_PARK, {"id": job_id, "life": life}).first() is not None
+    longer paused: a worker parks the job of a message it must not start. The pause is read
+    here, in the statement that parks, so a worker's pause set a moment old never parks a job
+    that was resumed since. Fenced by the life the message was published for, and only while
+    the job waits (`pending`). The job starts a new life that keeps its attempts, so neither a
+    late "published" mark of the old message nor a duplicate of it can hide or run the job."""
+    held, parked = conn.execute(
+        _PARK, {"id": job_id, "life": life, "type": type, "tier": tier}
+    ).one()
+    if parked:
+        return Parking.PARKED
+    return Parking.MOVED_ON if held else Parking.NOT_HELD
 
 
 def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[Job]:

@@ -8,8 +8,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from service.broker import Publisher, dispatch_of
 from service.errors import NotFound
+from service.pauses import PauseGate, PauseState
 from service.store import jobs as job_store
+from service.store.jobs import Parking
 from tests.helpers import wait_for
 
 N = 12
@@ -141,17 +144,49 @@ def test_pause_and_resume_are_idempotent_and_name_what_exists(warren):
 
 def test_park_touches_only_a_waiting_job_in_the_messages_life(warren, engine):
     job_id = warren.enqueue("test-record", {}).id
-    with engine.begin() as conn:
-        assert not job_store.park(conn, job_id, life=7)  # a message of another life
-        assert job_store.park(conn, job_id, life=1)
-        assert not job_store.park(conn, job_id, life=1)  # parked: a newer life now
+    warren.pause("type", "test-record")
+
+    def park(life: int) -> Parking:
+        with engine.begin() as conn:
+            return job_store.park(conn, job_id, life, "test-record", "normal")
+
+    assert park(7) is Parking.MOVED_ON  # a message of another life
+    assert park(1) is Parking.PARKED
+    assert park(1) is Parking.MOVED_ON  # parked: a newer life now
     job = warren.get(job_id)
     assert (job.life, job.published_at, job.attempts) == (2, None, 0)
 
     warren.cancel(job_id)
-    with engine.begin() as conn:
-        assert not job_store.park(conn, job_id, life=2)  # final
+    assert park(2) is Parking.MOVED_ON  # final
     assert warren.get(job_id).status == "cancelled"
+
+
+def test_park_leaves_a_job_no_pause_holds_any_longer(warren, engine):
+    job_id = warren.enqueue("test-record", {}).id
+    warren.pause("tier", "high")
+    with engine.begin() as conn:
+        assert job_store.park(conn, job_id, 1, "test-record", "normal") is Parking.NOT_HELD
+        assert job_store.park(conn, job_id, 1, "test-record", "high") is Parking.PARKED
+    assert warren.get(job_id).life == 2
+
+
+def test_a_worker_that_read_the_pause_before_the_resume_runs_the_job_in_its_life(
+    warren, engine, settings
+):
+    """A worker reads the pause set once a second; a job resumed within that second is not
+    parked again, and the set is read again at once."""
+    warren.pause("type", "test-record")
+    state = PauseState(engine, ttl=3600)
+    gate = PauseGate(engine, settings, state)
+    assert state.current().types == {"test-record"}
+    job_id = warren.enqueue("test-record", {}).id
+    warren.resume("type", "test-record")
+
+    job = warren.get(job_id)
+    gate.before_process_message(None, Publisher(None, settings).message(dispatch_of(job)))
+
+    assert warren.get(job_id).life == 1  # not parked: the lifecycle takes the message on
+    assert not state.current()
 
 
 def test_a_bulk_write_leaves_a_job_that_moved_to_another_life_alone(warren, engine):
