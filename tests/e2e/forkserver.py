@@ -55,9 +55,11 @@ def serve(path: str) -> None:
                 _run(json.loads(message), *fds)
             for fd in fds:
                 os.close(fd)
-            conn.sendall(_INT.pack(pid))
+            with contextlib.suppress(OSError):  # a caller that gave up has gone
+                conn.sendall(_INT.pack(pid))
             _, status = os.waitpid(pid, 0)
-            conn.sendall(_INT.pack(os.waitstatus_to_exitcode(status)))
+            with contextlib.suppress(OSError):
+                conn.sendall(_INT.pack(os.waitstatus_to_exitcode(status)))
 
 
 def _run(request: dict[str, Any], stdout: int, stderr: int) -> None:
@@ -65,6 +67,7 @@ def _run(request: dict[str, Any], stdout: int, stderr: int) -> None:
     code = 1
     try:
         os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server's own handler, not Python's
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
