@@ -28,7 +28,10 @@ from elsewhere on the machine falls on both alike: short turns keep a slow phase
 machine from falling on one API only. The samples of each API's turns are pooled; the achieved rate
 is its answered requests over the sum of its turns' spans. The ratio warren/plain of the
 pooled p95 from schedule is the figure to compare; beside it, the median of the rounds' own
-ratios (each round's two turns ran back to back) says how steady it was.
+ratios (each round's two turns ran back to back) says how steady it was. Each API's CPU per
+request is read around its turns (`bench.costs`): its own processes (Warren's API and
+scheduler, the plain endpoint's gunicorn), PostgreSQL and RabbitMQ. On two shared cores,
+what a request costs the machine decides how much one API's tail suffers from the other load.
 
 Batch: `--batches` requests of 1,000 `bench-noop` jobs each, one after another; jobs/s is all
 jobs over the time until the last answer. The API answers once the rows are committed and the
@@ -50,7 +53,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench import harness
+from bench import costs, harness
 from bench.harness import BenchEnv, latency_summary, percentile, say
 
 JOB = {"type": "bench-noop", "payload": {}}
@@ -193,8 +196,12 @@ def queued_messages(queue: str) -> int:
     return (harness.queue_info([queue])[queue] or (0, 0))[0]
 
 
-def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> dict[str, Any]:
-    """`POST /jobs` open loop on Warren and on the plain endpoint, taking turns."""
+def single_enqueue(
+    env: BenchEnv, args: argparse.Namespace, warren_url: str, warren_pids: list[int]
+) -> dict[str, Any]:
+    """`POST /jobs` open loop on Warren and on the plain endpoint, taking turns. Around each
+    turn, the CPU of the API's own processes (`warren_pids`: its API and scheduler), of
+    PostgreSQL and of RabbitMQ is read (`bench.costs`): what a request costs the machine."""
     queue = f"{env.name}.plainapi"
     env.add_queue(queue)
     plain = env.start_app(
@@ -202,6 +209,8 @@ def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> 
     )
     say(f"plain api on {plain.url} (bench.plainapi: Dramatiq send with confirms, no records)")
     urls = {"warren": warren_url, "plain": plain.url}
+    pids = {"warren": warren_pids, "plain": [plain.process.pid]}
+    spent: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
     sent_ok = dict.fromkeys(urls, 0)
     for name, url in urls.items():
         warmup = open_loop(url, args.rate, args.warmup, args.clients)
@@ -211,7 +220,12 @@ def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> 
     order: list[str] = []
     for index in range(args.rounds):
         for name in list(urls) if index % 2 == 0 else reversed(urls):
+            before = costs.snapshot(env.engine, pids[name])
             turn = open_loop(urls[name], args.rate, args.seconds / args.rounds, args.clients)
+            answered = max(sum(s.error is None for s in turn), 1)
+            spent[name].append(
+                costs.per_job(before, costs.snapshot(env.engine, pids[name]), answered)
+            )
             turns[name].append(turn)
             sent_ok[name] += sum(s.error is None for s in turn)
             order.append(name)
@@ -227,7 +241,10 @@ def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> 
         f"POST /jobs at {args.rate:g}/s for {args.seconds:g} s each, {args.clients} clients, "
         f"in turns of {args.seconds / args.rounds:g} s: {', '.join(order)}"
     )
-    figures = {name: single_figures(turns[name], args.rate) for name in urls}
+    figures = {
+        name: single_figures(turns[name], args.rate) | {"cost": request_cost(spent[name])}
+        for name in urls
+    }
     for name, single in figures.items():
         say(
             f"{name}: {single['requests']} requests, achieved {single['achievedPerSecond']}/s, "
@@ -235,6 +252,11 @@ def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> 
         )
         show_latency("service", single["service"])
         show_latency("from schedule", single["fromSchedule"])
+        cost = single["cost"]
+        say(
+            f"  CPU per request: its processes {cost['processesMs']:.2f} ms, PostgreSQL "
+            f"{cost['pgMs']:.2f}, RabbitMQ {cost['rabbitMs']:.2f}: {cost['totalMs']:.2f} ms"
+        )
     ratio = {
         key: round(
             figures["warren"]["fromSchedule"][key] / figures["plain"]["fromSchedule"][key], 3
@@ -256,6 +278,23 @@ def single_enqueue(env: BenchEnv, args: argparse.Namespace, warren_url: str) -> 
     }
 
 
+def request_cost(turns: list[dict[str, Any]]) -> dict[str, float]:
+    """CPU ms per answered request over all of an API's turns (`costs.per_job` of each turn,
+    weighted by its requests). "Processes" are the API's own (for Warren, with its scheduler,
+    whose relay publishes what the API stores); PostgreSQL and RabbitMQ are the whole servers."""
+    requests = sum(turn["jobs"] for turn in turns) or 1
+
+    def pooled(key: str) -> float:
+        return round(sum(turn[key] * turn["jobs"] for turn in turns) / requests, 3)
+
+    cost = {
+        "processesMs": pooled("workerMsPerJob"),
+        "pgMs": pooled("pgMsPerJob"),
+        "rabbitMs": pooled("rabbitMsPerJob"),
+    }
+    return cost | {"totalMs": round(sum(cost.values()), 3)}
+
+
 def from_schedule(samples: list[Sample]) -> list[float]:
     """Seconds from each answered request's due time to its answer."""
     return [s.answered - s.due for s in samples if s.error is None]
@@ -270,10 +309,10 @@ def round_ratios(warren: list[list[Sample]], plain: list[list[Sample]]) -> list[
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
-    env.start_scheduler()
+    scheduler = env.start_scheduler()
     api = env.start_api(workers=2, threads=8)
     say(f"warren api on {api.url} (2 processes x 8 threads) and a scheduler, no worker")
-    single = single_enqueue(env, args, api.url)
+    single = single_enqueue(env, args, api.url, [api.process.pid, scheduler.pid])
 
     batch = batches(env, api.url, args.batches)
     say(
