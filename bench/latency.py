@@ -222,12 +222,11 @@ def single_enqueue(
         for name in list(urls) if index % 2 == 0 else reversed(urls):
             before = costs.snapshot(env.engine, pids[name])
             turn = open_loop(urls[name], args.rate, args.seconds / args.rounds, args.clients)
-            answered = max(sum(s.error is None for s in turn), 1)
-            spent[name].append(
-                costs.per_job(before, costs.snapshot(env.engine, pids[name]), answered)
-            )
+            answered = sum(s.error is None for s in turn)
+            after = costs.snapshot(env.engine, pids[name])
+            spent[name].append(costs.per_job(before, after, max(answered, 1)))
             turns[name].append(turn)
-            sent_ok[name] += sum(s.error is None for s in turn)
+            sent_ok[name] += answered
             order.append(name)
     # Every 201 of the plain endpoint is a confirmed message in its queue (nothing consumes it)
     harness.wait_until(
