@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 import uuid
+from typing import Any
 
 import sqlalchemy as sa
 from dramatiq import Middleware
@@ -95,22 +96,20 @@ class PauseGate(Middleware):
         tier = q_name(queue_name).removeprefix(self.prefix)
         return tier if tier in TIERS and q_name(queue_name).startswith(self.prefix) else None
 
-    def holds(self, tier: str | None, type: str) -> bool:
-        """Whether the pause set this process read holds a job of `type` on `tier`."""
+    def holds(self, message: Any) -> bool:
+        """Whether a pause holds this message's job now."""
         paused = self.state.current()
-        return bool(paused) and paused.holds(tier, type)
+        return bool(paused) and paused.holds(self.tier_of(message.queue_name), message.actor_name)
 
     def before_process_message(self, broker, message) -> None:
         # A job claimed at its delivery, before the pause, runs: it is already `processing`.
-        if getattr(message, CLAIMED, None) is not None:
-            return
-        tier = self.tier_of(message.queue_name)
-        if not self.holds(tier, message.actor_name):
+        if getattr(message, CLAIMED, None) is not None or not self.holds(message):
             return
         try:
             job_id = uuid.UUID(message.message_id)
         except ValueError:
             return  # not a Warren job: the lifecycle dead-letters it
+        tier = self.tier_of(message.queue_name)
         try:
             with self.engine.begin() as conn:
                 parking = jobs.park(conn, job_id, life_of(message), message.actor_name, tier)
