@@ -25,6 +25,7 @@ import json
 import math
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -125,10 +126,31 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port on 127.0.0.1 that was free a moment ago; nothing listens on it once this returns.
+
+    It lies below the kernel's ephemeral range, the ports outgoing connections take: a port
+    the kernel handed out (`bind(0)`) can become the local end of the next connection to
+    PostgreSQL or RabbitMQ before the server a test or benchmark starts binds it, and that
+    server then fails with "Address already in use"."""
+    lowest_ephemeral = _lowest_ephemeral_port()
+    for port in _random.sample(range(lowest_ephemeral // 2, lowest_ephemeral), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port below {lowest_ephemeral}")
+
+
+def _lowest_ephemeral_port() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_random = random.SystemRandom()  # not the seeded module state a test may have set
 
 
 def warren_argv(*args: str) -> list[str]:

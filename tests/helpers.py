@@ -1,7 +1,6 @@
 """Test helpers: waiting with deadlines (tests poll for what a user would see, never sleep
 blindly), free ports for the servers a test starts, and what a queue holds."""
 
-import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -9,7 +8,10 @@ from typing import TypeVar
 import pika
 import sqlalchemy as sa
 
+from bench.harness import free_port
 from service.broker import pika_parameters
+
+__all__ = ["free_port", "wait_for"]
 
 T = TypeVar("T")
 
@@ -38,13 +40,6 @@ def runs(engine: sa.Engine, job_id) -> list:
             ),
             {"j": job_id},
         ).all()
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago; nothing listens on it once this returns."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ready_messages(settings, queue: str) -> int:

@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from service.registry import RunningJob, set_current
 from service.settings import Settings
 from tests.conftest import TEST_ALLOWED_NETWORK
+from tests.helpers import free_port
 
 SLOW_SECONDS = 10.0  # how long /slow holds its answer: far beyond any timeout the tests use
 
@@ -28,13 +29,6 @@ def _no_warren_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WARREN_WEBHOOK_SECRETS", raising=False)
     monkeypatch.delenv("WARREN_SMTP_URL", raising=False)
     monkeypatch.setenv("WARREN_ALLOWED_NETWORKS", TEST_ALLOWED_NETWORK)
-
-
-def free_port() -> int:
-    """A port that was free a moment ago; nothing listens on it once this returns."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

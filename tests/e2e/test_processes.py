@@ -1,7 +1,6 @@
 """The three processes of a deployment — `warren api`, `warren worker`, `warren scheduler` —
 started as a user starts them and driven over real HTTP."""
 
-import socket
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -10,15 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.usefixtures("clean")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

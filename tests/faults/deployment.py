@@ -3,7 +3,6 @@ scheduler` and worker process groups on this test run's database and queue prefi
 prober that keeps calling the API while a dependency is down."""
 
 import os
-import socket
 import subprocess
 import threading
 import time
@@ -15,17 +14,11 @@ import httpx
 from service.settings import Settings
 from tests.e2e.conftest import ROOT, cli_argv
 from tests.e2e.workers import WorkerProcesses, worker_env
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 #: Faster than production, slower than the other tests: leases survive a PostgreSQL restart's
 #: hiccup more often than not, and a lost worker's jobs come back within seconds.
 TIMINGS = {"WARREN_LEASE_SECONDS": "5", "WARREN_DISPATCH_INTERVAL_SECONDS": "0.5"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Deployment:
