@@ -46,8 +46,9 @@ _STATUS_INDEXES = (
 )
 _WORK = """
     SELECT done, id, attempt_id FROM warren_work(
-        %(ids)s::uuid[], %(lives)s::integer[], 'bench', 60,
-        %(done)s::uuid[], %(attempts)s::bigint[], %(results)s::jsonb)
+        %(ids)s::uuid[], %(lives)s::integer[], %(starts)s::boolean[], 'bench', 60,
+        '{}'::uuid[], '{}'::bigint[], %(done)s::uuid[], %(attempts)s::bigint[],
+        %(results)s::jsonb)
 """
 _NARROW = """
     CREATE TABLE narrow (id uuid PRIMARY KEY, status smallint NOT NULL, life integer NOT NULL,
@@ -74,6 +75,7 @@ def work_step(conn: psycopg.Connection, claim: list, done: list) -> list:
     params: dict[str, Any] = {
         "ids": claim,
         "lives": [1] * len(claim),
+        "starts": [True] * len(claim),  # a thread's claims, started at once
         "done": [job for job, _ in done],
         "attempts": [attempt for _, attempt in done],
         "results": "[" + ",".join(["null"] * len(done)) + "]",

@@ -1,4 +1,5 @@
-"""Group commit: the claims and completions of a worker's threads, written together.
+"""Group commit: the claims, start marks and completions of a worker's threads, written
+together.
 
 A no-op job costs two transactions, its claim and its completion; at hundreds of jobs a second
 those commits, not the jobs, are the work. Worker threads hand their claims and completions to
@@ -44,7 +45,9 @@ class _Request:
     job_id: uuid.UUID
     answer: Answer
     life: int = 0  # for a claim: the life the message asks to run
-    claim: Claim | None = None  # set for a completion
+    start: bool = True  # for a claim: it starts at once (False: claimed at delivery)
+    claim: Claim | None = None  # set for a start mark and a completion
+    mark: bool = False  # with `claim`: a start mark, not a completion
     result: str | None = None  # the completion's result as JSON text
 
 
@@ -57,6 +60,11 @@ class Pump(Protocol):
 
     def wake(self) -> None:
         """Make `wait` return; called from the writer's thread."""
+
+
+def _ignore(answer: Any) -> None:
+    """A start mark handed in without waiting: its job runs on either way, and a claim that
+    lost its job finds out through the heartbeat's lease renewal."""
 
 
 def _answer_nth(
@@ -86,21 +94,36 @@ class GroupCommit:
         self._local = threading.local()
 
     def claim(self, job_id: uuid.UUID, life: int) -> Claim | None:
-        """Take a due pending job in this life for this worker; None if it was not claimable."""
+        """Take a due pending job in this life for this worker and start it; None if it was
+        not claimable."""
         return self._wait(lambda answer: _Request(job_id, answer, life))
+
+    def start(self, claim: Claim) -> bool:
+        """Mark a job claimed at delivery as started, once a thread takes it: from this commit
+        on its attempt is spent. False if the claim no longer holds the job."""
+        return self._wait(lambda answer: _Request(claim.job_id, answer, claim=claim, mark=True))
+
+    def start_later(self, claim: Claim) -> None:
+        """Hand in a start mark without waiting: it rides in the next batch, with the other
+        threads' completions, or is dropped when the job's own completion shares its batch
+        (a completion marks the start too)."""
+        self._submit(_Request(claim.job_id, _ignore, claim=claim, mark=True))
 
     def claim_many(
         self, wanted: Sequence[tuple[uuid.UUID, int]], pump: Pump | None = None
     ) -> list[Claim | None]:
-        """Claim several jobs at once, as `claim` does each (`(job id, life)` pairs): their
-        requests go in together, so they usually share one batch. Answers in order; a job
-        whose batch failed (PostgreSQL away) answers None, as one not claimable, so that the
-        claims of another batch are never lost to its error. With a `pump`, the caller's
-        thread works through it until every answer is in, instead of blocking."""
+        """Claim several jobs at once, as `claim` does each (`(job id, life)` pairs), to wait
+        for a thread: each is marked started by `start` or `start_later`. Their requests go in
+        together, so they usually share one batch. Answers in order; a job whose batch failed
+        (PostgreSQL away) answers None, as one not claimable, so that the claims of another
+        batch are never lost to its error. With a `pump`, the caller's thread works through it
+        until every answer is in, instead of blocking."""
         replies: queue.SimpleQueue = queue.SimpleQueue()
         for n, (job_id, life) in enumerate(wanted):
             self._submit(
-                _Request(job_id, partial(_answer_nth, replies, len(wanted), pump, n), life)
+                _Request(
+                    job_id, partial(_answer_nth, replies, len(wanted), pump, n), life, start=False
+                )
             )
         if pump is not None:
             while replies.qsize() < len(wanted):
@@ -208,11 +231,15 @@ class GroupCommit:
 
     def _write(self, batch: Sequence[_Request]) -> None:
         claims = [r for r in batch if r.claim is None]
-        completions = [r for r in batch if r.claim is not None]
+        completions = [r for r in batch if r.claim is not None and not r.mark]
+        # One statement cannot update a row twice: a completion marks its own start.
+        done = {r.claim.attempt_id for r in completions}
+        marks = [r for r in batch if r.mark and r.claim and r.claim.attempt_id not in done]
         try:
-            claimed, completed = attempts.work(
+            worked = attempts.work(
                 self._writer_connection(),
-                [(r.job_id, r.life) for r in claims],
+                [(r.job_id, r.life, r.start) for r in claims],
+                [r.claim for r in marks],
                 [(r.claim, r.result) for r in completions],
                 self.worker,
                 self.lease,
@@ -232,9 +259,11 @@ class GroupCommit:
             return
         for request in claims:
             # Two deliveries of one job in one batch: only the first runs it.
-            request.answer(claimed.pop(request.job_id, None))
+            request.answer(worked.claimed.pop(request.job_id, None))
+        for request in marks:
+            request.answer(request.claim.attempt_id in worked.started)
         for request in completions:
-            request.answer(request.claim.attempt_id in completed)
+            request.answer(request.claim.attempt_id in worked.recorded)
 
     @staticmethod
     def _fail(batch: Sequence[_Request], exc: BaseException) -> None:

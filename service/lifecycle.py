@@ -193,10 +193,16 @@ class Lifecycle(Middleware):
                 waiting.doomed = reason
 
     def _start_delivered(self, message, claim: Claim) -> None:
-        """Start a job claimed at delivery, unless it was doomed while it waited."""
+        """Start a job claimed at delivery, unless it was doomed while it waited. Its start
+        mark is committed before the handler runs: a job that kills its worker has spent an
+        attempt, and the others the worker held had not (`attempts.release_expired`)."""
         with self._lock:
-            waiting = self._waiting.pop(claim.attempt_id, None)
+            waiting = self._waiting.get(claim.attempt_id)
         doomed = waiting.doomed if waiting is not None else LeaseLost
+        if doomed is None:
+            doomed = self._mark_started(message, claim)
+        with self._lock:
+            self._waiting.pop(claim.attempt_id, None)
         if doomed is None:
             self._start(claim)
             metrics.job_started(claim, message)
@@ -207,6 +213,27 @@ class Lifecycle(Middleware):
                 if self._retrying(lambda: self._in_tx(cancel)):
                     metrics.job_cancelled(claim)
         raise SkipMessage(f"job {claim.job_id}: {doomed.__name__} before it started")
+
+    def _mark_started(self, message, claim: Claim) -> type[BaseException] | None:
+        """Mark a claim made at delivery started; what dooms it if it cannot be marked.
+
+        The mark rides in the group commit's next batch without a wait, so a job that kills
+        its worker within the millisecond or two before that commit comes back unspent, once:
+        a job a dead worker held unmarked before is marked and waited for, while the heartbeat
+        keeps renewing its lease. A poison job thus kills at most one worker more than its
+        attempts, and a worker's death never spends the attempts of the jobs it only held."""
+        if not claim.unstarted_losses:
+            self.group.start_later(claim)
+            return None
+        try:
+            if self._retrying(lambda: self.group.start(claim)):
+                return None
+        except DatabaseUnavailable:
+            # Its claim's lease runs out before the message comes back; if the message is
+            # lost too, the scheduler publishes the job again once it takes the claim back.
+            with contextlib.suppress(*PublishErrors):
+                self._redeliver(message, 5.0)
+        return LeaseLost
 
     # -- before: claim ------------------------------------------------------------------------
 

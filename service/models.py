@@ -141,6 +141,9 @@ class Job(SQLModel, table=True):
     for_relay: bool = Field(
         default=False, sa_column=Column(Boolean, nullable=False, server_default="false")
     )
+    unstarted_losses: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default="0")
+    )
 
 
 class JobAttempt(SQLModel, table=True):

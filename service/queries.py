@@ -161,7 +161,8 @@ def attempts(conn: Connection, job_id: uuid.UUID) -> list[JobAttempt]:
         .order_by(attempts_table.c.id),
     )
     current = _CURRENT_ATTEMPT.get(JobStatus(job.status))
-    if current and job.current_attempt_id not in {None, *(a.id for a in ended)}:
+    started = job.started_at is not None  # a claim waiting for a thread has not started yet
+    if current and started and job.current_attempt_id not in {None, *(a.id for a in ended)}:
         ended.append(
             JobAttempt(
                 id=job.current_attempt_id,

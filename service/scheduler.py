@@ -161,8 +161,9 @@ class Scheduler:
                 elif job.status == JobStatus.FAILED:
                     deadletters.record_job(conn, job, self.settings)
                     tick.failed += 1
-        for job in released:  # counted once committed
-            metrics.settled_elsewhere(job.type, JobStatus(job.status))
+        for job in released:  # counted once committed; a job given back unspent is no retry
+            if job.started_at is not None or job.status != JobStatus.PENDING:
+                metrics.settled_elsewhere(job.type, JobStatus(job.status))
 
     def _publish_due(self, tick: Tick) -> None:
         while True:

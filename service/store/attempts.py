@@ -2,11 +2,12 @@
 a cancel, renew and take back leases.
 
 Writes made on behalf of a running attempt are fenced by `current_attempt_id`, so a worker
-that lost its job cannot overwrite the row; a claim is fenced by the job's `life` the message
-was published for. The job's row holds its current attempt (`current_attempt_id`, `attempts`,
-`worker`, `started_at`); the attempt gets a row of its own when the job moves on from it: a
-failure, a cancel, a lost lease. A success, the job's last attempt, writes none
-(`queries.attempts` reads it from the job's row).
+that lost its job cannot overwrite the row; a claim is fenced by the job's `life` the
+message was published for. The job's row holds its current attempt (`current_attempt_id`,
+`attempts`, `worker`, `started_at`, unset until a thread starts a claim made at delivery);
+the attempt gets a row of its own when the job moves on from it: a failure, a cancel, a lost
+lease. A success, the job's last attempt, writes none (`queries.attempts` reads it from the
+job's row).
 """
 
 import json
@@ -45,14 +46,30 @@ class Claim:
     timeout_seconds: int
     retry: dict[str, Any] | None
     life: int
+    #: How often a worker died holding this job claimed with no start mark.
+    unstarted_losses: int = 0
 
 
-#: A job a message asks to run: its id and the life the message was published for.
-Wanted = tuple[uuid.UUID, int]
+#: A job a message asks to run: its id, the life the message was published for, and whether
+#: it starts at once (a thread's claim) or waits for a thread (a claim at delivery).
+Wanted = tuple[uuid.UUID, int, bool]
+
+
+@dataclass(frozen=True)
+class Worked:
+    """What one `work` call wrote: the claims made, and the attempts marked started and
+    recorded as successes. A job missing from `claimed` was not claimable; an attempt missing
+    from `started` or `recorded` had lost its job."""
+
+    claimed: dict[uuid.UUID, Claim]
+    started: set[int]
+    recorded: set[int]
+
 
 _WORK = """
     SELECT * FROM warren_work(
-        %(claim_ids)s::uuid[], %(claim_lives)s::integer[], %(worker)s, %(lease)s,
+        %(claim_ids)s::uuid[], %(claim_lives)s::integer[], %(claim_starts)s::boolean[],
+        %(worker)s, %(lease)s, %(start_ids)s::uuid[], %(start_attempts)s::bigint[],
         %(done_ids)s::uuid[], %(done_attempts)s::bigint[], %(results)s::jsonb)
 """
 
@@ -60,48 +77,58 @@ _WORK = """
 def work(
     conn: Connection,
     wanted: Sequence[Wanted],
+    starts: Sequence[Claim],
     outcomes: Sequence[tuple[Claim, str | None]],
     worker: str,
     lease: float,
-) -> tuple[dict[uuid.UUID, Claim], set[int]]:
+) -> Worked:
     """Record the success of the attempts in `outcomes` (each with its result as JSON text,
-    None for none; a JSON `null` is stored as none too), then claim the due pending jobs
-    among `wanted` that are still in the life asked for: each becomes `processing` with one
-    more attempt and a lease. One statement (`warren_work`), in `conn`'s transaction.
-    Returns the claims made and the attempts recorded; a job missing from the claims was not
-    claimable, an attempt missing from the recorded had lost its job.
+    None for none; a JSON `null` is stored as none too), mark the attempts in `starts` as
+    started, then claim the due pending jobs among `wanted` that are still in the life asked
+    for: each becomes `processing` with one more attempt and a lease. One statement
+    (`warren_work`), in `conn`'s transaction.
+
+    A claim made at delivery is not started: its job waits for a thread with `started_at`
+    unset, and its attempt is not spent until the thread's start mark is committed (a
+    completion marks it too). A worker killed meanwhile loses the claim, and taking it back
+    gives the attempt back (`release_expired`).
 
     Ids are sent sorted, so two batches always lock rows in the same order. Sent as
     `sql.driven`: SQLAlchemy's execution added about 80 % to the client's time per job. The
     arrays go as text literals and the results as one JSON array: psycopg's list adaptation
     cost the writer thread more than the rest of the call."""
     claims = sorted(set(wanted))
+    marks = sorted(starts, key=lambda claim: claim.job_id)
     done = sorted(outcomes, key=lambda outcome: outcome[0].job_id)
     params = {
-        "claim_ids": array_text(job_id for job_id, _ in claims),
-        "claim_lives": array_text(life for _, life in claims),
+        "claim_ids": array_text(job_id for job_id, _, _ in claims),
+        "claim_lives": array_text(life for _, life, _ in claims),
+        "claim_starts": array_text(str(start).lower() for _, _, start in claims),
         "worker": worker,
         "lease": lease,
+        "start_ids": array_text(claim.job_id for claim in marks),
+        "start_attempts": array_text(claim.attempt_id for claim in marks),
         "done_ids": array_text(claim.job_id for claim, _ in done),
         "done_attempts": array_text(claim.attempt_id for claim, _ in done),
         "results": "[" + ",".join("null" if r is None else r for _, r in done) + "]",
     }
-    rows = driven(conn, _WORK, params)
-    claimed: dict[uuid.UUID, Claim] = {}
-    recorded: set[int] = set()
-    for recorded_attempt, *claim in rows:
-        if recorded_attempt is None:
-            claimed[claim[0]] = Claim(*claim)
+    worked = Worked({}, set(), set())
+    for recorded_attempt, started_attempt, *claim in driven(conn, _WORK, params):
+        if recorded_attempt is not None:
+            worked.recorded.add(recorded_attempt)
+        elif started_attempt is not None:
+            worked.started.add(started_attempt)
         else:
-            recorded.add(recorded_attempt)
-    return claimed, recorded
+            worked.claimed[claim[0]] = Claim(*claim)
+    return worked
 
 
 def claim(
     conn: Connection, job_id: uuid.UUID, life: int, worker: str, lease: float
 ) -> Claim | None:
-    """Take one due pending job in this life, as `work` does. None if not claimable."""
-    return work(conn, [(job_id, life)], [], worker, lease)[0].get(job_id)
+    """Take one due pending job in this life and start it, as `work` does. None if not
+    claimable."""
+    return work(conn, [(job_id, life, True)], [], [], worker, lease).claimed.get(job_id)
 
 
 @dataclass(frozen=True)
@@ -167,8 +194,9 @@ _FINISH_ATTEMPT = sa.text(
     """
     INSERT INTO job_attempts (id, job_id, number, life, status, worker, started_at, finished_at,
                               error, traceback)
-    VALUES (:id, :job_id, :number, :life, :status, :worker, :started_at, now(),
-            CAST(:error AS jsonb), :traceback)
+    VALUES (:id, :job_id, :number, :life, :status, :worker,
+            coalesce(CAST(:started_at AS timestamptz), now()), now(), CAST(:error AS jsonb),
+            :traceback)
     """
 )
 
@@ -290,28 +318,37 @@ _RELEASE_EXPIRED = sa.text(
         _OF_ATTEMPT + " AND lease_until < now()",
         """
         status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
-                      WHEN attempts >= max_attempts THEN 'failed'
+                      WHEN started_at IS NOT NULL AND attempts >= max_attempts THEN 'failed'
                       ELSE 'pending' END,
         completed_at = CASE WHEN cancel_requested_at IS NOT NULL
-                              OR attempts >= max_attempts THEN now() END,
-        error = CAST(:error AS jsonb), published_at = NULL, lease_until = NULL
+                              OR (started_at IS NOT NULL AND attempts >= max_attempts)
+                            THEN now() END,
+        error = CASE WHEN started_at IS NULL THEN error ELSE CAST(:error AS jsonb) END,
+        attempts = attempts - CASE WHEN started_at IS NULL THEN 1 ELSE 0 END,
+        unstarted_losses = unstarted_losses + CASE WHEN started_at IS NULL THEN 1 ELSE 0 END,
+        current_attempt_id = CASE WHEN started_at IS NOT NULL THEN current_attempt_id END,
+        worker = CASE WHEN started_at IS NOT NULL THEN worker END,
+        published_at = NULL, lease_until = NULL
         """,
     )
 )
 
 
 def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> Job | None:
-    """Take back a `processing` job whose worker stopped renewing the lease of this attempt:
-    the attempt is recorded `lost`, and the job is `pending` again, `failed` if no attempts
-    remain, or `cancelled` if a person had asked it to stop. Returns the job as it is now, or
-    None if the lease had not expired or the job had moved on from this attempt."""
+    """Take back a `processing` job whose worker stopped renewing the lease of this attempt.
+    An attempt that had started is recorded `lost`, and the job is `pending` again, `failed`
+    if no attempts remain, or `cancelled` if a person had asked it to stop. A claim with no
+    start mark (its worker died with it prefetched) is given back unspent, as `unclaim` does,
+    and counted in `unstarted_losses`. Returns the job as it is now, or None if the lease had
+    not expired or the job had moved on from this attempt."""
     job = conn.execute(
         _RELEASE_EXPIRED,
         {"id": job_id, "attempt": attempt_id, "error": json.dumps(WORKER_LOST)},
     ).first()
     if job is None:
         return None
-    _finish_attempt(conn, job, AttemptStatus.LOST, WORKER_LOST)
+    if job.started_at is not None:
+        _finish_attempt(conn, job, AttemptStatus.LOST, WORKER_LOST)
     return job_of(job)
 
 

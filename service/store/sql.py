@@ -1,15 +1,16 @@
 """SQL the store's verbs share: the due-time rule, the status move, and the PL/pgSQL that
 claims and completes a worker's batch inside PostgreSQL.
 
-`warren_work` claims and completes a worker's batch in one call: one set-based UPDATE for
-the completions, one for the claims, and their count deltas netted per type (three rows at
-most), in one statement whose plan PL/pgSQL keeps. Measured against the earlier shapes at 8
-claims a transaction (`bench.claimcost`): one primary-key UPDATE per job in a PL/pgSQL loop
-cost 0.20-0.21 ms of PostgreSQL a job, this 0.12-0.15; the deltas through
-`warren_count_moves`, a SQL function planned again at every call, cost as much as the two
-updates. A set-based UPDATE was once planned as a walk over every pending job when the
-table's statistics were stale: the function runs with sequential scans off, so the only plan
-left for a batch of ids is a lookup by key each, whoever calls it.
+`warren_work` claims, marks started and completes a worker's batch in one call: one set-
+based UPDATE for the completions, one for the start marks, one for the claims, and their
+count deltas netted per type (three rows at most), in one statement whose plan PL/pgSQL
+keeps. Measured against the earlier shapes at 8 claims a transaction (`bench.claimcost`):
+one primary-key UPDATE per job in a PL/pgSQL loop cost 0.20-0.21 ms of PostgreSQL a job,
+this 0.12-0.15; the deltas through `warren_count_moves`, a SQL function planned again at
+every call, cost as much as the two updates. A set-based UPDATE was once planned as a walk
+over every pending job when the table's statistics were stale: the function runs with
+sequential scans off, so the only plan left for a batch of ids is a lookup by key each,
+whoever calls it.
 Migrations create these functions from the text here (`FUNCTIONS`); a change to them comes
 with a migration that creates them again.
 """
@@ -83,34 +84,43 @@ RETURNS void LANGUAGE sql AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION warren_work(
-    claim_ids uuid[], claim_lives integer[], claimer text, lease double precision,
+    claim_ids uuid[], claim_lives integer[], claim_starts boolean[], claimer text,
+    lease double precision, start_ids uuid[], start_attempts bigint[],
     done_ids uuid[], done_attempts bigint[], results jsonb)
-RETURNS TABLE (done bigint, id uuid, attempt_id bigint, number integer, max_attempts integer,
-               type text, priority integer, timeout_seconds integer, retry jsonb, life integer)
+RETURNS TABLE (done bigint, started bigint, id uuid, attempt_id bigint, number integer,
+               max_attempts integer, type text, priority integer, timeout_seconds integer,
+               retry jsonb, life integer, unstarted_losses integer)
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
     WITH finished AS (
         UPDATE jobs SET status = {COMPLETED}, error = NULL, completed_at = now(),
-               updated_at = now(), lease_until = NULL,
+               updated_at = now(), lease_until = NULL, started_at = coalesce(started_at, now()),
                result = nullif(results -> (w.n::integer - 1), 'null')
           FROM unnest(done_ids, done_attempts) WITH ORDINALITY AS w(id, attempt, n)
          WHERE jobs.id = w.id AND {IS_PROCESSING} AND jobs.current_attempt_id = w.attempt
         RETURNING w.attempt, jobs.id, jobs.type
+    ), marked AS (
+        UPDATE jobs SET started_at = now()
+          FROM unnest(start_ids, start_attempts) AS w(id, attempt)
+         WHERE jobs.id = w.id AND {IS_PROCESSING} AND jobs.current_attempt_id = w.attempt
+        RETURNING w.attempt, jobs.id, jobs.type
     ), claimed AS (
-        UPDATE jobs SET status = {PROCESSING}, attempts = attempts + 1, started_at = now(),
+        UPDATE jobs SET status = {PROCESSING}, attempts = attempts + 1,
+               started_at = CASE WHEN w.start THEN now() END,
                updated_at = now(), worker = claimer, next_attempt_at = NULL,
                lease_until = now() + make_interval(secs => lease),
                current_attempt_id = nextval(pg_get_serial_sequence('job_attempts', 'id'))
-          FROM unnest(claim_ids, claim_lives) AS w(id, life)
+          FROM unnest(claim_ids, claim_lives, claim_starts) AS w(id, life, start)
          WHERE jobs.id = w.id AND jobs.life = w.life AND {IS_PENDING}
            AND {DUE_AT} <= now() + interval '1 second'
         RETURNING jobs.id, jobs.current_attempt_id, jobs.attempts, jobs.max_attempts,
-                  jobs.type, jobs.priority, jobs.timeout_seconds, jobs.retry, jobs.life
+                  jobs.type, jobs.priority, jobs.timeout_seconds, jobs.retry, jobs.life,
+                  jobs.unstarted_losses
     ), counted AS (
         -- The batch's moves, netted per type: claims go pending -> processing, completions
-        -- processing -> completed.
+        -- processing -> completed. A start mark moves nothing.
         INSERT INTO job_count_deltas (type, status, delta)
         SELECT moved.type, moved.status, sum(moved.delta) FROM (
             SELECT f.type, {PROCESSING}, -1 FROM finished AS f
@@ -120,12 +130,16 @@ BEGIN
         ) AS moved(type, status, delta)
         GROUP BY moved.type, moved.status HAVING sum(moved.delta) <> 0
     )
-    SELECT f.attempt, f.id, NULL::bigint, NULL::integer, NULL::integer, f.type, NULL::integer,
-           NULL::integer, NULL::jsonb, NULL::integer
+    SELECT f.attempt, NULL::bigint, f.id, NULL::bigint, NULL::integer, NULL::integer, f.type,
+           NULL::integer, NULL::integer, NULL::jsonb, NULL::integer, NULL::integer
       FROM finished AS f
     UNION ALL
-    SELECT NULL::bigint, c.id, c.current_attempt_id, c.attempts, c.max_attempts, c.type,
-           c.priority, c.timeout_seconds, c.retry, c.life
+    SELECT NULL::bigint, m.attempt, m.id, NULL::bigint, NULL::integer, NULL::integer, m.type,
+           NULL::integer, NULL::integer, NULL::jsonb, NULL::integer, NULL::integer
+      FROM marked AS m
+    UNION ALL
+    SELECT NULL::bigint, NULL::bigint, c.id, c.current_attempt_id, c.attempts, c.max_attempts,
+           c.type, c.priority, c.timeout_seconds, c.retry, c.life, c.unstarted_losses
       FROM claimed AS c;
 END $$;
 """
@@ -142,7 +156,7 @@ def driven(conn: Connection, statement: str, params: dict[str, Any]) -> list[tup
         raise sa.exc.DBAPIError.instance(statement, params, exc, psycopg.Error) from exc
 
 
-def array_text(values: Iterable[uuid.UUID | int]) -> str:
+def array_text(values: Iterable[uuid.UUID | int | str]) -> str:
     """A PostgreSQL array literal of ids or numbers (`{1,2,3}`), to be cast by the statement:
     their text needs no quoting, and a literal costs the client a join where psycopg's list
     adaptation inspects every element."""

@@ -1,6 +1,7 @@
 """A worker process killed with SIGKILL loses no job (invariants 1 and 2): the job's lease
-expires, a new worker takes it over and records the lost attempt; runs never overlap; and a job
-that kills every worker running it ends `failed` once its attempts are spent instead of looping.
+expires, a new worker takes it over and records the lost attempt; runs never overlap; the jobs
+it held without starting them run later with no attempt spent; and a job that kills every
+worker running it ends `failed` once its attempts are spent instead of looping.
 
 These tests run real `dramatiq service.worker:setup` processes and kill their process groups.
 """
@@ -76,6 +77,32 @@ def test_a_job_whose_worker_is_killed_mid_run_completes_on_another_worker(
     assert first_run.finished_at is None  # it died mid-run
     assert second_run.started_at > killed_at  # no overlap: the takeover waited for the kill
     assert second_run.finished_at is not None
+
+
+def test_jobs_a_killed_worker_held_but_never_started_run_later_with_no_attempt_spent(
+    warren, engine, worker_processes
+):
+    first = worker_processes.start(threads=1)  # it prefetches more messages than it runs
+    running = warren.enqueue("test-record", {"seconds": 6, "tag": "running"}).id
+    wait_for(lambda: runs(engine, running), timeout=30, what="the long job to start")
+    held = [warren.enqueue("test-record", {"tag": f"held {n}"}).id for n in range(3)]
+    wait_for(
+        lambda: all(warren.get(job_id).status == "processing" for job_id in held),
+        timeout=15,
+        what="the first worker to claim the jobs it holds",
+    )
+
+    first.kill()
+    worker_processes.start()
+    for job_id in [running, *held]:
+        wait_for(lambda j=job_id: warren.get(j).status in FINAL, timeout=45, what="the jobs")
+
+    assert warren.get(running).attempts == 2  # it ran when its worker died: one attempt lost
+    for job_id in held:
+        job = warren.get(job_id)
+        assert (job.status, job.attempts) == ("completed", 1)
+        assert [(a.number, a.status) for a in warren.attempts(job_id)] == [(1, "completed")]
+        assert len(runs(engine, job_id)) == 1
 
 
 def test_a_job_that_kills_its_worker_fails_once_its_attempts_are_spent(

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.groupcommit import GroupCommit
+from service.store import attempts
 from tests.helpers import wait_for
 
 
@@ -154,3 +155,78 @@ def test_a_burst_claimer_keeps_working_through_its_pump_until_its_claims_are_in(
     [[claim]] = answers
     assert claim is not None and claim.job_id == job_id
     assert warren.get(job_id).status == "processing"
+
+
+# -- start marks: a claim made at delivery spends its attempt only once a thread starts it -------
+
+
+def one_attempt_job(warren) -> list:
+    return [
+        job.id for job in warren.submit([{"type": "test-noop", "payload": {}, "maxAttempts": 1}])
+    ]
+
+
+def expire_lease(engine, job_id) -> None:
+    with engine.begin() as conn:  # as when its worker died and stopped renewing it
+        conn.execute(
+            sa.text("UPDATE jobs SET lease_until = now() - interval '1 second' WHERE id = :id"),
+            {"id": job_id},
+        )
+
+
+def take_back(engine, claim):
+    with engine.begin() as conn:
+        return attempts.release_expired(conn, claim.job_id, claim.attempt_id)
+
+
+def test_a_claim_made_at_delivery_waits_unstarted_until_its_start_mark(warren, group):
+    [job_id] = pending_jobs(warren, 1)
+    [claim] = group.claim_many([(job_id, 1)])
+
+    waiting = warren.get(job_id)
+    assert (waiting.status, waiting.attempts, waiting.started_at) == ("processing", 1, None)
+    assert warren.attempts(job_id) == []  # nothing has run
+
+    assert group.start(claim) is True
+    assert warren.get(job_id).started_at is not None
+    [running] = warren.attempts(job_id)
+    assert (running.number, running.status) == (1, "running")
+
+
+def test_a_claim_its_worker_died_holding_unstarted_is_given_back_unspent(warren, group, engine):
+    [job_id] = one_attempt_job(warren)
+    [claim] = group.claim_many([(job_id, 1)])
+    expire_lease(engine, job_id)
+
+    job = take_back(engine, claim)
+
+    assert (job.status, job.attempts, job.worker, job.error) == ("pending", 0, None, None)
+    assert warren.attempts(job_id) == []
+    assert group.start(claim) is False  # the dead worker's thread could never start it now
+    again = group.claim(job_id, 1)
+    assert (again.number, warren.get(job_id).status) == (1, "processing")
+
+
+def test_a_started_claim_its_worker_died_holding_spends_its_attempt(warren, group, engine):
+    [job_id] = one_attempt_job(warren)
+    [claim] = group.claim_many([(job_id, 1)])
+    assert group.start(claim) is True
+    expire_lease(engine, job_id)
+
+    job = take_back(engine, claim)
+
+    assert (job.status, job.attempts, job.error["type"]) == ("failed", 1, "WorkerLost")
+    [lost] = warren.attempts(job_id)
+    assert (lost.number, lost.status) == (1, "lost")
+
+
+def test_a_job_lost_unstarted_comes_back_with_the_loss_counted(warren, group, engine):
+    [job_id] = one_attempt_job(warren)
+    [claim] = group.claim_many([(job_id, 1)])
+    assert claim.unstarted_losses == 0
+    expire_lease(engine, job_id)
+    take_back(engine, claim)
+
+    [again] = group.claim_many([(job_id, 1)])
+
+    assert (again.number, again.unstarted_losses) == (1, 1)  # its next start mark is waited for

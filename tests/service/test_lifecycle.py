@@ -2,10 +2,15 @@
 retries with backoff, permanent errors, time limits, duplicates and cancellation."""
 
 import itertools
+import threading
 
 import sqlalchemy as sa
 
-from service.broker import Dispatch
+from service.broker import Dispatch, Publisher, build_broker
+from service.groupcommit import GroupCommit
+from service.lifecycle import Lifecycle
+from service.registry import Registry
+from service.store import attempts
 from tests.helpers import wait_for
 
 
@@ -191,3 +196,44 @@ def test_a_result_postgresql_cannot_store_fails_the_job_at_once(warren, worker):
     assert job.status == "failed" and job.attempts == 1
     assert job.error["type"] == "PermanentError"
     assert "result.text contains a NUL character" in job.error["message"]
+
+
+def test_a_job_a_dead_worker_held_unmarked_is_marked_durably_before_it_runs_again(
+    warren, settings, engine
+):
+    """A start mark rides in the next batch without a wait; a job that came back from a dead
+    worker with no mark (a poison job may kill its worker before the batch commits) has its
+    next mark committed before its handler runs, so its next death spends an attempt."""
+    lifecycle = Lifecycle(engine, Publisher(build_broker(settings), settings), Registry(), settings)
+    dead = GroupCommit(engine, "dead-worker", lease=30)
+    try:
+        job_id = warren.enqueue("test-noop", {}).id  # no worker runs: its message just waits
+        [held] = dead.claim_many([(job_id, 1)])
+        with engine.begin() as conn:  # the dead worker's lease runs out; it is taken back
+            conn.execute(
+                sa.text("UPDATE jobs SET lease_until = now() - interval '1 s' WHERE id = :id"),
+                {"id": job_id},
+            )
+            attempts.release_expired(conn, held.job_id, held.attempt_id)
+        [claim] = lifecycle.group.claim_many([(job_id, 1)])
+
+        answers: list = []
+        marking = threading.Thread(
+            target=lambda: answers.append(lifecycle._mark_started(None, claim))
+        )
+        with engine.begin() as locker:  # hold the job's row: its mark cannot commit yet
+            locker.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": job_id})
+            marking.start()
+            marking.join(timeout=1.0)
+            assert marking.is_alive()  # the thread waits for its mark; the handler has not run
+        marking.join(timeout=10)
+        assert answers == [None]  # marked: the job may start
+
+        with engine.connect() as conn:  # committed when the call returned, not a batch later
+            job = conn.execute(
+                sa.text("SELECT started_at, attempts FROM jobs WHERE id = :id"), {"id": job_id}
+            ).one()
+        assert job.started_at is not None and job.attempts == 1
+    finally:
+        dead.close()
+        lifecycle.group.close()
