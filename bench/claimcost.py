@@ -4,7 +4,9 @@
 
 No worker, no RabbitMQ: `--connections` threads each take their share of N pending no-op jobs
 and, `--batch` at a time, complete the batch claimed before and claim the next in one
-transaction, as a worker's group commit does. The figure is the CPU time of those
+transaction, as a worker's group commit does, keeping generic plans as its writer connection
+does (planned once per connection: a plan made at every call was most of what this measured,
+and grew with every statement `warren_work` holds). The figure is the CPU time of those
 connections' PostgreSQL backends per job (from /proc, so the load of anything else on the
 machine is left out), for three shapes of the same work, one after another:
 
@@ -107,6 +109,7 @@ def drive(url: str, ids: list, batch: int, step: Step, ticks: list[int], errors:
 
 def _drive(url: str, ids: list, batch: int, step: Step, ticks: list[int]) -> None:
     with psycopg.connect(url) as conn:
+        conn.execute("SET plan_cache_mode = force_generic_plan")  # as the worker's writer
         pid = conn.info.backend_pid
         start = backend_ticks(pid)
         done: list = []
