@@ -15,7 +15,7 @@ Configured to be comparable with Warren's and plain Dramatiq's workers:
   remote control (pidbox), no gossip or mingle (the `celeryev` and `celery.pidbox` exchanges);
 - `task_acks_late`: a message is acknowledged after its task ran, as Dramatiq does;
 - `worker_prefetch_multiplier = 4` (Celery's default): each process prefetches four times its
-  thread count (`-c`), as `warren worker` does by default (`worker_prefetch`).
+  thread count (`-c`); `warren worker` holds eight by default (`worker_prefetch`).
 
 The task `bench_celery_noop` does nothing but count itself (`bench.counting`, as plain
 Dramatiq's actor does).

@@ -27,8 +27,8 @@ jobs done, which leaves out the worker's start and its last stragglers. The syst
 - plain Dramatiq: `broker.enqueue` one by one, then `dramatiq bench.plain:setup`; done = runs
   counted by its actor;
 - Celery 5 (`bench.celeryapp`): `apply_async` on one connection, then P separate `celery
-  worker -P threads -c T` processes, late acks, each prefetching 4T (Celery's default, and
-  `warren worker`'s); done = runs counted by its task, as plain Dramatiq's.
+  worker -P threads -c T` processes, late acks, each prefetching 4T (Celery's default;
+  `warren worker` and plain Dramatiq hold 8T); done = runs counted by its task, as plain Dramatiq's.
 Each also prints its costs per job over the same window, 10 % to 90 % (`bench.costs`): CPU of
 all PostgreSQL processes (and of the run's database's backends alone), of the worker's process
 tree and of RabbitMQ, and WAL bytes. PostgreSQL, RabbitMQ and WAL are the whole server's: what

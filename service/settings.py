@@ -66,8 +66,9 @@ class Settings(BaseSettings):
     worker_threads: int = 8
     # Messages a worker process holds per thread (Celery's `worker_prefetch_multiplier`). Its
     # jobs are claimed at delivery, so up to (prefetch - 1) per thread wait as `processing`;
-    # 1 suits long jobs, where a waiting job should rather go to an idle worker.
-    worker_prefetch: int = Field(default=4, ge=1, le=100)
+    # a worker that dies gives them back unspent (no start mark). 1 suits long jobs, where a
+    # waiting job should rather go to an idle worker.
+    worker_prefetch: int = Field(default=8, ge=1, le=100)
 
     delay_horizon_seconds: float = 600.0
     lease_seconds: float = 30.0
