@@ -3,7 +3,8 @@ together.
 
 A no-op job costs two transactions, its claim and its completion; at hundreds of jobs a second
 those commits, not the jobs, are the work. Worker threads hand their claims and completions to
-one writer thread and block until they are committed. The writer takes every request waiting
+one writer thread and block until they are committed (a start mark and, through
+`service.acks`, a success are handed in without a wait). The writer takes every request waiting
 and writes them in one statement, so one transaction and one round trip, on a connection of
 its own (see `attempts.work`). Under load a batch holds about as many
 requests as there are worker threads; a lone request still costs one transaction, with no

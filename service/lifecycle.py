@@ -194,8 +194,9 @@ class Lifecycle(Middleware):
 
     def _start_delivered(self, message, claim: Claim) -> None:
         """Start a job claimed at delivery, unless it was doomed while it waited. Its start
-        mark is committed before the handler runs: a job that kills its worker has spent an
-        attempt, and the others the worker held had not (`attempts.release_expired`)."""
+        mark goes to the group commit first (`_mark_started`): from its commit on, the
+        attempt is spent even if the job kills its worker, while the other jobs the worker
+        held are given back unspent (`attempts.release_expired`)."""
         with self._lock:
             waiting = self._waiting.get(claim.attempt_id)
         doomed = waiting.doomed if waiting is not None else LeaseLost

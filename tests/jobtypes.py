@@ -103,13 +103,25 @@ class Crash(BaseModel):
 
 @job_type("test-crash", payload=Crash, max_attempts=2, timeout_seconds=60)
 def crash(payload: Crash) -> None:
-    """A poison job: record the run, then kill the worker process running it, at once."""
+    """A poison job: record the run, then kill the worker process running it, once its start
+    mark is committed. (One that dies before its mark commits comes back unspent, once: the
+    store's and the lifecycle's tests cover that case.)"""
     job = current_job()
-    with _engine(current_settings().database_url).begin() as conn:
+    engine = _engine(current_settings().database_url)
+    with engine.begin() as conn:
         conn.execute(
             sa.text("INSERT INTO test_runs (job_id, attempt) VALUES (:j, :a)"),
             {"j": job.id, "a": job.attempt},
         )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            marked = conn.scalar(
+                sa.text("SELECT started_at IS NOT NULL FROM jobs WHERE id = :j"), {"j": job.id}
+            )
+        if marked:
+            break
+        time.sleep(0.01)
     os.kill(os.getpid(), signal.SIGKILL)
 
 
