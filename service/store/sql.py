@@ -1,8 +1,8 @@
 """SQL the store's verbs share: the due-time rule, the status move, and the PL/pgSQL that
 claims and completes a worker's batch inside PostgreSQL.
 
-`warren_work` claims, marks started and completes a worker's batch in one call: one set-
-based UPDATE for the completions, one for the start marks, one for the claims, and their
+`warren_work` claims, marks started and completes a worker's batch in one call: one
+set-based UPDATE for the completions, one for the start marks, one for the claims, and their
 count deltas netted per type (three rows at most), in one statement whose plan PL/pgSQL
 keeps. Measured against the earlier shapes at 8 claims a transaction (`bench.claimcost`):
 one primary-key UPDATE per job in a PL/pgSQL loop cost 0.20-0.21 ms of PostgreSQL a job,
@@ -96,7 +96,8 @@ BEGIN
     RETURN QUERY
     WITH finished AS (
         UPDATE jobs SET status = {COMPLETED}, error = NULL, completed_at = now(),
-               updated_at = now(), lease_until = NULL, started_at = coalesce(started_at, now()),
+               updated_at = now(), lease_until = NULL,
+               started_at = coalesce(started_at, now()),
                result = nullif(results -> (w.n::integer - 1), 'null')
           FROM unnest(done_ids, done_attempts) WITH ORDINALITY AS w(id, attempt, n)
          WHERE jobs.id = w.id AND {IS_PROCESSING} AND jobs.current_attempt_id = w.attempt
