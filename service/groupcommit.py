@@ -205,9 +205,9 @@ class GroupCommit:
 
         It is in autocommit mode: a batch is one statement, so one transaction. It keeps the
         generic plans of its prepared statements, where every other connection plans each
-        execution (see `db.make_engine`): it only ever looks up jobs by primary key, and with
-        sequential scans off no plan cached while the table was small can scan it. Planning
-        was about 40 % of PostgreSQL's time per job."""
+        execution (see `db.make_engine`): its statements bound each plan to their batch's keys
+        (`store.sql`), so no plan cached while the table was small can walk the table when it
+        is large. Planning was about 40 % of PostgreSQL's time per job."""
         if self._connection is None:
             connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._connection = connection

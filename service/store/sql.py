@@ -7,10 +7,14 @@ count deltas netted per type (three rows at most), in one statement whose plan P
 keeps. Measured against the earlier shapes at 8 claims a transaction (`bench.claimcost`):
 one primary-key UPDATE per job in a PL/pgSQL loop cost 0.20-0.21 ms of PostgreSQL a job,
 this 0.12-0.15; the deltas through `warren_count_moves`, a SQL function planned again at
-every call, cost as much as the two updates. A set-based UPDATE was once planned as a walk
-over every pending job when the table's statistics were stale: the function runs with
-sequential scans off, so the only plan left for a batch of ids is a lookup by key each,
-whoever calls it.
+every call, cost as much as the two updates.
+
+Each UPDATE finds its rows by `jobs.id = ANY(ids)` as well as by the join with the batch: an
+index condition that bounds any plan to the batch's own rows. Sequential scans being off (the
+function sets it) was not enough: a writer keeps the plan it made first, and one made while
+the table held a job or two joined the batch to a walk over every entry of the key index,
+which for a burst queued after it read the whole index for each job of each batch.
+
 Migrations create these functions from the text here (`FUNCTIONS`); a change to them comes
 with a migration that creates them again.
 """
@@ -100,12 +104,14 @@ BEGIN
                started_at = coalesce(started_at, now()),
                result = nullif(results -> (w.n::integer - 1), 'null')
           FROM unnest(done_ids, done_attempts) WITH ORDINALITY AS w(id, attempt, n)
-         WHERE jobs.id = w.id AND {IS_PROCESSING} AND jobs.current_attempt_id = w.attempt
+         WHERE jobs.id = ANY(done_ids) AND jobs.id = w.id AND {IS_PROCESSING}
+           AND jobs.current_attempt_id = w.attempt
         RETURNING w.attempt, jobs.id, jobs.type
     ), marked AS (
         UPDATE jobs SET started_at = now()
           FROM unnest(start_ids, start_attempts) AS w(id, attempt)
-         WHERE jobs.id = w.id AND {IS_PROCESSING} AND jobs.current_attempt_id = w.attempt
+         WHERE jobs.id = ANY(start_ids) AND jobs.id = w.id AND {IS_PROCESSING}
+           AND jobs.current_attempt_id = w.attempt
         RETURNING w.attempt, jobs.id, jobs.type
     ), claimed AS (
         UPDATE jobs SET status = {PROCESSING}, attempts = attempts + 1,
@@ -114,7 +120,8 @@ BEGIN
                lease_until = now() + make_interval(secs => lease),
                current_attempt_id = nextval(pg_get_serial_sequence('job_attempts', 'id'))
           FROM unnest(claim_ids, claim_lives, claim_starts) AS w(id, life, start)
-         WHERE jobs.id = w.id AND jobs.life = w.life AND {IS_PENDING}
+         WHERE jobs.id = ANY(claim_ids) AND jobs.id = w.id AND jobs.life = w.life
+           AND {IS_PENDING}
            AND {DUE_AT} <= now() + interval '1 second'
         RETURNING jobs.id, jobs.current_attempt_id, jobs.attempts, jobs.max_attempts,
                   jobs.type, jobs.priority, jobs.timeout_seconds, jobs.retry, jobs.life,

@@ -230,3 +230,52 @@ def test_a_job_lost_unstarted_comes_back_with_the_loss_counted(warren, group, en
     [again] = group.claim_many([(job_id, 1)])
 
     assert (again.number, again.unstarted_losses) == (1, 1)  # its next start mark is waited for
+
+
+# -- plans: a writer's kept plan looks up its batch by key, whatever the statistics said --------
+
+_PENDING = """
+    INSERT INTO jobs (id, type, status, priority, payload, max_attempts, timeout_seconds,
+                      created_at, updated_at)
+    SELECT gen_random_uuid(), 'test-noop', 'pending', 5, '{}', 3, 60, now(), now()
+      FROM generate_series(1, :count)
+"""
+
+
+def pkey_entries_read(engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text(
+                "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'jobs_pkey'"
+            )
+        )
+
+
+def test_a_writer_that_planned_on_a_near_empty_table_reads_only_its_batch(engine):
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE jobs"))  # statistics say empty, as after retention
+        conn.execute(sa.text(_PENDING), {"count": 1})
+    group = GroupCommit(engine, "test-worker", lease=30)
+    [first] = group.claim_many([(pending_ids(engine, 1)[0], 1)])
+    assert group.start(first) and group.complete(first, None)  # plans it keeps are made now
+    with engine.begin() as conn:  # then a burst arrives before the statistics are renewed
+        conn.execute(sa.text(_PENDING), {"count": 20_000})
+    job_ids = pending_ids(engine, 8)
+    before = pkey_entries_read(engine)
+
+    claims = group.claim_many([(job_id, 1) for job_id in job_ids])
+    assert all([group.start(claim) for claim in claims])
+    assert all([group.complete(claim, None) for claim in claims])
+    group.close()  # its backend exits and reports what it read
+
+    # By key, the three updates read the batch's 8 entries each; a walk over the key index
+    # reads all 20,000 for each.
+    assert len(claims) == 8
+    wait_for(lambda: pkey_entries_read(engine) - before >= 24, timeout=15)
+    assert pkey_entries_read(engine) - before < 5_000
+
+
+def pending_ids(engine, count: int) -> list:
+    with engine.connect() as conn:
+        statement = "SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT :count"
+        return conn.scalars(sa.text(statement), {"count": count}).all()
