@@ -296,8 +296,8 @@ class Lifecycle(Middleware):
                 return ("early", 0.0)
             if state.lease_left is not None and state.lease_left > 0:
                 return ("defer", state.lease_left + 0.5)
-            released = attempts.release_expired(conn, job_id, state.attempt_id)
-            status = released.status if released is not None else None
+            taken = attempts.release_expired(conn, job_id, state.attempt_id)
+            status = taken.job.status if taken is not None else None
             if status == JobStatus.PENDING:
                 claim = attempts.claim(conn, job_id, life, self.worker_name, lease)
                 if claim is not None:

@@ -152,18 +152,18 @@ class Scheduler:
         released = []
         with self.engine.begin() as conn:
             for job_id, attempt_id in attempts.expired_leases(conn, self.settings.lease_seconds):
-                job = attempts.release_expired(conn, job_id, attempt_id)
-                if job is None:
+                taken = attempts.release_expired(conn, job_id, attempt_id)
+                if taken is None:
                     continue
-                released.append(job)
-                if job.status == JobStatus.PENDING:
+                released.append(taken)
+                if taken.job.status == JobStatus.PENDING:
                     tick.released += 1
-                elif job.status == JobStatus.FAILED:
-                    deadletters.record_job(conn, job, self.settings)
+                elif taken.job.status == JobStatus.FAILED:
+                    deadletters.record_job(conn, taken.job, self.settings)
                     tick.failed += 1
-        for job in released:  # counted once committed; a job given back unspent is no retry
-            if job.started_at is not None or job.status != JobStatus.PENDING:
-                metrics.settled_elsewhere(job.type, JobStatus(job.status))
+        for taken in released:  # counted once committed; a job given back unspent is no retry
+            if taken.spent or taken.job.status != JobStatus.PENDING:
+                metrics.settled_elsewhere(taken.job.type, JobStatus(taken.job.status))
 
     def _publish_due(self, tick: Tick) -> None:
         while True:

@@ -334,22 +334,34 @@ _RELEASE_EXPIRED = sa.text(
 )
 
 
-def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> Job | None:
+@dataclass(frozen=True)
+class TakenBack:
+    """A job `release_expired` took back from a worker that stopped renewing its lease."""
+
+    #: The job as it is now.
+    job: Job
+    #: Whether the attempt counts: it had started, and is recorded `lost`. An attempt that
+    #: never started was given back unspent, and counted in the job's `unstarted_losses`.
+    spent: bool
+
+
+def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> TakenBack | None:
     """Take back a `processing` job whose worker stopped renewing the lease of this attempt.
     An attempt that had started is recorded `lost`, and the job is `pending` again, `failed`
     if no attempts remain, or `cancelled` if a person had asked it to stop. A claim with no
     start mark (its worker died with it prefetched) is given back unspent, as `unclaim` does,
-    and counted in `unstarted_losses`. Returns the job as it is now, or None if the lease had
-    not expired or the job had moved on from this attempt."""
-    job = conn.execute(
+    and counted in `unstarted_losses`. Returns None if the lease had not expired or the job
+    had moved on from this attempt."""
+    row = conn.execute(
         _RELEASE_EXPIRED,
         {"id": job_id, "attempt": attempt_id, "error": json.dumps(WORKER_LOST)},
     ).first()
-    if job is None:
+    if row is None:
         return None
-    if job.started_at is not None:
-        _finish_attempt(conn, job, AttemptStatus.LOST, WORKER_LOST)
-    return job_of(job)
+    spent = row.started_at is not None  # the update leaves started_at as it was
+    if spent:
+        _finish_attempt(conn, row, AttemptStatus.LOST, WORKER_LOST)
+    return TakenBack(job_of(row), spent)
 
 
 _EXPIRED_LEASES = sa.text(

@@ -198,8 +198,10 @@ def test_a_claim_its_worker_died_holding_unstarted_is_given_back_unspent(warren,
     [claim] = group.claim_many([(job_id, 1)])
     expire_lease(engine, job_id)
 
-    job = take_back(engine, claim)
+    taken = take_back(engine, claim)
 
+    assert not taken.spent
+    job = taken.job
     assert (job.status, job.attempts, job.worker, job.error) == ("pending", 0, None, None)
     assert warren.attempts(job_id) == []
     assert group.start(claim) is False  # the dead worker's thread could never start it now
@@ -213,8 +215,10 @@ def test_a_started_claim_its_worker_died_holding_spends_its_attempt(warren, grou
     assert group.start(claim) is True
     expire_lease(engine, job_id)
 
-    job = take_back(engine, claim)
+    taken = take_back(engine, claim)
 
+    assert taken.spent
+    job = taken.job
     assert (job.status, job.attempts, job.error["type"]) == ("failed", 1, "WorkerLost")
     [lost] = warren.attempts(job_id)
     assert (lost.number, lost.status) == (1, "lost")

@@ -23,7 +23,7 @@ def test_a_job_taken_over_from_its_worker_stops_running_there(warren, worker, en
             {"id": job_id},
         )
         [(_, attempt_id)] = attempts.expired_leases(conn, grace=0)
-        assert attempts.release_expired(conn, job_id, attempt_id).status == "pending"
+        assert attempts.release_expired(conn, job_id, attempt_id).job.status == "pending"
 
     def stopped():
         with engine.connect() as conn:

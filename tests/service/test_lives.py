@@ -213,7 +213,7 @@ def test_a_takeover_of_an_attempt_that_already_ended_changes_nothing(warren, eng
         conn.execute(sa.text("UPDATE jobs SET lease_until = now() - interval '1 second'"))
 
         assert attempts.release_expired(conn, stored, first.attempt_id) is None
-        assert attempts.release_expired(conn, stored, second.attempt_id).status == "pending"
+        assert attempts.release_expired(conn, stored, second.attempt_id).job.status == "pending"
 
 
 def test_a_cancel_asked_during_an_attempt_wins_over_its_retry(warren, engine, stored):

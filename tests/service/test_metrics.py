@@ -75,6 +75,29 @@ def test_a_job_the_scheduler_takes_back_is_counted_too(warren: Warren, engine, s
     wait_for(lambda: grown() == [1, 1], timeout=10, what="the dead job and the retry counted")
 
 
+def test_a_job_its_dead_worker_held_but_never_started_is_no_retry(
+    warren: Warren, engine, scheduler
+):
+    """Two jobs a dead worker held: one it had started, one it had only prefetched."""
+    grown = counting(("warren_job_retries_total", {"type": "test-record"}))
+    started, held = (warren.enqueue("test-record", {}, max_attempts=2) for _ in range(2))
+    with engine.begin() as conn:
+        attempts.work(conn, [(started.id, 1, True), (held.id, 1, False)], [], [], "gone:1", 60)
+        conn.execute(
+            sa.text("UPDATE jobs SET lease_until = now() - interval '1 hour' WHERE id = :id"),
+            {"id": started.id},
+        )
+        conn.execute(  # ran out first, so it is taken back (and counted or not) first
+            sa.text("UPDATE jobs SET lease_until = now() - interval '2 hours' WHERE id = :id"),
+            {"id": held.id},
+        )
+    scheduler()
+
+    wait_for(lambda: grown() == [1], timeout=10, what="the started job's retry counted")
+    assert grown() == [1]
+    assert (warren.get(held.id).status, warren.get(held.id).attempts) == ("pending", 0)
+
+
 def test_a_pending_job_a_person_cancels_is_counted_as_finished(warren: Warren):
     grown = counting(("warren_jobs_finished_total", {"type": "test-record", "status": "cancelled"}))
     one = warren.enqueue("test-record", {}, delay_seconds=3600)
