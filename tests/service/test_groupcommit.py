@@ -255,7 +255,13 @@ def pkey_entries_read(engine) -> int:
         )
 
 
-def test_a_writer_that_planned_on_a_near_empty_table_reads_only_its_batch(engine):
+def pending_ids(engine, count: int) -> list:
+    with engine.connect() as conn:
+        statement = "SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT :count"
+        return conn.scalars(sa.text(statement), {"count": count}).all()
+
+
+def test_a_writer_that_planned_on_a_near_empty_table_reads_only_its_batch(engine, clean):
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text("VACUUM ANALYZE jobs"))  # statistics say empty, as after retention
         conn.execute(sa.text(_PENDING), {"count": 1})
@@ -277,9 +283,3 @@ def test_a_writer_that_planned_on_a_near_empty_table_reads_only_its_batch(engine
     assert len(claims) == 8
     wait_for(lambda: pkey_entries_read(engine) - before >= 24, timeout=15)
     assert pkey_entries_read(engine) - before < 5_000
-
-
-def pending_ids(engine, count: int) -> list:
-    with engine.connect() as conn:
-        statement = "SELECT id FROM jobs WHERE status = 'pending' ORDER BY id LIMIT :count"
-        return conn.scalars(sa.text(statement), {"count": count}).all()
