@@ -100,12 +100,17 @@ def noop(payload: Noop) -> dict:
 class Crash(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: Kill the worker at once, before the start mark can commit, recording nothing.
+    at_once: bool = False
+
 
 @job_type("test-crash", payload=Crash, max_attempts=2, timeout_seconds=60)
 def crash(payload: Crash) -> None:
     """A poison job: record the run, then kill the worker process running it, once its start
-    mark is committed. (One that dies before its mark commits comes back unspent, once: the
-    store's and the lifecycle's tests cover that case.)"""
+    mark is committed; with `at_once`, kill it before anything else, so that the mark (which
+    rides in the group commit's next batch) is most likely not committed yet."""
+    if payload.at_once:
+        os.kill(os.getpid(), signal.SIGKILL)
     job = current_job()
     engine = _engine(current_settings().database_url)
     with engine.begin() as conn:

@@ -1,7 +1,8 @@
 """A worker process killed with SIGKILL loses no job (invariants 1 and 2): the job's lease
 expires, a new worker takes it over and records the lost attempt; runs never overlap; the jobs
 it held without starting them run later with no attempt spent; and a job that kills every
-worker running it ends `failed` once its attempts are spent instead of looping.
+worker running it ends `failed` once its attempts are spent instead of looping, having killed
+at most one worker more than its attempts when it kills them before its start mark commits.
 
 These tests run real `dramatiq service.worker:setup` processes and kill their process groups.
 """
@@ -105,10 +106,10 @@ def test_jobs_a_killed_worker_held_but_never_started_run_later_with_no_attempt_s
         assert len(runs(engine, job_id)) == 1
 
 
-def test_a_job_that_kills_its_worker_fails_once_its_attempts_are_spent(
-    warren, engine, worker_processes
-):
-    job_id = warren.enqueue("test-crash", {}, max_attempts=2).id
+def run_until_final(warren, job_id, worker_processes: WorkerProcesses, most_deaths: int):
+    """Start a worker, and another each time one dies, until the job is final; return the
+    number of workers that died and the worker left running. Fails as soon as more than
+    `most_deaths` workers died."""
     deadline = time.monotonic() + 90
     current = worker_processes.start()
     deaths = 0
@@ -119,11 +120,18 @@ def test_a_job_that_kills_its_worker_fails_once_its_attempts_are_spent(
             what="the job to finish or its worker to die",
         )
         if warren.get(job_id).status in FINAL:
-            break
+            return deaths, current
         deaths += 1
-        assert deaths <= 2, "the poison job killed a third worker: it runs past maxAttempts"
+        assert deaths <= most_deaths, f"the poison job killed worker {deaths}"
         current.kill()  # whatever is left of its group
         current = worker_processes.start()
+
+
+def test_a_job_that_kills_its_worker_fails_once_its_attempts_are_spent(
+    warren, engine, worker_processes
+):
+    job_id = warren.enqueue("test-crash", {}, max_attempts=2).id
+    deaths, current = run_until_final(warren, job_id, worker_processes, most_deaths=2)
 
     job = warren.get(job_id)
     assert job.status == "failed"
@@ -142,6 +150,25 @@ def test_a_job_that_kills_its_worker_fails_once_its_attempts_are_spent(
         timeout=10,
         what="the poison job's message in the dead-letter queue",
     )
+    sentinel = warren.enqueue("test-record", {}).id
+    wait_for(lambda: warren.get(sentinel).status == "completed", timeout=20, what="a later job")
+    assert not current.exited()
+
+
+def test_a_job_that_kills_its_worker_before_its_start_mark_commits_kills_one_more_at_most(
+    warren, worker_processes
+):
+    job_id = warren.enqueue("test-crash", {"at_once": True}, max_attempts=2).id
+    deaths, current = run_until_final(warren, job_id, worker_processes, most_deaths=3)
+
+    job = warren.get(job_id)
+    assert (job.status, job.attempts) == ("failed", 2)
+    assert job.error["type"] == "WorkerLost"
+    # A death before the mark committed gave the attempt back unspent, and only once: the
+    # next delivery waited for its mark, so each later death spent an attempt.
+    assert job.unstarted_losses == deaths - 2 <= 1
+    attempts = warren.attempts(job_id)
+    assert [(a.number, a.status) for a in attempts] == [(1, "lost"), (2, "lost")]
     sentinel = warren.enqueue("test-record", {}).id
     wait_for(lambda: warren.get(sentinel).status == "completed", timeout=20, what="a later job")
     assert not current.exited()
