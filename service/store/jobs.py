@@ -101,7 +101,9 @@ def insert(
 _MARK_PUBLISHED = sa.text(
     f"""
     UPDATE jobs SET published_at = now()
-     WHERE id = :id AND {IS_PENDING} AND life = :life AND attempts = :attempts
+     WHERE id = (SELECT id FROM jobs
+                  WHERE id = :id AND {IS_PENDING} AND life = :life AND attempts = :attempts
+                    FOR UPDATE SKIP LOCKED)
     """
 )
 
@@ -111,6 +113,12 @@ def mark_published(conn: Connection, published: Sequence[Dispatch]) -> None:
     still waits for the run it was published for (the same life, no attempt since): a mark
     that arrives late, after that run started or a person retried the job, must not hide
     the job's next run from the scheduler.
+
+    A mark never waits for a row another transaction holds. That transaction is changing the
+    job (a worker's claim or completion, a person's verb, a scheduler publishing it), so the
+    mark would not land or is made there; and waiting would deadlock a batch of marks against
+    a worker's group commit, which locks its rows in another order. A job left unmarked costs
+    at most a second message, which a claim ignores.
 
     One statement per job, sent together (psycopg pipelines an executemany): a row matched by
     its primary key is the plan PostgreSQL picks whatever it knows of the table, while a set

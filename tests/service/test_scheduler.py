@@ -8,9 +8,10 @@ from falcon import testing
 from sqlmodel import Session
 
 from api.app import create_app
-from service.broker import Publisher, build_broker
+from service.broker import Publisher, build_broker, dispatch_of
 from service.client import Warren
 from service.scheduler import Scheduler
+from service.store import jobs
 from tests.conftest import purge_queues
 from tests.helpers import wait_for
 
@@ -89,6 +90,25 @@ def test_enqueue_in_the_callers_transaction_publishes_only_on_commit(warren, eng
     assert final(warren, kept).status == "completed"
     assert warren.list({"payload.tag": "dropped"}).jobs == []
     assert dropped not in {job.id for job in warren.list().jobs}
+
+
+def test_marking_jobs_published_never_waits_for_a_row_another_transaction_holds(warren, engine):
+    """A worker's group commit locks its rows in its own order: a batch of marks that waited
+    for one of them while holding another could deadlock with it (seen while a Python client
+    enqueued batches of 1,000 beside running workers: each deadlock stalled both a second)."""
+    held, free = (warren.enqueue("test-record", {}).id for _ in range(2))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET published_at = NULL"))
+    dispatches = [dispatch_of(warren.get(job_id)) for job_id in (held, free)]
+
+    with engine.connect() as holder, holder.begin():
+        holder.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": held})
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+            jobs.mark_published(conn, dispatches)  # waiting for `held` would time out
+
+    assert warren.get(held).published_at is None  # its holder is changing it
+    assert warren.get(free).published_at is not None
 
 
 def age(engine, job_id, hours: int = 2) -> None:
