@@ -576,6 +576,8 @@ class Heartbeat(threading.Thread):
             with self.lifecycle.engine.begin() as conn:
                 processes.beat(conn, "worker", self.lifecycle.worker_name)
                 held = attempts.renew_leases(conn, [*running, *waiting], lease)
+                # Only to rows renewed here, which this transaction holds: never a wait.
+                reports = [report for report in reports if held.get(report[0]) is not None]
                 attempts.write_progress(conn, reports)
             for attempt_id, _ in reports:
                 running[attempt_id][1].progress_written = True
@@ -594,13 +596,13 @@ class Heartbeat(threading.Thread):
                 if time.monotonic() - claimed.renewed_at > lease * 0.75:
                     self.lifecycle.doom(attempt_id, LeaseLost)
             return
-        now = time.monotonic()
+        now = time.monotonic()  # an attempt answered None is busy: renewed next beat
         for attempt_id, claimed in waiting.items():
             if attempt_id not in held:
                 self.lifecycle.doom(attempt_id, LeaseLost)
             elif held[attempt_id]:
                 self.lifecycle.doom(attempt_id, JobCancelled)
-            else:
+            elif held[attempt_id] is False:
                 claimed.renewed_at = now
         for attempt_id, (_, job) in running.items():
             if attempt_id not in held:
@@ -612,7 +614,7 @@ class Heartbeat(threading.Thread):
                 self.lifecycle.interrupt(attempt_id, LeaseLost)
             elif held[attempt_id]:
                 self.lifecycle.interrupt(attempt_id, JobCancelled)
-            else:
+            elif held[attempt_id] is False:
                 job.renewed_at = now
 
 

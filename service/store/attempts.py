@@ -380,18 +380,36 @@ def expired_leases(conn: Connection, grace: float, limit: int = 100) -> list[tup
     return [(job_id, attempt_id) for job_id, attempt_id in rows]
 
 
+# `status = 'processing'` as the partial index `jobs_lease_idx` says it, so that the index
+# finds the rows: `IS_PROCESSING`'s `IS TRUE` form would make this a scan of the table.
+_HELD = "current_attempt_id = ANY(CAST(:ids AS bigint[])) AND status = 'processing'"
 _RENEW_LEASES = sa.text(
-    """
-    UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
-     WHERE current_attempt_id = ANY(CAST(:ids AS bigint[])) AND status = 'processing'
-    RETURNING current_attempt_id, cancel_requested_at IS NOT NULL
+    f"""
+    WITH free AS (
+        SELECT id FROM jobs WHERE {_HELD} FOR NO KEY UPDATE SKIP LOCKED
+    ), renewed AS (
+        UPDATE jobs SET lease_until = now() + make_interval(secs => :lease)
+          FROM free WHERE jobs.id = free.id
+        RETURNING jobs.current_attempt_id, jobs.cancel_requested_at IS NOT NULL AS cancel
+    )
+    SELECT current_attempt_id, cancel FROM renewed
+    UNION ALL
+    SELECT current_attempt_id, NULL FROM jobs WHERE {_HELD} AND id NOT IN (SELECT id FROM free)
     """
 )
 
 
-def renew_leases(conn: Connection, attempt_ids: Sequence[int], lease: float) -> dict[int, bool]:
+def renew_leases(
+    conn: Connection, attempt_ids: Sequence[int], lease: float
+) -> dict[int, bool | None]:
     """Extend the leases of running attempts. Returns, for each attempt still holding its job,
-    whether the job was asked to cancel; an attempt missing from the answer lost its job."""
+    whether the job was asked to cancel; an attempt missing from the answer lost its job.
+
+    A renewal never waits for a row another transaction holds (most often the worker's own
+    writer, completing or starting the job, which locks its rows in another order: waiting
+    could deadlock the two). Such an attempt is answered None: it still held its job when the
+    statement began, and its lease is renewed at the next beat, long before it runs out. The
+    rows renewed stay locked by `conn`'s transaction, so its other writes to them never wait."""
     if not attempt_ids:
         return {}
     rows = conn.execute(_RENEW_LEASES, {"ids": list(attempt_ids), "lease": lease})

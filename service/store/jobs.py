@@ -103,7 +103,7 @@ _MARK_PUBLISHED = sa.text(
     UPDATE jobs SET published_at = now()
      WHERE id = (SELECT id FROM jobs
                   WHERE id = :id AND {IS_PENDING} AND life = :life AND attempts = :attempts
-                    FOR UPDATE SKIP LOCKED)
+                    FOR NO KEY UPDATE SKIP LOCKED)
     """
 )
 

@@ -53,3 +53,25 @@ def test_a_worker_stopping_gracefully_keeps_the_leases_of_the_jobs_it_finishes(
     job = warren.get(job_id)
     assert (job.status, job.attempts) == ("completed", 1)
     assert run_count(engine, str(job_id)) == 1
+
+
+def test_a_renewal_never_waits_for_a_row_another_transaction_holds(warren, engine):
+    """The worker's own writer locks the rows it completes and starts in its own order: a
+    renewal that waited for one of them while holding another could deadlock with it (the
+    fault tests saw it, PostgreSQL breaking the deadlock after a second)."""
+    busy, free = (warren.enqueue("test-record", {}).id for _ in range(2))
+    with engine.begin() as conn:
+        claims = [attempts.claim(conn, job_id, 1, "test", 30) for job_id in (busy, free)]
+    busy_attempt, free_attempt = (claim.attempt_id for claim in claims)
+
+    with engine.connect() as writer, writer.begin():
+        writer.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": busy})
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+            held = attempts.renew_leases(conn, [busy_attempt, free_attempt], 60)
+
+    # The busy attempt still holds its job: not lost, its lease renewed at the next beat.
+    assert held == {free_attempt: False, busy_attempt: None}
+    with engine.begin() as conn:
+        again = attempts.renew_leases(conn, [busy_attempt, free_attempt], 60)
+    assert again == {free_attempt: False, busy_attempt: False}
