@@ -1,8 +1,8 @@
 """Fault injection: 2,000 jobs run while workers are killed, RabbitMQ restarts or PostgreSQL
 restarts. Each scenario ends with every job completed exactly once, none lost, none stuck in
-`processing`, no job run concurrently with itself; and the API answered every request made
-while a dependency was down with a clear answer (503, or 201 for enqueue while only RabbitMQ
-was down), never a 500 or a hang.
+`processing`, no job run concurrently with itself, no deadlock broken by PostgreSQL; and the
+API answered every request made while a dependency was down with a clear answer (503, or 201
+for enqueue while only RabbitMQ was down), never a 500 or a hang.
 
 The handler (`test-ledger`) writes one row per run with its start and finish into `test_runs`.
 These tests restart this machine's RabbitMQ and PostgreSQL: they run in CI on its own machine.
@@ -47,10 +47,21 @@ def completed(engine: sa.Engine) -> int:
     )
 
 
+def deadlocks(engine: sa.Engine) -> int:
+    """Deadlocks PostgreSQL has broken in this database. A backend reports its count once it
+    is idle for a moment or exits, well before a scenario's jobs are all final."""
+    return count(
+        engine, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    )
+
+
 def run_with_fault(
     deployment: Deployment, warren, engine: sa.Engine, fault: Callable[[Prober], None]
 ) -> Prober:
-    """Enqueue the jobs, inject `fault` once some have completed, wait for all to finish."""
+    """Enqueue the jobs, inject `fault` once some have completed, wait for all to finish.
+    Fails if PostgreSQL broke a deadlock meanwhile: every writer locks rows in one order or
+    skips what another holds, and a deadlock stalls both sides for `deadlock_timeout`."""
+    deadlocks_before = deadlocks(engine)
     for _ in range(JOBS // 500):
         warren.submit([{"type": "test-ledger", "payload": {"seconds": 0.05}}] * 500)
     with Prober(deployment.url) as prober:
@@ -62,6 +73,8 @@ def run_with_fault(
             interval=0.5,
             what="every job to reach a final status",
         )
+    engine.dispose()  # pooled connections may have died with a restarted server
+    assert deadlocks(engine) == deadlocks_before, "PostgreSQL broke a deadlock"
     return prober
 
 
@@ -163,6 +176,5 @@ def test_postgresql_restarted(deployment, warren, engine):
 
     prober = run_with_fault(deployment, warren, engine, restart_postgresql)
 
-    engine.dispose()  # its pooled connections died with the server
     assert_nothing_lost(engine)
     assert_clear_answers(prober, {201, 503})
