@@ -3,7 +3,8 @@
 `test-record` does a real side effect: each run inserts a row into `test_runs` (created by
 the test fixtures) in the test database with its start and finish times, so tests can count
 executions and check for overlaps. `test-crash` records its run, then SIGKILLs the worker
-process running it: run it only on worker processes, never in the test process.
+process running it (with `at_once`, it kills it first and records nothing): run it only on
+worker processes, never in the test process.
 """
 
 import os
