@@ -93,10 +93,11 @@ def work(
     completion marks it too). A worker killed meanwhile loses the claim, and taking it back
     gives the attempt back (`release_expired`).
 
-    Ids are sent sorted, so two batches always lock rows in the same order. Sent as
-    `sql.driven`: SQLAlchemy's execution added about 80 % to the client's time per job. The
-    arrays go as text literals and the results as one JSON array: psycopg's list adaptation
-    cost the writer thread more than the rest of the call."""
+    The function locks the batch's rows in id order, as every writer of several rows does
+    (docs/architecture.md, "Locks"). Sent as `sql.driven`: SQLAlchemy's execution added about
+    80 % to the client's time per job. The arrays go as text literals and the results as one
+    JSON array: psycopg's list adaptation cost the writer thread more than the rest of the
+    call."""
     claims = sorted(set(wanted))
     marks = sorted(starts, key=lambda claim: claim.job_id)
     done = sorted(outcomes, key=lambda outcome: outcome[0].job_id)

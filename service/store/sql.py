@@ -94,61 +94,82 @@ CREATE OR REPLACE FUNCTION warren_work(
 RETURNS TABLE (done bigint, started bigint, id uuid, attempt_id bigint, number integer,
                max_attempts integer, type text, priority integer, timeout_seconds integer,
                retry jsonb, life integer, unstarted_losses integer)
-LANGUAGE plpgsql SET enable_seqscan = off AS $$
+LANGUAGE plpgsql
+-- By key, and in id order: a bitmap scan or a hash join would lock rows in heap order.
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off AS $$
 #variable_conflict use_column
 BEGIN
     RETURN QUERY
-    WITH finished AS (
-        UPDATE jobs SET status = {COMPLETED}, error = NULL, completed_at = now(),
-               updated_at = now(), lease_until = NULL,
-               started_at = coalesce(started_at, now()),
-               result = nullif(results -> (w.n::integer - 1), 'null')
-          FROM unnest(done_ids, done_attempts) WITH ORDINALITY AS w(id, attempt, n)
-         WHERE jobs.id = ANY(done_ids) AND jobs.id = w.id AND {IS_PROCESSING}
-           AND jobs.current_attempt_id = w.attempt
-        RETURNING w.attempt, jobs.id, jobs.type
-    ), marked AS (
-        UPDATE jobs SET started_at = now()
-          FROM unnest(start_ids, start_attempts) AS w(id, attempt)
-         WHERE jobs.id = ANY(start_ids) AND jobs.id = w.id AND {IS_PROCESSING}
-           AND jobs.current_attempt_id = w.attempt
-        RETURNING w.attempt, jobs.id, jobs.type
-    ), claimed AS (
-        UPDATE jobs SET status = {PROCESSING}, attempts = attempts + 1,
-               started_at = CASE WHEN w.start THEN now() END,
-               updated_at = now(), worker = claimer, next_attempt_at = NULL,
-               lease_until = now() + make_interval(secs => lease),
-               current_attempt_id = nextval(pg_get_serial_sequence('job_attempts', 'id'))
-          FROM unnest(claim_ids, claim_lives, claim_starts) AS w(id, life, start)
-         WHERE jobs.id = ANY(claim_ids) AND jobs.id = w.id AND jobs.life = w.life
-           AND {IS_PENDING}
-           AND {DUE_AT} <= now() + interval '1 second'
-        RETURNING jobs.id, jobs.current_attempt_id, jobs.attempts, jobs.max_attempts,
-                  jobs.type, jobs.priority, jobs.timeout_seconds, jobs.retry, jobs.life,
-                  jobs.unstarted_losses
+    WITH wanted AS (
+        -- The batch as one list in id order, for one UPDATE that locks its rows in that
+        -- order, as every writer of several rows does. Three UPDATEs, one after another,
+        -- could hold a completed row while waiting for a claimed one of lower id.
+        SELECT w.* FROM (
+            SELECT d.id, 'done' AS kind, d.attempt, NULL::integer AS life,
+                   NULL::boolean AS start, d.n
+              FROM unnest(done_ids, done_attempts) WITH ORDINALITY AS d(id, attempt, n)
+            UNION ALL
+            SELECT s.id, 'start', s.attempt, NULL, NULL, NULL
+              FROM unnest(start_ids, start_attempts) AS s(id, attempt)
+            UNION ALL
+            SELECT c.id, 'claim', NULL, c.life, c.start, NULL
+              FROM unnest(claim_ids, claim_lives, claim_starts) AS c(id, life, start)
+        ) AS w ORDER BY w.id
+    ), changed AS (
+        UPDATE jobs SET
+               status = CASE w.kind WHEN 'done' THEN {COMPLETED}
+                                    WHEN 'claim' THEN {PROCESSING} ELSE status END,
+               error = CASE w.kind WHEN 'done' THEN NULL ELSE error END,
+               completed_at = CASE w.kind WHEN 'done' THEN now() ELSE completed_at END,
+               updated_at = CASE w.kind WHEN 'start' THEN updated_at ELSE now() END,
+               lease_until = CASE w.kind WHEN 'done' THEN NULL
+                                         WHEN 'claim' THEN now() + make_interval(secs => lease)
+                                         ELSE lease_until END,
+               started_at = CASE w.kind WHEN 'done' THEN coalesce(started_at, now())
+                                        WHEN 'start' THEN now()
+                                        ELSE CASE WHEN w.start THEN now() END END,
+               result = CASE w.kind WHEN 'done' THEN nullif(results -> (w.n::integer - 1), 'null')
+                                    ELSE result END,
+               attempts = CASE w.kind WHEN 'claim' THEN attempts + 1 ELSE attempts END,
+               worker = CASE w.kind WHEN 'claim' THEN claimer ELSE worker END,
+               next_attempt_at = CASE w.kind WHEN 'claim' THEN NULL ELSE next_attempt_at END,
+               current_attempt_id = CASE w.kind
+                   WHEN 'claim' THEN nextval(pg_get_serial_sequence('job_attempts', 'id'))
+                   ELSE current_attempt_id END
+          FROM wanted AS w
+         WHERE jobs.id = ANY(done_ids || start_ids || claim_ids) AND jobs.id = w.id
+           AND CASE w.kind
+                   WHEN 'claim' THEN jobs.life = w.life AND {IS_PENDING}
+                                     AND {DUE_AT} <= now() + interval '1 second'
+                   ELSE {IS_PROCESSING} AND jobs.current_attempt_id = w.attempt END
+        RETURNING w.kind, w.attempt, jobs.id, jobs.current_attempt_id, jobs.attempts,
+                  jobs.max_attempts, jobs.type, jobs.priority, jobs.timeout_seconds,
+                  jobs.retry, jobs.life, jobs.unstarted_losses
     ), counted AS (
         -- The batch's moves, netted per type: claims go pending -> processing, completions
         -- processing -> completed. A start mark moves nothing.
         INSERT INTO job_count_deltas (type, status, delta)
         SELECT moved.type, moved.status, sum(moved.delta) FROM (
-            SELECT f.type, {PROCESSING}, -1 FROM finished AS f
-            UNION ALL SELECT f.type, {COMPLETED}, 1 FROM finished AS f
-            UNION ALL SELECT c.type, {PENDING}, -1 FROM claimed AS c
-            UNION ALL SELECT c.type, {PROCESSING}, 1 FROM claimed AS c
+            SELECT c.type, {PROCESSING}, -1 FROM changed AS c WHERE c.kind = 'done'
+            UNION ALL SELECT c.type, {COMPLETED}, 1 FROM changed AS c WHERE c.kind = 'done'
+            UNION ALL SELECT c.type, {PENDING}, -1 FROM changed AS c WHERE c.kind = 'claim'
+            UNION ALL SELECT c.type, {PROCESSING}, 1 FROM changed AS c WHERE c.kind = 'claim'
         ) AS moved(type, status, delta)
         GROUP BY moved.type, moved.status HAVING sum(moved.delta) <> 0
     )
-    SELECT f.attempt, NULL::bigint, f.id, NULL::bigint, NULL::integer, NULL::integer, f.type,
-           NULL::integer, NULL::integer, NULL::jsonb, NULL::integer, NULL::integer
-      FROM finished AS f
-    UNION ALL
-    SELECT NULL::bigint, m.attempt, m.id, NULL::bigint, NULL::integer, NULL::integer, m.type,
-           NULL::integer, NULL::integer, NULL::jsonb, NULL::integer, NULL::integer
-      FROM marked AS m
-    UNION ALL
-    SELECT NULL::bigint, NULL::bigint, c.id, c.current_attempt_id, c.attempts, c.max_attempts,
-           c.type, c.priority, c.timeout_seconds, c.retry, c.life, c.unstarted_losses
-      FROM claimed AS c;
+    SELECT CASE c.kind WHEN 'done' THEN c.attempt END,
+           CASE c.kind WHEN 'start' THEN c.attempt END,
+           c.id,
+           CASE c.kind WHEN 'claim' THEN c.current_attempt_id END,
+           CASE c.kind WHEN 'claim' THEN c.attempts END,
+           CASE c.kind WHEN 'claim' THEN c.max_attempts END,
+           c.type,
+           CASE c.kind WHEN 'claim' THEN c.priority END,
+           CASE c.kind WHEN 'claim' THEN c.timeout_seconds END,
+           CASE c.kind WHEN 'claim' THEN c.retry END,
+           CASE c.kind WHEN 'claim' THEN c.life END,
+           CASE c.kind WHEN 'claim' THEN c.unstarted_losses END
+      FROM changed AS c;
 END $$;
 """
 

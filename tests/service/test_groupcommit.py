@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from service.groupcommit import GroupCommit
-from service.store import attempts
+from service.store import attempts, jobs
 from tests.helpers import wait_for
 
 
@@ -118,6 +118,35 @@ def test_after_its_connection_is_lost_the_writer_takes_a_new_one(warren, group, 
     claim = group.claim(second, 1)
 
     assert claim is not None and claim.job_id == second
+
+
+def test_a_batch_waiting_for_a_row_holds_none_a_bulk_cancel_needs_next(warren, group, engine):
+    """A person's bulk cancel locks its jobs in id order. A worker's batch that completed one
+    of them and then waited to claim one of lower id would hold what the cancel needs next: a
+    deadlock, which PostgreSQL breaks after a second by refusing one side's work."""
+    low, high = sorted(pending_jobs(warren, 2))
+    [running] = group.claim_many([(high, 1)])
+    assert group.start(running)
+    answers: list = []
+
+    def batch() -> None:  # the job of higher id done, the lower one's message delivered
+        with engine.begin() as conn:
+            wanted = [(low, 1, True)]
+            answers.append(attempts.work(conn, wanted, [], [(running, None)], "test-worker", 30))
+
+    with engine.connect() as person, person.begin():
+        person.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+        person.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": low})
+        worker = threading.Thread(target=batch)
+        worker.start()
+        wait_for(lambda: writer_waits_on_a_lock(engine), what="the batch to wait for the row")
+        cancelled = jobs.cancel_many(person, [(low, 1), (high, 1)])  # never waits for the batch
+    worker.join(10)
+
+    assert sorted(c.was for c in cancelled) == ["pending", "processing"]
+    [worked] = answers  # the batch went through once the person committed
+    assert worked.claimed == {}  # its claim came too late: the job is cancelled
+    assert warren.get(low).status == "cancelled"
 
 
 class CountingPump:
