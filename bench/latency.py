@@ -28,7 +28,10 @@ from elsewhere on the machine falls on both alike: short turns keep a slow phase
 machine from falling on one API only. The samples of each API's turns are pooled; the achieved rate
 is its answered requests over the sum of its turns' spans. The ratio warren/plain of the
 pooled p95 from schedule is the figure to compare; beside it, the median of the rounds' own
-ratios (each round's two turns ran back to back) says how steady it was. Each API's CPU per
+ratios (each round's two turns ran back to back) says how steady it was, and a 95 % interval
+of the pooled ratio says what another run of the same length could read: rounds are drawn
+with replacement, 1,000 times, and the pooled ratio computed again (whole rounds, because the
+slow requests come in clusters within a turn). Each API's CPU per
 request is read around its turns (`bench.costs`): its own processes (Warren's API and
 scheduler, the plain endpoint's gunicorn), PostgreSQL and RabbitMQ. On two shared cores,
 what a request costs the machine decides how much one API's tail suffers from the other load.
@@ -42,6 +45,7 @@ until no row is left unpublished (polled every 0.1 s).
 import argparse
 import http.client
 import json
+import random
 import statistics
 import threading
 import time
@@ -263,16 +267,18 @@ def single_enqueue(
         for key in ("p50Ms", "p95Ms", "p99Ms")
     }
     rounds = round_ratios(turns["warren"], turns["plain"])
+    low, high = p95_interval(turns["warren"], turns["plain"])
     say(
-        f"warren/plain from schedule: p95 {ratio['p95Ms']:.2f} "
-        f"(p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f}); p95 of each round: median "
-        f"{statistics.median(rounds):.2f}, {min(rounds):.2f}-{max(rounds):.2f}"
+        f"warren/plain from schedule: p95 {ratio['p95Ms']:.2f} (95 % interval over rounds "
+        f"{low:.2f}-{high:.2f}; p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f}); p95 of "
+        f"each round: median {statistics.median(rounds):.2f}, {min(rounds):.2f}-{max(rounds):.2f}"
     )
     return {
         "single": figures["warren"],
         "plain": figures["plain"],
         "ratioFromSchedule": ratio,
         "roundRatiosP95": rounds,
+        "ratioP95Interval": [low, high],
         "turns": order,
     }
 
@@ -305,6 +311,23 @@ def round_ratios(warren: list[list[Sample]], plain: list[list[Sample]]) -> list[
         round(percentile(from_schedule(w), 95) / percentile(from_schedule(p), 95), 3)
         for w, p in zip(warren, plain, strict=True)
     ]
+
+
+def p95_interval(
+    warren: list[list[Sample]], plain: list[list[Sample]], resamples: int = 1000
+) -> tuple[float, float]:
+    """A 95 % bootstrap interval of warren/plain of the pooled p95 from schedule: the rounds
+    (a turn of each API) drawn with replacement, `resamples` times."""
+    pairs = [(from_schedule(w), from_schedule(p)) for w, p in zip(warren, plain, strict=True)]
+    draw = random.Random(0)
+    ratios = []
+    for _ in range(resamples):
+        drawn = [draw.choice(pairs) for _ in pairs]
+        pooled_warren = [s for w, _ in drawn for s in w]
+        pooled_plain = [s for _, p in drawn for s in p]
+        ratios.append(percentile(pooled_warren, 95) / percentile(pooled_plain, 95))
+    ratios.sort()
+    return round(ratios[int(0.025 * resamples)], 3), round(ratios[int(0.975 * resamples) - 1], 3)
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
