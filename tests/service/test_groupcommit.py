@@ -120,18 +120,24 @@ def test_after_its_connection_is_lost_the_writer_takes_a_new_one(warren, group, 
     assert claim is not None and claim.job_id == second
 
 
-def test_a_batch_waiting_for_a_row_holds_none_a_bulk_cancel_needs_next(warren, group, engine):
-    """A person's bulk cancel locks its jobs in id order. A worker's batch that completed one
-    of them and then waited to claim one of lower id would hold what the cancel needs next: a
-    deadlock, which PostgreSQL breaks after a second by refusing one side's work."""
+@pytest.mark.parametrize("completed", ["higher", "lower"])
+def test_a_batch_waiting_for_a_row_holds_none_a_bulk_cancel_needs_next(
+    warren, group, engine, completed
+):
+    """A person's bulk cancel locks its jobs in id order. A worker's batch that completes one
+    of them and claims the other must lock them in that order too: one that held either while
+    it waited for the other would deadlock with the cancel, which PostgreSQL breaks after a
+    second by refusing one side's work. (Completions before claims deadlocked when the higher
+    id was completed; rows locked in heap order, when the lower one was.)"""
     low, high = sorted(pending_jobs(warren, 2))
-    [running] = group.claim_many([(high, 1)])
-    assert group.start(running)
+    done_id, claim_id = (high, low) if completed == "higher" else (low, high)
+    [running] = group.claim_many([(done_id, 1)])
+    assert group.start(running)  # its row is now the last of the table's heap
     answers: list = []
 
-    def batch() -> None:  # the job of higher id done, the lower one's message delivered
+    def batch() -> None:  # one job done, the other's message delivered
         with engine.begin() as conn:
-            wanted = [(low, 1, True)]
+            wanted = [(claim_id, 1, True)]
             answers.append(attempts.work(conn, wanted, [], [(running, None)], "test-worker", 30))
 
     with engine.connect() as person, person.begin():
@@ -146,7 +152,7 @@ def test_a_batch_waiting_for_a_row_holds_none_a_bulk_cancel_needs_next(warren, g
     assert sorted(c.was for c in cancelled) == ["pending", "processing"]
     [worked] = answers  # the batch went through once the person committed
     assert worked.claimed == {}  # its claim came too late: the job is cancelled
-    assert warren.get(low).status == "cancelled"
+    assert warren.get(claim_id).status == "cancelled"
 
 
 class CountingPump:
