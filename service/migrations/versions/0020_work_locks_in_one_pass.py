@@ -1,10 +1,11 @@
 """`warren_work` locks its batch's rows in one pass, in id order
 
-Its three UPDATEs (completions, start marks, claims) locked their rows one after another (and,
-planned as bitmap scans, in heap order): a batch could hold a completed job's row while it waited for a claimed one
-of lower id, which a person's bulk cancel, locking in id order, might hold while it waited for
-the completed one. The function is now one UPDATE over the batch sorted by id, planned as a
-merge join or a nested loop on the key, so it locks its rows in id order.
+Its three UPDATEs (completions, start marks, claims) locked their rows one after another
+(and, planned as bitmap scans, in heap order): a batch could hold a completed job's row while
+it waited for a claimed one of lower id, which a person's bulk cancel, locking in id order,
+might hold while it waited for the completed one. The function is now one UPDATE over the
+batch sorted by id, planned as a merge join or a nested loop on the key, so it locks its rows
+in id order.
 
 Revision ID: 0020
 Revises: 0019
