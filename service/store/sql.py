@@ -104,17 +104,16 @@ BEGIN
         -- The batch as one list in id order, for one UPDATE that locks its rows in that
         -- order, as every writer of several rows does. Three UPDATEs, one after another,
         -- could hold a completed row while waiting for a claimed one of lower id.
-        SELECT w.* FROM (
-            SELECT d.id, 'done' AS kind, d.attempt, NULL::integer AS life,
-                   NULL::boolean AS start, d.n
-              FROM unnest(done_ids, done_attempts) WITH ORDINALITY AS d(id, attempt, n)
-            UNION ALL
-            SELECT s.id, 'start', s.attempt, NULL, NULL, NULL
-              FROM unnest(start_ids, start_attempts) AS s(id, attempt)
-            UNION ALL
-            SELECT c.id, 'claim', NULL, c.life, c.start, NULL
-              FROM unnest(claim_ids, claim_lives, claim_starts) AS c(id, life, start)
-        ) AS w ORDER BY w.id
+        SELECT d.id, 'done' AS kind, d.attempt, NULL::integer AS life,
+               NULL::boolean AS start, d.n
+          FROM unnest(done_ids, done_attempts) WITH ORDINALITY AS d(id, attempt, n)
+        UNION ALL
+        SELECT s.id, 'start', s.attempt, NULL, NULL, NULL
+          FROM unnest(start_ids, start_attempts) AS s(id, attempt)
+        UNION ALL
+        SELECT c.id, 'claim', NULL, c.life, c.start, NULL
+          FROM unnest(claim_ids, claim_lives, claim_starts) AS c(id, life, start)
+        ORDER BY id
     ), changed AS (
         UPDATE jobs SET
                status = CASE w.kind WHEN 'done' THEN {COMPLETED}
@@ -157,18 +156,12 @@ BEGIN
         ) AS moved(type, status, delta)
         GROUP BY moved.type, moved.status HAVING sum(moved.delta) <> 0
     )
+    -- `done` or `started` names a completion's or a start mark's attempt; a row with neither
+    -- is a claim, described by the other columns.
     SELECT CASE c.kind WHEN 'done' THEN c.attempt END,
            CASE c.kind WHEN 'start' THEN c.attempt END,
-           c.id,
-           CASE c.kind WHEN 'claim' THEN c.current_attempt_id END,
-           CASE c.kind WHEN 'claim' THEN c.attempts END,
-           CASE c.kind WHEN 'claim' THEN c.max_attempts END,
-           c.type,
-           CASE c.kind WHEN 'claim' THEN c.priority END,
-           CASE c.kind WHEN 'claim' THEN c.timeout_seconds END,
-           CASE c.kind WHEN 'claim' THEN c.retry END,
-           CASE c.kind WHEN 'claim' THEN c.life END,
-           CASE c.kind WHEN 'claim' THEN c.unstarted_losses END
+           c.id, c.current_attempt_id, c.attempts, c.max_attempts, c.type, c.priority,
+           c.timeout_seconds, c.retry, c.life, c.unstarted_losses
       FROM changed AS c;
 END $$;
 """
