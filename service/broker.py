@@ -20,6 +20,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 
+from service import coalesce
 from service.acks import Broker
 from service.models import Job
 from service.settings import Settings
@@ -90,8 +91,10 @@ def connection_url(url: str) -> str:
 
 
 def build_broker(settings: Settings, middleware: Iterable[Middleware] = ()) -> RabbitmqBroker:
-    """A RabbitMQ broker with publisher confirms and the three tier queues declared."""
+    """A RabbitMQ broker with publisher confirms and the three tier queues declared. Its
+    process's pika connections coalesce their writes (`service.coalesce`)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
+    coalesce.install()
     broker = Broker(
         url=connection_url(settings.broker_url),
         confirm_delivery=True,
