@@ -426,12 +426,14 @@ class BenchEnv:
 
     def add_queue(self, name: str, companions: bool = True) -> None:
         """Have a queue of the benchmark's own deleted at the end, with its Dramatiq
-        companions `.DQ` and `.XQ` unless `companions` is false."""
-        self.queues.extend(queue_family(name) if companions else [name])
+        companions `.DQ` and `.XQ` unless `companions` is false. Adding one again is a no-op."""
+        names = queue_family(name) if companions else [name]
+        self.queues.extend(queue for queue in names if queue not in self.queues)
 
     def add_exchange(self, name: str) -> None:
         """Have an exchange of the benchmark's own deleted at the end (after the queues)."""
-        self.exchanges.append(name)
+        if name not in self.exchanges:
+            self.exchanges.append(name)
 
     # -- processes
 

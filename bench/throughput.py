@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.throughput --jobs 20000 --processes 2 --threads 8
     .venv/bin/python -m bench.throughput --jobs 5000 --phases backlog   # just the backlog
     .venv/bin/python -m bench.throughput --phases backlog --systems warren,celery
+    .venv/bin/python -m bench.throughput --phases backlog --rounds 5   # medians of 5 turns each
 
 Two phases (`--phases`, default both) and three systems (`--systems`, default all), each
 worker of P processes x T threads:
@@ -35,10 +36,16 @@ tree and of RabbitMQ, and WAL bytes. PostgreSQL, RabbitMQ and WAL are the whole 
 others run on them meanwhile is counted too, which plain Dramatiq's and Celery's figures (they
 use no database) show. Warren's PostgreSQL figures include the watch's own `count(*)` of
 completed rows, five a second. Then the ratios warren/celery and warren/plain of the rates.
+With `--rounds N`, the systems take N turns each, in an order that alternates (warren, plain,
+celery, then celery, plain, warren): a turn takes seconds, and the load of a shared machine
+changes over minutes, so a single turn of each can read 0.8 or 1.3 for the same code. Each
+round's ratios are printed, then their medians.
 """
 
 import argparse
+import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -319,8 +326,7 @@ def backlog_plain(
 ) -> dict[str, Any]:
     queue = f"{env.name}.plain-backlog"
     env.add_queue(queue)
-    count_dir = env.workdir / "plain-backlog-counts"
-    count_dir.mkdir()
+    count_dir = Path(tempfile.mkdtemp(prefix="plain-backlog-counts-", dir=env.workdir))
     broker = plain.sender(harness.BROKER_URL)
     started = time.monotonic()
     try:
@@ -383,8 +389,7 @@ def backlog_celery(
     queue = f"{env.name}.celery"
     env.add_queue(queue, companions=False)
     env.add_exchange(queue)
-    count_dir = env.workdir / "celery-counts"
-    count_dir.mkdir()
+    count_dir = Path(tempfile.mkdtemp(prefix="celery-counts-", dir=env.workdir))
     app = celeryapp.make_app(harness.BROKER_URL, queue)
     task = app.tasks[celeryapp.TASK_NAME]
     started = time.monotonic()
@@ -473,29 +478,49 @@ def measure_live(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure_backlog(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
-    """Queue first, then start the workers: each system's drain rate and costs per job."""
+    """Queue first, then start the workers: each system's drain rate and costs per job, in
+    `--rounds` rounds whose order alternates (warren, plain, celery, then celery, plain,
+    warren), so that a slow spell of a shared machine falls on every system alike. With more
+    than one round, the ratios are each round's, and their medians."""
     shape = (args.jobs, args.processes, args.threads, args.drain_timeout)
     say(
         f"backlog: {args.jobs} jobs queued, then the workers start; rate and costs between "
-        "10 % and 90 % done"
+        f"10 % and 90 % done; {args.rounds} round(s)"
     )
-    results: dict[str, Any] = {}
-    for system in args.systems:
-        results[system] = figures = BACKLOG[system](env, *shape)
-        say(
-            f"backlog  {system:<7}{figures['drainPerSecond']:>9,.0f} jobs/s  "
-            f"{costs.describe(figures['cost'])}"
-        )
-    ratio = {
+    rounds = []
+    for index in range(args.rounds):
+        systems: dict[str, Any] = {}
+        for system in args.systems if index % 2 == 0 else reversed(args.systems):
+            systems[system] = figures = BACKLOG[system](env, *shape)
+            say(
+                f"backlog  {system:<7}{figures['drainPerSecond']:>9,.0f} jobs/s  "
+                f"{costs.describe(figures['cost'])}"
+            )
+        ratio = backlog_ratios(systems)
+        if ratio:
+            say("backlog  " + "  ".join(f"{name} {value:.2f}" for name, value in ratio.items()))
+        rounds.append({"systems": systems, "ratio": ratio})
+    if len(rounds) == 1:
+        return rounds[0]
+    medians = {
+        name: round(statistics.median(r["ratio"][name] for r in rounds), 3)
+        for name in rounds[0]["ratio"]
+    }
+    for name, median in medians.items():
+        each = ", ".join(f"{r['ratio'][name]:.2f}" for r in rounds)
+        say(f"backlog  {name} over {len(rounds)} rounds: median {median:.2f} ({each})")
+    return {"rounds": rounds, "ratio": medians}
+
+
+def backlog_ratios(systems: dict[str, Any]) -> dict[str, float]:
+    """warren/celery and warren/plain of the drain rates, for the systems that ran."""
+    return {
         f"warren/{other}": round(
-            results["warren"]["drainPerSecond"] / results[other]["drainPerSecond"], 3
+            systems["warren"]["drainPerSecond"] / systems[other]["drainPerSecond"], 3
         )
         for other in ("celery", "plain")
-        if "warren" in results and other in results
+        if "warren" in systems and other in systems
     }
-    if ratio:
-        say("backlog  " + "  ".join(f"{name} {value:.2f}" for name, value in ratio.items()))
-    return {"systems": results, "ratio": ratio}
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
@@ -537,6 +562,12 @@ def main() -> None:
         "runs in the backlog phase only)",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="backlog rounds, each system once per round, in alternating order (default 1)",
+    )
+    parser.add_argument(
         "--drain-timeout",
         type=float,
         default=600,
@@ -546,6 +577,8 @@ def main() -> None:
         "--max-seconds", type=float, default=1800, help="time limit of the whole run (1800)"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds is 1 or more")
     if "backlog" in args.phases and "celery" in args.systems:
         try:
             import celery  # noqa: F401
