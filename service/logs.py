@@ -115,9 +115,10 @@ def formatter(format: LogFormat) -> logging.Formatter:
     return TextFormatter(TEXT_FORMAT)
 
 
-def dict_config(format: LogFormat, level: str = "INFO") -> dict[str, Any]:
+def dict_config(format: LogFormat, level: str = "INFO", access_log: bool = True) -> dict[str, Any]:
     """The `logging.config.dictConfig` of a Warren process: one handler on stderr, with the
-    context filter, for every logger; gunicorn's own loggers propagate to it."""
+    context filter, for every logger; gunicorn's own loggers propagate to it. Without
+    `access_log`, the API's access lines (`warren.access`) are not written."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -136,6 +137,7 @@ def dict_config(format: LogFormat, level: str = "INFO") -> dict[str, Any]:
             "gunicorn.error": {"level": level, "handlers": [], "propagate": True},
             # Warren's request middleware logs each request (`api.requestids`).
             "gunicorn.access": {"handlers": [], "propagate": False},
+            "warren.access": {"level": level if access_log else "WARNING"},
             "pika": {"level": "WARNING"},
         },
     }

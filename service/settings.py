@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     # Log lines as JSON or text; unset: text when stderr is a terminal, JSON otherwise.
     log_format: Literal["json", "text"] | None = None
+    # One access line per API request (`api.requestids`). Off where the proxy in front logs
+    # requests: under gunicorn the line costs about as much CPU as the request's own insert.
+    access_log: bool = True
 
     job_modules: Annotated[list[str], NoDecode] = ["actors"]
     worker_processes: int = 2

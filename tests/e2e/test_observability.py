@@ -129,3 +129,19 @@ def test_an_api_request_s_access_line_carries_the_id_its_answer_does(api):
     assert (line["method"], line["path"], line["status"]) == ("GET", "/stats", 200)
     assert line["duration_ms"] >= 0
     assert wait_for(lambda: access(replaced), timeout=10, what="the replaced id's line")
+
+
+def test_with_access_lines_off_a_request_keeps_its_id_and_writes_no_line(spawn, observed):
+    port = free_port()
+    quiet = {**observed, "WARREN_ACCESS_LOG": "false"}
+    process = spawn("api", "--port", str(port), "--workers", "1", "--threads", "2", env=quiet)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        wait_for(lambda: answering(client), timeout=60, what="warren api to answer")
+        response = client.get("/stats", headers={"X-Request-ID": "quiet-1"})
+
+    assert response.status_code == 200 and response.headers["x-request-id"] == "quiet-1"
+    assert process.stop() == 0
+    lines = json_lines(process)
+    # gunicorn's lines of its stop come after the request's: had it been written, it is there
+    assert any("Shutting down" in line["message"] for line in lines)
+    assert not [line for line in lines if line.get("logger") == "warren.access"]
