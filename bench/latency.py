@@ -5,7 +5,9 @@ write instead, then `POST /jobs/batch`.
 
 A `warren api` (2 gunicorn processes x 8 threads) runs on a free port of 127.0.0.1, with a
 `warren scheduler`, whose relay publishes the jobs the API stores; no worker runs, the jobs
-just accumulate. Beside it runs the baseline, "plain" (`bench.plainapi`): a
+just accumulate. A second one, "warren-quiet", runs with `WARREN_ACCESS_LOG=false`: it writes
+no access line, as the baseline writes none, so the two Warren figures show what the line
+costs. Beside them runs the baseline, "plain" (`bench.plainapi`): a
 Falcon app whose `POST /jobs` parses the body, calls a Dramatiq actor's `send()` with
 publisher confirms and records nothing, served by gunicorn with `warren api`'s own command line
 (the same worker class, processes and threads); its messages accumulate in a queue of the
@@ -21,16 +23,17 @@ Two latencies per request:
 - "from schedule": from the time it was due to the response, which also counts the wait when
   every client thread was busy (the API fell behind), so a slow API cannot hide its backlog.
 Errors are responses other than 201, and exceptions (timeouts, refused connections).
-A short warm-up of each API at the same rate runs first and is not counted. Then the two take
-turns with the same rate, clients and seconds: `--rounds` rounds (10), each `--seconds /
---rounds` per API, in the order warren, plain, then plain, warren, and so on, so that load
-from elsewhere on the machine falls on both alike: short turns keep a slow phase of a shared
-machine from falling on one API only. The samples of each API's turns are pooled; the achieved rate
-is its answered requests over the sum of its turns' spans. The ratio warren/plain of the
-pooled p95 from schedule is the figure to compare; beside it, the median of the rounds' own
-ratios (each round's two turns ran back to back) says how steady it was, and a 95 % interval
-of the pooled ratio says what another run of the same length could read: rounds are drawn
-with replacement, 1,000 times, and the pooled ratio computed again (whole rounds, because the
+A short warm-up of each API at the same rate runs first and is not counted. Then the three
+take turns with the same rate, clients and seconds: `--rounds` rounds (10), each `--seconds /
+--rounds` per API, in the order warren, warren-quiet, plain, then plain, warren-quiet,
+warren, and so on, so that load from elsewhere on the machine falls on all alike: short turns
+keep a slow phase of a shared machine from falling on one API only. The samples of each API's
+turns are pooled; the achieved rate is its answered requests over the sum of its turns'
+spans. The ratio warren/plain of the pooled p95 from schedule is the figure to compare (and
+warren-quiet/plain beside it); with each, the median of the rounds' own ratios (a round's
+turns ran back to back) says how steady it was, and a 95 % interval of the pooled ratio says
+what another run of the same length could read: rounds are drawn with replacement, 1,000
+times, and the pooled ratio computed again (whole rounds, because the
 slow requests come in clusters within a turn). Each API's CPU per
 request is read around its turns (`bench.costs`): its own processes (Warren's API and
 scheduler, the plain endpoint's gunicorn), PostgreSQL and RabbitMQ. On two shared cores,
@@ -201,19 +204,21 @@ def queued_messages(queue: str) -> int:
 
 
 def single_enqueue(
-    env: BenchEnv, args: argparse.Namespace, warren_url: str, warren_pids: list[int]
+    env: BenchEnv, args: argparse.Namespace, warrens: dict[str, tuple[str, list[int]]]
 ) -> dict[str, Any]:
-    """`POST /jobs` open loop on Warren and on the plain endpoint, taking turns. Around each
-    turn, the CPU of the API's own processes (`warren_pids`: its API and scheduler), of
-    PostgreSQL and of RabbitMQ is read (`bench.costs`): what a request costs the machine."""
+    """`POST /jobs` open loop on each of `warrens` (name: url and its processes' pids, its
+    API's and the scheduler's) and on the plain endpoint, taking turns. Around each turn, the
+    CPU of the API's own processes, of PostgreSQL and of RabbitMQ is read (`bench.costs`):
+    what a request costs the machine."""
     queue = f"{env.name}.plainapi"
     env.add_queue(queue)
     plain = env.start_app(
         "plain-api", "bench.plainapi:create_app()", workers=2, threads=8, BENCH_PLAINAPI_QUEUE=queue
     )
     say(f"plain api on {plain.url} (bench.plainapi: Dramatiq send with confirms, no records)")
-    urls = {"warren": warren_url, "plain": plain.url}
-    pids = {"warren": warren_pids, "plain": [plain.process.pid]}
+    urls = {name: url for name, (url, _) in warrens.items()} | {"plain": plain.url}
+    pids = {name: processes for name, (_, processes) in warrens.items()}
+    pids["plain"] = [plain.process.pid]
     spent: dict[str, list[dict[str, Any]]] = {name: [] for name in urls}
     sent_ok = dict.fromkeys(urls, 0)
     for name, url in urls.items():
@@ -260,26 +265,42 @@ def single_enqueue(
             f"  CPU per request: its processes {cost['processesMs']:.2f} ms, PostgreSQL "
             f"{cost['pgMs']:.2f}, RabbitMQ {cost['rabbitMs']:.2f}: {cost['totalMs']:.2f} ms"
         )
-    ratio = {
-        key: round(
-            figures["warren"]["fromSchedule"][key] / figures["plain"]["fromSchedule"][key], 3
+    results: dict[str, Any] = {"plain": figures["plain"], "turns": order}
+    for name in warrens:
+        compared = against_plain(figures[name], figures["plain"], turns[name], turns["plain"])
+        ratio, rounds, (low, high) = (
+            compared["ratioFromSchedule"],
+            compared["roundRatiosP95"],
+            compared["ratioP95Interval"],
         )
-        for key in ("p50Ms", "p95Ms", "p99Ms")
-    }
-    rounds = round_ratios(turns["warren"], turns["plain"])
-    low, high = p95_interval(turns["warren"], turns["plain"])
-    say(
-        f"warren/plain from schedule: p95 {ratio['p95Ms']:.2f} (95 % interval over rounds "
-        f"{low:.2f}-{high:.2f}; p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f}); p95 of "
-        f"each round: median {statistics.median(rounds):.2f}, {min(rounds):.2f}-{max(rounds):.2f}"
-    )
+        say(
+            f"{name}/plain from schedule: p95 {ratio['p95Ms']:.2f} (95 % interval over rounds "
+            f"{low:.2f}-{high:.2f}; p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f}); p95 of "
+            f"each round: median {statistics.median(rounds):.2f}, "
+            f"{min(rounds):.2f}-{max(rounds):.2f}"
+        )
+        if name == "warren":  # at the top, where the JSON line has always had it
+            results |= {"single": figures[name], **compared}
+        else:
+            results["withoutAccessLine"] = {"single": figures[name], **compared}
+    return results
+
+
+def against_plain(
+    warren: dict[str, Any],
+    plain: dict[str, Any],
+    warren_turns: list[list[Sample]],
+    plain_turns: list[list[Sample]],
+) -> dict[str, Any]:
+    """A Warren API's latencies over the plain endpoint's: the pooled ratios, each round's
+    p95 ratio, and the 95 % interval of the pooled p95 ratio."""
     return {
-        "single": figures["warren"],
-        "plain": figures["plain"],
-        "ratioFromSchedule": ratio,
-        "roundRatiosP95": rounds,
-        "ratioP95Interval": [low, high],
-        "turns": order,
+        "ratioFromSchedule": {
+            key: round(warren["fromSchedule"][key] / plain["fromSchedule"][key], 3)
+            for key in ("p50Ms", "p95Ms", "p99Ms")
+        },
+        "roundRatiosP95": round_ratios(warren_turns, plain_turns),
+        "ratioP95Interval": list(p95_interval(warren_turns, plain_turns)),
     }
 
 
@@ -333,8 +354,19 @@ def p95_interval(
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     scheduler = env.start_scheduler()
     api = env.start_api(workers=2, threads=8)
-    say(f"warren api on {api.url} (2 processes x 8 threads) and a scheduler, no worker")
-    single = single_enqueue(env, args, api.url, [api.process.pid, scheduler.pid])
+    quiet = env.start_api(workers=2, threads=8, WARREN_ACCESS_LOG="false")
+    say(
+        f"warren api on {api.url}, and warren-quiet (WARREN_ACCESS_LOG=false) on {quiet.url} "
+        "(2 processes x 8 threads each), a scheduler, no worker"
+    )
+    single = single_enqueue(
+        env,
+        args,
+        {
+            "warren": (api.url, [api.process.pid, scheduler.pid]),
+            "warren-quiet": (quiet.url, [quiet.process.pid, scheduler.pid]),
+        },
+    )
 
     batch = batches(env, api.url, args.batches)
     say(
