@@ -3,10 +3,23 @@ lines (boot, workers, errors) in Warren's log format, through the same configura
 Warren process (`service.logs`). Access lines come from the app (`api.requestids`), unless
 `WARREN_ACCESS_LOG=false` turns them off."""
 
+from gunicorn import glogging
+
 from service import logs
 from service.settings import Settings
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger without gunicorn's access line. Configured through `logconfig_dict`,
+    gunicorn builds one for every request (its atoms and a log record) even for a logger that
+    writes nowhere, which cost 0.15-0.27 ms of CPU a request; Warren's line is the app's."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        """Nothing: `api.requestids` writes the request's access line."""
+
 
 _settings = Settings()
 logconfig_dict = logs.dict_config(
     logs.resolve(_settings.log_format), access_log=_settings.access_log
 )
+logger_class = Logger
