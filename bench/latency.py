@@ -33,11 +33,11 @@ spans. The ratio warren/plain of the pooled p95 from schedule is the figure to c
 warren-quiet/plain beside it); with each, the median of the rounds' own ratios (a round's
 turns ran back to back) says how steady it was, and a 95 % interval of the pooled ratio says
 what another run of the same length could read: rounds are drawn with replacement, 1,000
-times, and the pooled ratio computed again (whole rounds, because the
-slow requests come in clusters within a turn). Each API's CPU per
-request is read around its turns (`bench.costs`): its own processes (Warren's API and
-scheduler, the plain endpoint's gunicorn), PostgreSQL and RabbitMQ. On two shared cores,
-what a request costs the machine decides how much one API's tail suffers from the other load.
+times, and the pooled ratio computed again (whole rounds, because the slow requests come in
+clusters within a turn). Each API's CPU per request is read around its turns (`bench.costs`):
+its own processes (Warren's API and scheduler, the plain endpoint's gunicorn), PostgreSQL and
+RabbitMQ. On two shared cores, what a request costs the machine decides how much one API's
+tail suffers from the other load.
 
 Batch: `--batches` requests of 1,000 `bench-noop` jobs each, one after another; jobs/s is all
 jobs over the time until the last answer. The API answers once the rows are committed and the
