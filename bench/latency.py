@@ -268,22 +268,22 @@ def single_enqueue(
     results: dict[str, Any] = {"plain": figures["plain"], "turns": order}
     for name in warrens:
         compared = against_plain(figures[name], figures["plain"], turns[name], turns["plain"])
-        ratio, rounds, (low, high) = (
-            compared["ratioFromSchedule"],
-            compared["roundRatiosP95"],
-            compared["ratioP95Interval"],
-        )
-        say(
-            f"{name}/plain from schedule: p95 {ratio['p95Ms']:.2f} (95 % interval over rounds "
-            f"{low:.2f}-{high:.2f}; p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f}); p95 of "
-            f"each round: median {statistics.median(rounds):.2f}, "
-            f"{min(rounds):.2f}-{max(rounds):.2f}"
-        )
+        show_ratio(name, compared)
         if name == "warren":  # at the top, where the JSON line has always had it
             results |= {"single": figures[name], **compared}
         else:
             results["withoutAccessLine"] = {"single": figures[name], **compared}
     return results
+
+
+def show_ratio(name: str, compared: dict[str, Any]) -> None:
+    ratio, rounds = compared["ratioFromSchedule"], compared["roundRatiosP95"]
+    low, high = compared["ratioP95Interval"]
+    say(
+        f"{name}/plain from schedule: p95 {ratio['p95Ms']:.2f} (95 % interval over rounds "
+        f"{low:.2f}-{high:.2f}; p50 {ratio['p50Ms']:.2f}, p99 {ratio['p99Ms']:.2f}); p95 of "
+        f"each round: median {statistics.median(rounds):.2f}, {min(rounds):.2f}-{max(rounds):.2f}"
+    )
 
 
 def against_plain(
