@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 
 from service import artifacts, db
 from service.registry import current_job, current_settings, job_type
+from service.store.sql import CANCELLED, COMPLETED, FAILED, PENDING, PROCESSING
 from service.strict import moment
 
 Time = Annotated[AwareDatetime, BeforeValidator(moment)]
@@ -28,15 +29,15 @@ COLUMNS = (
 )  # fmt: skip
 
 _REPORT = sa.text(
-    """
+    f"""
     SELECT type, count(*),
-           count(*) FILTER (WHERE status = 'pending'),
-           count(*) FILTER (WHERE status = 'processing'),
-           count(*) FILTER (WHERE status = 'completed'),
-           count(*) FILTER (WHERE status = 'failed'),
-           count(*) FILTER (WHERE status = 'cancelled'),
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY ran) FILTER (WHERE status = 'completed'),
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY ran) FILTER (WHERE status = 'completed')
+           count(*) FILTER (WHERE status = {PENDING}),
+           count(*) FILTER (WHERE status = {PROCESSING}),
+           count(*) FILTER (WHERE status = {COMPLETED}),
+           count(*) FILTER (WHERE status = {FAILED}),
+           count(*) FILTER (WHERE status = {CANCELLED}),
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY ran) FILTER (WHERE status = {COMPLETED}),
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY ran) FILTER (WHERE status = {COMPLETED})
       FROM (SELECT type, status, extract(epoch FROM completed_at - started_at) AS ran
               FROM jobs WHERE created_at >= :start AND created_at < :end) AS period
      GROUP BY type ORDER BY type

@@ -15,11 +15,12 @@ from sqlalchemy.engine import Connection
 
 from service.store import counts as store_counts
 from service.store import processes
+from service.store.sql import PROCESSING
 
 _RUNNING = sa.text(
-    """
+    f"""
     SELECT worker, count(*) AS jobs FROM jobs
-     WHERE status = 'processing' AND lease_until IS NOT NULL
+     WHERE status = {PROCESSING} AND lease_until IS NOT NULL
      GROUP BY worker
     """
 )

@@ -22,7 +22,7 @@ from service.broker import TIER_PRIORITIES, TIERS
 from service.brokerview import BrokerView
 from service.models import STATUSES
 from service.store import counts, pauses
-from service.store.sql import DUE_AT
+from service.store.sql import DUE_AT, PENDING, PROCESSING
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,15 @@ _TIERS = sa.text(
     f"""
     WITH pending AS (
         SELECT priority, {DUE_AT} <= now() AS ready, count(*) AS n FROM jobs
-         WHERE status = 'pending' GROUP BY 1, 2
+         WHERE status = {PENDING} GROUP BY 1, 2
     ), oldest AS (
         SELECT p.priority, (SELECT min({DUE_AT}) FROM jobs
-                             WHERE status = 'pending' AND priority = p.priority) AS due
+                             WHERE status = {PENDING} AND priority = p.priority) AS due
           FROM generate_series(1, 10) AS p(priority)
     ), running AS (
-        SELECT priority, count(*) AS n FROM jobs WHERE status = 'processing' GROUP BY 1
+        SELECT priority, count(*) AS n FROM jobs WHERE status = {PROCESSING} GROUP BY 1
     )
-    SELECT 'pending', priority, ready, n, NULL FROM pending
+    SELECT 'waiting', priority, ready, n, NULL FROM pending
     UNION ALL
     SELECT 'oldest', priority, NULL, NULL, extract(epoch FROM now() - due) FROM oldest
      WHERE due IS NOT NULL
@@ -69,7 +69,7 @@ def tiers(conn: Connection) -> dict[str, Tier]:
     found = {tier: {"ready": 0, "scheduled": 0, "running": 0, "oldest": 0.0} for tier in TIERS}
     for kind, priority, ready, n, age in conn.execute(_TIERS):
         tier = found[_tier_of(priority)]
-        if kind == "pending":
+        if kind == "waiting":
             tier["ready" if ready else "scheduled"] += n
         elif kind == "running":
             tier["running"] += n

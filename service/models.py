@@ -57,6 +57,11 @@ def _json(**kw: Any) -> Any:
     return Field(default=None, sa_column=Column(JSONB, **kw))
 
 
+#: When a job may start next: its retry time, its schedule, or its creation. The indexes of
+#: pending jobs are ordered by it, and every statement that finds due jobs names it this way.
+DUE_AT = "coalesce(next_attempt_at, scheduled_at, created_at)"
+
+
 class Job(SQLModel, table=True):
     """A job. Sub-states are columns, not statuses: `scheduled_at` (not before), `published_at`
     (handed to RabbitMQ), `next_attempt_at` (waiting for a retry), `cancel_requested_at`
@@ -78,10 +83,14 @@ class Job(SQLModel, table=True):
         Index("jobs_type_created_idx", "type", text("created_at DESC"), text("id DESC")),
         Index(
             "jobs_unpublished_idx",
-            text("coalesce(next_attempt_at, scheduled_at, created_at)"),
-            postgresql_where=text("status = 'pending' AND published_at IS NULL"),
+            text(DUE_AT),
+            postgresql_where=text(f"status = '{JobStatus.PENDING}' AND published_at IS NULL"),
         ),
-        Index("jobs_lease_idx", "lease_until", postgresql_where=text("status = 'processing'")),
+        Index(
+            "jobs_lease_idx",
+            "lease_until",
+            postgresql_where=text(f"status = '{JobStatus.PROCESSING}'"),
+        ),
         Index(
             "jobs_idempotency_key_idx",
             "idempotency_key",
@@ -104,8 +113,8 @@ class Job(SQLModel, table=True):
         Index(
             "jobs_pending_due_idx",
             "priority",
-            text("coalesce(next_attempt_at, scheduled_at, created_at)"),
-            postgresql_where=text("status = 'pending'"),
+            text(DUE_AT),
+            postgresql_where=text(f"status = '{JobStatus.PENDING}'"),
         ),
         Index("jobs_updated_idx", "updated_at", "id"),
         Index("jobs_for_relay_idx", "id", postgresql_where=text("for_relay")),

@@ -22,9 +22,13 @@ from sqlalchemy.engine import Connection, Row
 
 from service.models import AttemptStatus, Job, JobStatus
 from service.store.sql import (
+    CANCELLED,
     DUE_AT,
+    FAILED,
     IS_PENDING,
     IS_PROCESSING,
+    PENDING,
+    PROCESSING,
     array_text,
     driven,
     job_of,
@@ -178,10 +182,10 @@ _OF_ATTEMPT = f"id = :id AND {IS_PROCESSING} AND current_attempt_id = :attempt"
 _FAIL = sa.text(
     move(
         _OF_ATTEMPT,
-        """
-        status = CASE WHEN :retry_at IS NULL THEN 'failed'
-                      WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
-                      ELSE 'pending' END,
+        f"""
+        status = CASE WHEN :retry_at IS NULL THEN {FAILED}
+                      WHEN cancel_requested_at IS NOT NULL THEN {CANCELLED}
+                      ELSE {PENDING} END,
         next_attempt_at = CASE WHEN :retry_at IS NOT NULL AND cancel_requested_at IS NULL
                                THEN CAST(:retry_at AS timestamptz) END,
         completed_at = CASE WHEN :retry_at IS NULL OR cancel_requested_at IS NOT NULL
@@ -252,7 +256,7 @@ def fail(
 
 
 _CANCELLED = sa.text(
-    move(_OF_ATTEMPT, "status = 'cancelled', completed_at = now(), lease_until = NULL")
+    move(_OF_ATTEMPT, f"status = {CANCELLED}, completed_at = now(), lease_until = NULL")
 )
 
 _CANCELLED_ERROR = {
@@ -283,8 +287,8 @@ _UNCLAIM = sa.text(
     move(
         f"""id = ANY(CAST(:ids AS uuid[])) AND current_attempt_id = ANY(CAST(:attempts AS bigint[]))
             AND {IS_PROCESSING}""",
-        """
-        status = CASE WHEN cancel_requested_at IS NULL THEN 'pending' ELSE 'cancelled' END,
+        f"""
+        status = CASE WHEN cancel_requested_at IS NULL THEN {PENDING} ELSE {CANCELLED} END,
         completed_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE now() END,
         attempts = attempts - 1, current_attempt_id = NULL, worker = NULL, started_at = NULL,
         lease_until = NULL
@@ -317,10 +321,10 @@ WORKER_LOST = {
 _RELEASE_EXPIRED = sa.text(
     move(
         _OF_ATTEMPT + " AND lease_until < now()",
-        """
-        status = CASE WHEN cancel_requested_at IS NOT NULL THEN 'cancelled'
-                      WHEN started_at IS NOT NULL AND attempts >= max_attempts THEN 'failed'
-                      ELSE 'pending' END,
+        f"""
+        status = CASE WHEN cancel_requested_at IS NOT NULL THEN {CANCELLED}
+                      WHEN started_at IS NOT NULL AND attempts >= max_attempts THEN {FAILED}
+                      ELSE {PENDING} END,
         completed_at = CASE WHEN cancel_requested_at IS NOT NULL
                               OR (started_at IS NOT NULL AND attempts >= max_attempts)
                             THEN now() END,
@@ -366,9 +370,9 @@ def release_expired(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> Tak
 
 
 _EXPIRED_LEASES = sa.text(
-    """
+    f"""
     SELECT id, current_attempt_id FROM jobs
-     WHERE status = 'processing' AND lease_until < now() - make_interval(secs => :grace)
+     WHERE status = {PROCESSING} AND lease_until < now() - make_interval(secs => :grace)
      ORDER BY lease_until LIMIT :limit FOR UPDATE SKIP LOCKED
     """
 )
@@ -383,7 +387,7 @@ def expired_leases(conn: Connection, grace: float, limit: int = 100) -> list[tup
 
 # `status = 'processing'` as the partial index `jobs_lease_idx` says it, so that the index
 # finds the rows: `IS_PROCESSING`'s `IS TRUE` form would make this a scan of the table.
-_HELD = "current_attempt_id = ANY(CAST(:ids AS bigint[])) AND status = 'processing'"
+_HELD = f"current_attempt_id = ANY(CAST(:ids AS bigint[])) AND status = {PROCESSING}"
 _RENEW_LEASES = sa.text(
     f"""
     WITH free AS (
@@ -418,9 +422,9 @@ def renew_leases(
 
 
 _PROGRESS = sa.text(
-    """
+    f"""
     UPDATE jobs SET progress = CAST(:progress AS jsonb)
-     WHERE current_attempt_id = :attempt AND status = 'processing'
+     WHERE current_attempt_id = :attempt AND status = {PROCESSING}
     """
 )
 

@@ -15,13 +15,15 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from service.store.sql import COMPLETED, FAILED
+
 _FOLD = sa.text(
-    """
+    f"""
     WITH moved AS (DELETE FROM job_count_deltas RETURNING type, status, delta),
     finished AS (
         INSERT INTO job_minutes (minute, type, status, n)
         SELECT date_trunc('minute', now()), type, status, sum(delta) FROM moved
-         WHERE status IN ('completed', 'failed') AND delta > 0
+         WHERE status IN ({COMPLETED}, {FAILED}) AND delta > 0
          GROUP BY type, status ORDER BY type, status
         ON CONFLICT (minute, type, status) DO UPDATE SET n = job_minutes.n + excluded.n
     )

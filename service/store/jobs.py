@@ -22,7 +22,19 @@ from sqlalchemy.engine import Connection
 from service.broker import Dispatch
 from service.errors import Conflict, NotFound
 from service.models import Job, JobStatus
-from service.store.sql import DUE_AT, IS_PENDING, driven, job_of, json_text, move, status_in
+from service.store.sql import (
+    CANCELLED,
+    DUE_AT,
+    FAILED,
+    IS_PENDING,
+    PENDING,
+    PROCESSING,
+    driven,
+    job_of,
+    json_text,
+    move,
+    status_in,
+)
 
 _INSERT_COLUMNS = {
     "id": "uuid",
@@ -143,11 +155,11 @@ def locked(conn: Connection, job_id: uuid.UUID) -> Job | None:
 # -- a person's verbs -----------------------------------------------------------------------------
 
 # A pending job ends `cancelled`; a processing one is asked to stop.
-_CANCEL_SET = """
-    status = CASE status WHEN 'pending' THEN 'cancelled' ELSE status END,
-    completed_at = CASE status WHEN 'pending' THEN now() END,
+_CANCEL_SET = f"""
+    status = CASE status WHEN {PENDING} THEN {CANCELLED} ELSE status END,
+    completed_at = CASE status WHEN {PENDING} THEN now() END,
     next_attempt_at = NULL,
-    cancel_requested_at = CASE status WHEN 'processing' THEN now() END
+    cancel_requested_at = CASE status WHEN {PROCESSING} THEN now() END
 """
 _CANCEL = sa.text(
     move(
@@ -185,8 +197,8 @@ def _current_status(conn: Connection, job_id: uuid.UUID) -> str:
 
 
 # A new life: fresh attempts, due now; messages of the old life no longer match it.
-_NEW_LIFE = """
-    status = 'pending', life = life + 1, attempts = 0, scheduled_at = NULL,
+_NEW_LIFE = f"""
+    status = {PENDING}, life = life + 1, attempts = 0, scheduled_at = NULL,
     next_attempt_at = NULL, published_at = NULL, completed_at = NULL,
     cancel_requested_at = NULL, current_attempt_id = NULL, result = NULL, progress = NULL
 """
@@ -239,9 +251,9 @@ def reschedule(
 
 #: The jobs a bulk cancel changes: pending ones, and processing ones not yet asked to stop
 #: (asking again would change nothing). SQL on `jobs`, for the caller's selection too.
-CANCELLABLE = "(status = 'pending' OR (status = 'processing' AND cancel_requested_at IS NULL))"
+CANCELLABLE = f"(status = {PENDING} OR (status = {PROCESSING} AND cancel_requested_at IS NULL))"
 #: The jobs a retry changes.
-RETRYABLE = "status IN ('failed', 'cancelled')"
+RETRYABLE = f"status IN ({FAILED}, {CANCELLED})"
 
 # Each job in the life it was selected in: a job retried or rescheduled since is left alone.
 # The ids alone find the rows (by the primary key); the pairs then fence them.
@@ -330,7 +342,7 @@ def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[Job]:
 _FAIL_UNDELIVERABLE = sa.text(
     move(
         f"id = :id AND life = :life AND {IS_PENDING}",
-        "status = 'failed', error = CAST(:error AS jsonb), completed_at = now()",
+        f"status = {FAILED}, error = CAST(:error AS jsonb), completed_at = now()",
         returning="jobs.type, jobs.status",
     )
 )
@@ -353,7 +365,7 @@ def _unpublished_and_due(bind: Callable[[str], str]) -> str:
     """Pending, without a message, due within `horizon` seconds and not held by a pause;
     `bind` writes a parameter's placeholder (`:name` for SQLAlchemy, `%(name)s` for psycopg)."""
     return f"""
-    status = 'pending' AND published_at IS NULL
+    status = {PENDING} AND published_at IS NULL
     AND {DUE_AT} <= now() + make_interval(secs => {bind("horizon")})
     AND type <> ALL(CAST({bind("held_types")} AS text[]))
     AND priority <> ALL(CAST({bind("held_priorities")} AS integer[]))
@@ -456,7 +468,7 @@ def lost_messages(
     statement = sa.text(
         f"""
         SELECT * FROM jobs
-         WHERE status = 'pending'
+         WHERE status = {PENDING}
            AND published_at < now() - make_interval(secs => :older_than)
            AND {DUE_AT} < now() - make_interval(secs => :older_than)
            AND ({tiers})

@@ -28,14 +28,16 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from service.models import Job, JobStatus
+from service.models import DUE_AT, Job, JobStatus
 
-#: When a job may start next: its retry time, its schedule, or its creation.
-DUE_AT = "coalesce(next_attempt_at, scheduled_at, created_at)"
-
+# Each status as an SQL literal, for the statements that name one. A statement meant to use a
+# partial index must name the status as the index's predicate does (`models.Job`), and these
+# render it the same: `'pending'`.
 PENDING = f"'{JobStatus.PENDING}'"
 PROCESSING = f"'{JobStatus.PROCESSING}'"
 COMPLETED = f"'{JobStatus.COMPLETED}'"
+FAILED = f"'{JobStatus.FAILED}'"
+CANCELLED = f"'{JobStatus.CANCELLED}'"
 
 
 def status_in(*statuses: JobStatus) -> str:

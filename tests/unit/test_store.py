@@ -3,10 +3,14 @@ the migrations that create the tables) inserts, updates or deletes rows of `jobs
 `job_attempts`, `dead_letters` or the kept counts.
 
 Checked on the source: a SQL write naming one of those tables, or a SQLAlchemy
-`insert`/`update`/`delete` construct, anywhere else fails the test."""
+`insert`/`update`/`delete` construct, anywhere else fails the test. So does a job status
+spelled as an SQL literal outside the migrations."""
 
+import ast
 import re
 from pathlib import Path
+
+from service.models import JobStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = (
@@ -49,3 +53,31 @@ def test_the_check_sees_each_kind_of_write():
     ):
         assert WRITES.search(line), line
     assert not WRITES.search("SELECT * FROM jobs WHERE status = 'pending'")
+
+
+# -- statuses: named from the enum, never spelled in SQL by hand ------------------------------
+
+STATUS_LITERAL = re.compile(rf"'({'|'.join(JobStatus)})'")
+
+
+def status_literals() -> list[str]:
+    """Every string of the code (not comments) that spells a job status as an SQL literal."""
+    found = []
+    for package in ("service", "api", "actors", "cli"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            name = path.relative_to(ROOT).as_posix()
+            if name.startswith("service/migrations/"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    found += [
+                        f"{name}:{node.lineno}: {match.group()}"
+                        for match in STATUS_LITERAL.finditer(node.value)
+                    ]
+    return found
+
+
+def test_sql_names_statuses_from_the_enum():
+    """A status in a statement comes from `JobStatus` (`store.sql.PENDING` and its kind), so
+    the vocabulary lives in one place and a renamed status cannot leave a statement behind."""
+    assert status_literals() == []
