@@ -63,17 +63,22 @@ class RequestIds:
         if started is None:  # the request never reached process_request
             return
         resp.set_header(HEADER, req.context.request_id)  # an error handler may have reset it
-        status = resp.status_code if isinstance(resp.status_code, int) else 500
-        duration_ms = round((time.perf_counter() - started) * 1000, 2)
-        path = printable(req.path)
-        req.env[_LINE] = {
-            "method": req.method,
-            "path": path,
-            "status": status,
-            "duration_ms": duration_ms,
-            "request_id": req.context.request_id,
-        }
         logs.request_ended()
+        if access_log.isEnabledFor(logging.INFO):  # off with WARREN_ACCESS_LOG=false
+            req.env[_LINE] = _line_fields(req, resp, started)
+
+
+def _line_fields(req: falcon.Request, resp: falcon.Response, started: float) -> dict[str, Any]:
+    """What the request's access line says; built only when the line is written."""
+    status = resp.status_code if isinstance(resp.status_code, int) else 500
+    duration_ms = round((time.perf_counter() - started) * 1000, 2)
+    return {
+        "method": req.method,
+        "path": printable(req.path),
+        "status": status,
+        "duration_ms": duration_ms,
+        "request_id": req.context.request_id,
+    }
 
 
 class App(falcon.App):
