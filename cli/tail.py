@@ -1,5 +1,7 @@
 """`warren jobs tail`: follow new jobs and their changes of status until Ctrl-C, one line per
-change (`--json`: one job JSON per line, as the HTTP API shows a job)."""
+change it sees (`--json`: one job JSON per line, as the HTTP API shows a job). It looks every
+`--interval` seconds and shows each job as it is then: a job that changed twice between two
+looks shows once, in its latest status."""
 
 import json
 from typing import Annotated
@@ -64,7 +66,8 @@ def jobs_tail(
     ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="One job JSON per line.")] = False,
 ) -> None:
-    """Follow new jobs and changes of status, until Ctrl-C."""
+    """Follow new jobs and changes of status, until Ctrl-C. Each look shows the jobs as they
+    are then: two changes of one job between two looks show as one line."""
     filters = Filters.parse({k: v for k, v in {"type": type, "status": status}.items() if v})
     with connected() as warren:
         with warren.engine.connect() as conn:

@@ -178,13 +178,17 @@ def test_jobs_tail_shows_a_new_job_then_its_run_by_a_worker(spawn, run_cli):
 
 def test_jobs_tail_json_follows_only_the_type_asked_for(spawn, run_cli):
     tail = start_tail(spawn, "--type", "test-record", "--json")
-    ok(run_cli("enqueue", "test-noop"))
-    job_id = ok(run_cli("enqueue", "test-record", "--delay", "600")).strip()
-    ok(run_cli("jobs", "cancel", job_id))
 
     def statuses() -> list[tuple[str, str]]:
         lines = [line for line in tail.output().splitlines() if line.startswith("{")]
         return [(job["id"], job["type"], job["status"]) for job in map(json.loads, lines)]
+
+    ok(run_cli("enqueue", "test-noop"))
+    job_id = ok(run_cli("enqueue", "test-record", "--delay", "600")).strip()
+    # A tail shows each job as it is at each look: a change made before the look that would
+    # have seen the one before it is shown alone. So the cancel waits for the pending line.
+    wait_for(lambda: statuses(), timeout=30, what="the pending line")
+    ok(run_cli("jobs", "cancel", job_id))
 
     wait_for(lambda: len(statuses()) >= 2, timeout=30, what="two lines")
     assert statuses() == [
