@@ -36,7 +36,10 @@ def test_a_batch_of_messages_goes_out_in_a_few_writes_and_arrives_whole(settings
         for n in range(200)
     ]
 
-    assert publisher.publish_many(jobs) == jobs
+    try:
+        assert publisher.publish_many(jobs) == jobs
+    finally:
+        publisher.close()
 
     # pika alone writes three chunks a message, one send() each: 600 and the commit
     assert counting.sends <= 10

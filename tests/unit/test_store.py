@@ -8,6 +8,7 @@ spelled as an SQL literal outside the migrations."""
 
 import ast
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from service.models import JobStatus
@@ -26,16 +27,21 @@ WRITES = re.compile(
 ALLOWED = ("service/store/", "service/migrations/")
 
 
-def writes_outside_the_store() -> list[str]:
-    found = []
+def sources(skipped: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """`(path, text)` of each module of the code, but those under the `skipped` folders."""
     for package in ("service", "api", "actors", "cli"):
         for path in sorted((ROOT / package).rglob("*.py")):
             name = path.relative_to(ROOT).as_posix()
-            if name.startswith(ALLOWED):
-                continue
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                if WRITES.search(line):
-                    found.append(f"{name}:{number}: {line.strip()}")
+            if not name.startswith(skipped):
+                yield name, path.read_text()
+
+
+def writes_outside_the_store() -> list[str]:
+    found = []
+    for name, text in sources(ALLOWED):
+        for number, line in enumerate(text.splitlines(), 1):
+            if WRITES.search(line):
+                found.append(f"{name}:{number}: {line.strip()}")
     return found
 
 
@@ -63,17 +69,13 @@ STATUS_LITERAL = re.compile(rf"'({'|'.join(JobStatus)})'")
 def status_literals() -> list[str]:
     """Every string of the code (not comments) that spells a job status as an SQL literal."""
     found = []
-    for package in ("service", "api", "actors", "cli"):
-        for path in sorted((ROOT / package).rglob("*.py")):
-            name = path.relative_to(ROOT).as_posix()
-            if name.startswith("service/migrations/"):
-                continue
-            for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    found += [
-                        f"{name}:{node.lineno}: {match.group()}"
-                        for match in STATUS_LITERAL.finditer(node.value)
-                    ]
+    for name, text in sources(("service/migrations/",)):
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found += [
+                    f"{name}:{node.lineno}: {match.group()}"
+                    for match in STATUS_LITERAL.finditer(node.value)
+                ]
     return found
 
 
