@@ -34,6 +34,13 @@ class JobStatus(StrEnum):
     def is_final(self) -> bool:
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
+    @property
+    def sql(self) -> str:
+        """The status as a quoted SQL literal, the one spelling of statements and index
+        predicates: a statement meant to use a partial index must name the status as the
+        index's predicate does."""
+        return f"'{self.value}'"
+
 
 STATUSES = tuple(s.value for s in JobStatus)
 
@@ -84,12 +91,12 @@ class Job(SQLModel, table=True):
         Index(
             "jobs_unpublished_idx",
             text(DUE_AT),
-            postgresql_where=text(f"status = '{JobStatus.PENDING}' AND published_at IS NULL"),
+            postgresql_where=text(f"status = {JobStatus.PENDING.sql} AND published_at IS NULL"),
         ),
         Index(
             "jobs_lease_idx",
             "lease_until",
-            postgresql_where=text(f"status = '{JobStatus.PROCESSING}'"),
+            postgresql_where=text(f"status = {JobStatus.PROCESSING.sql}"),
         ),
         Index(
             "jobs_idempotency_key_idx",
@@ -114,7 +121,7 @@ class Job(SQLModel, table=True):
             "jobs_pending_due_idx",
             "priority",
             text(DUE_AT),
-            postgresql_where=text(f"status = '{JobStatus.PENDING}'"),
+            postgresql_where=text(f"status = {JobStatus.PENDING.sql}"),
         ),
         Index("jobs_updated_idx", "updated_at", "id"),
         Index("jobs_for_relay_idx", "id", postgresql_where=text("for_relay")),
