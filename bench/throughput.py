@@ -179,6 +179,12 @@ def rates(jobs: int, started: float, enqueued: float, drained: float) -> dict[st
 # -- Warren -----------------------------------------------------------------------------------
 
 
+def empty(engine: sa.Engine) -> None:
+    """No jobs and no counts, so that the watch counts only this turn's jobs."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("TRUNCATE jobs, job_counts, job_count_deltas CASCADE"))
+
+
 def count_completed(engine: sa.Engine) -> int:
     """Completed jobs, from the kept counts that `GET /stats` reads (`store.counts`): five
     reads a second of their few delta rows cost PostgreSQL far less than five counts of the
@@ -214,6 +220,7 @@ def timed_publishing(warren: Warren) -> list[float]:
 def measure_warren(
     env: BenchEnv, jobs: int, processes: int, threads: int, timeout: float
 ) -> dict[str, float]:
+    empty(env.engine)
     worker = env.start_worker(processes, threads)
     warren = env.client()
     publishing = timed_publishing(warren)
@@ -260,8 +267,7 @@ def drain_backlog(
 def backlog_warren(
     env: BenchEnv, jobs: int, processes: int, threads: int, timeout: float
 ) -> dict[str, Any]:
-    with env.engine.begin() as conn:
-        conn.execute(sa.text("TRUNCATE jobs, job_counts, job_count_deltas CASCADE"))
+    empty(env.engine)
     warren = env.client()
     started = time.monotonic()
     for first in range(0, jobs, MAX_BATCH):
