@@ -35,7 +35,8 @@ all PostgreSQL processes (and of the run's database's backends alone), of the wo
 tree and of RabbitMQ, and WAL bytes. PostgreSQL, RabbitMQ and WAL are the whole server's: what
 others run on them meanwhile is counted too, which plain Dramatiq's and Celery's figures (they
 use no database) show. Warren's PostgreSQL figures include the watch's own reads of the kept
-counts (`GET /stats`'s), five a second. Then the ratios warren/celery and warren/plain of the rates.
+counts (those `GET /stats` reads), five a second. Then the ratios warren/celery and
+warren/plain of the rates.
 With `--rounds N`, the systems take N turns each, in an order that alternates (warren, plain,
 celery, then celery, plain, warren): a turn takes seconds, and the load of a shared machine
 changes over minutes, so a single turn of each can read 0.8 or 1.3 for the same code. Each
