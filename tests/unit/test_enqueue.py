@@ -63,3 +63,20 @@ def test_an_unknown_type_names_its_field_and_the_known_types():
     message = "unknown job type 'nope'; known types: greet"
     assert caught.value.message == message
     assert caught.value.details == [{"field": "jobs[2].type", "message": message}]
+
+
+def test_job_ids_are_uuid7_in_enqueue_order():
+    """Ids begin with their time, so they sort as the jobs were enqueued and land at the right
+    edge of the primary key's index."""
+
+    class Greeting(BaseModel):
+        pass
+
+    registry = Registry()
+    registry.add(JobType(name="greet", payload=Greeting, handler=lambda payload: None))
+    request = parse({"type": "greet", "payload": {}})
+
+    ids = [build_row(request, registry)["id"] for _ in range(50)]
+
+    assert {job_id.version for job_id in ids} == {7}
+    assert ids == sorted(ids) and len(set(ids)) == 50
