@@ -1,9 +1,11 @@
-"""Reads on a large jobs table: `GET /jobs` with each filter, cursor paging, and `GET /stats`.
+"""Reads and enqueues on a large jobs table: `GET /jobs` with each filter, cursor paging,
+`GET /stats`, and `POST /jobs`.
 
     .venv/bin/python -m bench.scale --rows 1000000
 
 The table is filled by one `INSERT ... SELECT FROM generate_series` (seeded random, so every run
-has the same mix), then ANALYZEd:
+has the same mix), then VACUUMed and ANALYZEd, as autovacuum would have
+(so that it does not run during the measurements):
 - type: a third each of `send-email`, `webhook-delivery`, `bench-noop`;
 - status: 80 % completed, 8 % pending, 6 % failed, 4 % cancelled, 2 % processing;
 - priority: 1-10 uniformly; created_at: spread evenly over the last 30 days;
@@ -13,7 +15,9 @@ has the same mix), then ANALYZEd:
 Then a `warren api` (2 processes x 8 threads) answers `--requests` sequential requests per case
 (after 3 uncounted ones); the table shows p50/p95/max and how many jobs a page returned.
 "Cursor paging" walks 20 pages following `nextCursor`, as many times as it takes to make
-`--requests` requests, and measures every page.
+`--requests` requests, and measures every page. Last, `--enqueues` sequential `POST /jobs`
+from a checkpoint on (after as many uncounted), with PostgreSQL's CPU and WAL per enqueue.
+The ids are time-ordered (UUIDv7, from `created_at`), as Warren makes them.
 """
 
 import argparse
@@ -25,7 +29,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bench import harness
+from bench import costs, harness
 from bench.harness import BenchEnv, latency_summary, say
 
 WARMUP = 3
@@ -34,7 +38,8 @@ CURSOR_PAGES = 20
 FILL = """
 INSERT INTO jobs (id, type, status, priority, payload, attempts, max_attempts, timeout_seconds,
                   created_at, updated_at, published_at, started_at, completed_at)
-SELECT gen_random_uuid(), kind, status, priority, payload,
+SELECT encode(set_byte(stamped, 6, (get_byte(stamped, 6) & 15) | 112), 'hex')::uuid,
+       kind, status, priority, payload,
        CASE WHEN status = 'pending' THEN 0 ELSE 1 END, 3, 300,
        created, created, created,
        CASE WHEN status = 'pending' THEN NULL ELSE created END,
@@ -54,20 +59,25 @@ FROM (
                    'body', jsonb_build_object('event', 'paid', 'n', i))
                ELSE '{}'::jsonb
            END AS payload,
-           now() - make_interval(secs => (:rows - i) * 30 * 86400.0 / :rows) AS created
-    FROM (SELECT i, random() AS r FROM generate_series(1, :rows) AS i) AS numbers
+           created,
+           overlay(uuid_send(gen_random_uuid())
+                   placing substring(int8send((extract(epoch FROM created) * 1000)::bigint) FROM 3)
+                   FROM 1 FOR 6) AS stamped
+    FROM (SELECT i, random() AS r,
+                 now() - make_interval(secs => (:rows - i) * 30 * 86400.0 / :rows) AS created
+            FROM generate_series(1, :rows) AS i) AS numbers
 ) AS generated
 """
 
 
 def fill(env: BenchEnv, rows: int) -> float:
-    """Insert `rows` generated jobs and ANALYZE; returns the seconds it took."""
+    """Insert `rows` generated jobs, VACUUM and ANALYZE; returns the seconds it took."""
     started = time.monotonic()
     with env.engine.begin() as conn:
         conn.execute(sa.text("SELECT setseed(0.42)"))
         conn.execute(sa.text(FILL), {"rows": rows})
     with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("ANALYZE jobs"))
+        conn.execute(sa.text("VACUUM ANALYZE jobs"))
     return time.monotonic() - started
 
 
@@ -132,6 +142,32 @@ def measure_paging(client: httpx.Client, requests: int) -> dict[str, Any]:
     return {**latency_summary(durations), "returned": returned}
 
 
+def measure_enqueues(env: BenchEnv, client: httpx.Client, requests: int) -> dict[str, Any]:
+    """`requests` sequential `POST /jobs` of a `bench-noop` job, from a checkpoint on, with
+    what each costs PostgreSQL (CPU and WAL): every page an insert touches first after a
+    checkpoint is written to the WAL whole, so the ids' order shows here. As many uncounted
+    ones go first: after the VACUUM, new rows fill the room left in the table's pages, a
+    page each, which a table sees once."""
+    body = {"type": "bench-noop", "payload": {}}
+    for _ in range(requests):
+        client.post("/jobs", json=body).raise_for_status()
+    with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("CHECKPOINT"))
+    before = costs.snapshot(env.engine, [])
+    durations = []
+    for _ in range(requests):
+        started = time.monotonic()
+        client.post("/jobs", json=body).raise_for_status()
+        durations.append(time.monotonic() - started)
+    spent = costs.per_job(before, costs.snapshot(env.engine, []), requests)
+    return {
+        **latency_summary(durations),
+        "returned": "-",
+        "pgMsPerEnqueue": spent["pgMsPerJob"],
+        "walBytesPerEnqueue": spent["walBytesPerJob"],
+    }
+
+
 def show(results: dict[str, dict[str, Any]]) -> None:
     say(f"{'case':<26} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'jobs':>6}")
     for name, r in results.items():
@@ -142,7 +178,7 @@ def show(results: dict[str, dict[str, Any]]) -> None:
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     seconds = fill(env, args.rows)
-    say(f"{args.rows} rows inserted and analyzed in {seconds:.1f} s")
+    say(f"{args.rows} rows inserted, vacuumed and analyzed in {seconds:.1f} s")
     api = env.start_api(workers=2, threads=8)
     say(f"warren api on {api.url}; {args.requests} requests per case")
     results: dict[str, dict[str, Any]] = {}
@@ -150,12 +186,19 @@ def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         for name, path, params in cases():
             results[name] = measure_case(client, path, params, args.requests)
         results[f"cursor paging x{CURSOR_PAGES}"] = measure_paging(client, args.requests)
-    show(results)
+        enqueues = measure_enqueues(env, client, args.enqueues)
+    show(results | {"POST /jobs": enqueues})
+    say(
+        f"POST /jobs x{args.enqueues} after a checkpoint: PostgreSQL "
+        f"{enqueues['pgMsPerEnqueue']:.3f} ms and {enqueues['walBytesPerEnqueue']:,.0f} B of WAL "
+        "per enqueue"
+    )
     return {
         "rows": args.rows,
         "fillSeconds": round(seconds, 1),
         "requests": args.requests,
         "cases": results,
+        "enqueues": enqueues,
     }
 
 
@@ -163,6 +206,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="jobs in the table (1e6)")
     parser.add_argument("--requests", type=int, default=50, help="requests per case (50)")
+    parser.add_argument(
+        "--enqueues", type=int, default=5000, help="POST /jobs after the reads (5000)"
+    )
     parser.add_argument(
         "--max-seconds", type=float, default=1800, help="time limit of the whole run (1800)"
     )
