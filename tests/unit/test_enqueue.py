@@ -1,5 +1,7 @@
 """Validating an enqueue request (no services needed)."""
 
+import uuid
+
 import pytest
 from pydantic import BaseModel
 
@@ -78,5 +80,6 @@ def test_job_ids_are_uuid7_in_enqueue_order():
 
     ids = [build_row(request, registry)["id"] for _ in range(50)]
 
+    assert {type(job_id) for job_id in ids} == {uuid.UUID}
     assert {job_id.version for job_id in ids} == {7}
     assert ids == sorted(ids) and len(set(ids)) == 50
