@@ -1,6 +1,5 @@
 """What an enqueue asks for, validated the same way for HTTP, Python and CLI callers."""
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -14,7 +13,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from uuid6 import uuid7
+from uuid_utils.compat import uuid7
 
 from service import sealing, storable
 from service.errors import UnknownJobType, ValidationFailed
@@ -152,7 +151,8 @@ def build_row(
     primary key's index, as rows go to the end of the table. A random UUIDv4 lands on any page
     of that index, and every page an insert touches after a checkpoint is written to the WAL
     whole: on a table of a million jobs that was four times the WAL per enqueue
-    (docs/performance.md). The id is the standard library's `uuid.UUID`, as callers expect."""
+    (docs/performance.md). Ids made in the same millisecond count up from a random start
+    (RFC 9562's counter), so they keep the time they were made even in a burst."""
     try:
         job = registry.get(request.type)
     except UnknownJobType as exc:
@@ -167,7 +167,7 @@ def build_row(
     scheduled_at = request.scheduled_at
     if request.delay_seconds:
         scheduled_at = now + timedelta(seconds=request.delay_seconds)
-    job_id = uuid.UUID(int=uuid7().int)
+    job_id = uuid7()
     stored = payload.model_dump(mode="json", by_alias=True)
     if job.secret:
         key = Enqueueing(settings).current_settings().sealing_key

@@ -1,5 +1,6 @@
 """Validating an enqueue request (no services needed)."""
 
+import time
 import uuid
 
 import pytest
@@ -83,3 +84,21 @@ def test_job_ids_are_uuid7_in_enqueue_order():
     assert {type(job_id) for job_id in ids} == {uuid.UUID}
     assert {job_id.version for job_id in ids} == {7}
     assert ids == sorted(ids) and len(set(ids)) == 50
+
+
+def test_job_ids_made_in_a_burst_keep_the_time_they_were_made():
+    """Many ids in one millisecond do not push their time ahead of the clock (a library that
+    added a millisecond per id would be seconds ahead after a batch)."""
+
+    class Greeting(BaseModel):
+        pass
+
+    registry = Registry()
+    registry.add(JobType(name="greet", payload=Greeting, handler=lambda payload: None))
+    request = parse({"type": "greet", "payload": {}})
+
+    ids = [build_row(request, registry)["id"] for _ in range(3000)]
+    made_ms = time.time() * 1000
+
+    assert ids == sorted(ids)
+    assert abs((ids[-1].int >> 80) - made_ms) < 1000
