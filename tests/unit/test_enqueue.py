@@ -68,18 +68,22 @@ def test_an_unknown_type_names_its_field_and_the_known_types():
     assert caught.value.details == [{"field": "jobs[2].type", "message": message}]
 
 
-def test_job_ids_are_uuid7_in_enqueue_order():
-    """Ids begin with their time, so they sort as the jobs were enqueued and land at the right
-    edge of the primary key's index."""
+class Greeting(BaseModel):
+    pass
 
-    class Greeting(BaseModel):
-        pass
 
+def new_ids(count: int) -> list[uuid.UUID]:
+    """The ids of `count` jobs enqueued one after another."""
     registry = Registry()
     registry.add(JobType(name="greet", payload=Greeting, handler=lambda payload: None))
     request = parse({"type": "greet", "payload": {}})
+    return [build_row(request, registry)["id"] for _ in range(count)]
 
-    ids = [build_row(request, registry)["id"] for _ in range(50)]
+
+def test_job_ids_are_uuid7_in_enqueue_order():
+    """Ids begin with their time, so they sort as the jobs were enqueued and land at the right
+    edge of the primary key's index."""
+    ids = new_ids(50)
 
     assert {type(job_id) for job_id in ids} == {uuid.UUID}
     assert {job_id.version for job_id in ids} == {7}
@@ -89,15 +93,7 @@ def test_job_ids_are_uuid7_in_enqueue_order():
 def test_job_ids_made_in_a_burst_keep_the_time_they_were_made():
     """Many ids in one millisecond do not push their time ahead of the clock (a library that
     added a millisecond per id would be seconds ahead after a batch)."""
-
-    class Greeting(BaseModel):
-        pass
-
-    registry = Registry()
-    registry.add(JobType(name="greet", payload=Greeting, handler=lambda payload: None))
-    request = parse({"type": "greet", "payload": {}})
-
-    ids = [build_row(request, registry)["id"] for _ in range(3000)]
+    ids = new_ids(3000)
     made_ms = time.time() * 1000
 
     assert ids == sorted(ids)
