@@ -76,9 +76,14 @@ def fill(env: BenchEnv, rows: int) -> float:
     with env.engine.begin() as conn:
         conn.execute(sa.text("SELECT setseed(0.42)"))
         conn.execute(sa.text(FILL), {"rows": rows})
-    with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("VACUUM ANALYZE jobs"))
+    outside_a_transaction(env, "VACUUM ANALYZE jobs")
     return time.monotonic() - started
+
+
+def outside_a_transaction(env: BenchEnv, statement: str) -> None:
+    """Run `statement` (a VACUUM, a CHECKPOINT) on a connection in autocommit."""
+    with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(statement))
 
 
 def iso(moment: datetime) -> str:
@@ -151,8 +156,7 @@ def measure_enqueues(env: BenchEnv, client: httpx.Client, requests: int) -> dict
     body = {"type": "bench-noop", "payload": {}}
     for _ in range(requests):
         client.post("/jobs", json=body).raise_for_status()
-    with env.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text("CHECKPOINT"))
+    outside_a_transaction(env, "CHECKPOINT")
     before = costs.snapshot(env.engine, [])
     durations = []
     for _ in range(requests):

@@ -150,8 +150,7 @@ def build_row(
     The job's id is a UUIDv7: it begins with the time, so new ids go to the right edge of the
     primary key's index, as rows go to the end of the table. A random UUIDv4 lands on any page
     of that index, and every page an insert touches after a checkpoint is written to the WAL
-    whole: on a table of a million jobs that was four times the WAL per enqueue
-    (docs/performance.md). Ids made in the same millisecond count up from a random start
+    whole (docs/performance.md). Ids made in the same millisecond count up from a random start
     (RFC 9562's counter), so they keep the time they were made even in a burst."""
     try:
         job = registry.get(request.type)
