@@ -17,6 +17,9 @@ _MIGRATION_LOCK = 0x5741_5252  # "WARR": one migrator at a time per database
 #: A pooled connection idle this long is checked before it is used again.
 IDLE_CHECK_SECONDS = 1.0
 
+#: What a lost or unreachable database raises through SQLAlchemy: worth waiting out, not a bug.
+UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
 
 def make_engine(settings: Settings, **options: object) -> Engine:
     """The engine every process builds once. A connection that sat idle in the pool for a

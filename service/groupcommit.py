@@ -28,13 +28,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.batches import take_batch
+from service.db import UNREACHABLE
 from service.store import attempts
 from service.store.attempts import Claim
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
-_UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
 #: Called by the writer with a request's answer, or with the exception its batch raised.
@@ -227,7 +227,7 @@ class GroupCommit:
         connection = self._connection
         if connection is None:
             return
-        if isinstance(exc, _UNREACHABLE) or exc.connection_invalidated or connection.invalidated:
+        if isinstance(exc, UNREACHABLE) or exc.connection_invalidated or connection.invalidated:
             self._release_connection()
 
     def _write(self, batch: Sequence[_Request]) -> None:
@@ -247,7 +247,7 @@ class GroupCommit:
             )
         except sa.exc.DBAPIError as exc:
             self._discard_connection_if_lost(exc)
-            if len(batch) > 1 and not isinstance(exc, _UNREACHABLE):
+            if len(batch) > 1 and not isinstance(exc, UNREACHABLE):
                 # One request's data was refused (say a result PostgreSQL cannot store): write
                 # each on its own so the error reaches only the thread it belongs to.
                 for request in batch:

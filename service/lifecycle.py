@@ -7,8 +7,8 @@ the durable row (attempts, `maxAttempts`, the job's retry policy), not from mess
 a retry due within the delay horizon is a delayed message, a later one waits as a row for the
 scheduler. A job that fails for good has its message nacked into the `.XQ` dead-letter queue.
 
-A heartbeat thread per worker process renews the leases of running jobs and interrupts a job
-whose cancellation was requested.
+A heartbeat thread per worker process (`service.heartbeat`) renews the leases of running jobs
+and interrupts a job whose cancellation was requested.
 """
 
 import contextlib
@@ -26,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from dramatiq import Middleware
 from dramatiq.middleware import SkipMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
@@ -36,6 +35,7 @@ from sqlalchemy.engine import Connection, Engine
 from service import logs, metrics, storable
 from service.acks import CLAIMED, Recorded, ack_after
 from service.broker import Dispatch, Publisher, PublishErrors, life_of
+from service.db import UNREACHABLE
 from service.errors import (
     BadRequest,
     DatabaseUnavailable,
@@ -46,17 +46,16 @@ from service.errors import (
     ValidationFailed,
 )
 from service.groupcommit import GroupCommit, Pump
+from service.heartbeat import Heartbeat
 from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
 from service.retries import RetryPolicy
 from service.settings import Settings
-from service.store import attempts, jobs, processes
+from service.store import attempts, jobs
 from service.store.attempts import Claim
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
 @dataclass(slots=True)
@@ -172,7 +171,7 @@ class Lifecycle(Middleware):
         try:
             with self.engine.begin() as conn:
                 attempts.unclaim(conn, claims)
-        except _DB_ERRORS as exc:
+        except UNREACHABLE as exc:
             log.error(
                 "%d jobs claimed but not started could not be given back (%s); their leases"
                 " will expire and they will run again",
@@ -382,7 +381,7 @@ class Lifecycle(Middleware):
         """In the writer's thread, once the success's batch is committed or failed (`outcome`
         is then the error): release the ack, or, while PostgreSQL is unreachable, keep trying
         from a thread of its own."""
-        if isinstance(outcome, _DB_ERRORS):
+        if isinstance(outcome, UNREACHABLE):
             threading.Thread(
                 target=self._record_patiently, args=(claim, encoded, done), daemon=True
             ).start()
@@ -498,7 +497,7 @@ class Lifecycle(Middleware):
         while True:
             try:
                 return fn()
-            except _DB_ERRORS as exc:
+            except UNREACHABLE as exc:
                 if time.monotonic() >= deadline:
                     raise DatabaseUnavailable(str(exc)) from exc
                 log.warning("database unavailable (%s); retrying", exc.__class__.__name__)
@@ -528,94 +527,6 @@ class Lifecycle(Middleware):
             raise_thread_exception(thread_id, reason)
             if reason is JobCancelled:
                 running.cancel_requested.set()
-
-
-class Heartbeat(threading.Thread):
-    """Says this worker is alive, renews the leases of its running jobs and interrupts
-    cancelled ones, in one transaction a beat.
-
-    A job whose lease could not be renewed for most of its length (PostgreSQL unreachable), or
-    that another worker took over, is interrupted with `LeaseLost`: by the time its lease runs
-    out, it has stopped, so a takeover never runs it twice at once."""
-
-    def __init__(self, lifecycle: Lifecycle, interval: float) -> None:
-        super().__init__(name="warren-heartbeat", daemon=True)
-        self.lifecycle = lifecycle
-        self.interval = interval
-        self._stop_event = threading.Event()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-
-    def run(self) -> None:
-        self.beat({})
-        while not self._stop_event.wait(self.interval):
-            self.beat(self.lifecycle.running())
-        self.leave()
-
-    def _about(self, job: RunningJob) -> dict[str, Any]:
-        return logs.about(job.id, job.type, job.attempt, self.lifecycle.worker_name)
-
-    def leave(self) -> None:
-        """This worker stops: it is no longer listed among the living (`store.processes`)."""
-        try:
-            with self.lifecycle.engine.begin() as conn:
-                processes.leave(conn, "worker", self.lifecycle.worker_name)
-        except _DB_ERRORS:
-            pass  # the row stops moving and ages out
-
-    def beat(self, running: dict[int, tuple[int, RunningJob]]) -> None:
-        lease = self.lifecycle.settings.lease_seconds
-        waiting = self.lifecycle.waiting()
-        reports = [
-            (attempt_id, job.progress)
-            for attempt_id, (_, job) in running.items()
-            if not job.progress_written and job.progress is not None
-        ]
-        try:
-            with self.lifecycle.engine.begin() as conn:
-                processes.beat(conn, "worker", self.lifecycle.worker_name)
-                held = attempts.renew_leases(conn, [*running, *waiting], lease)
-                # Only to rows renewed here, which this transaction holds: never a wait.
-                reports = [report for report in reports if held.get(report[0]) is not None]
-                attempts.write_progress(conn, reports)
-            for attempt_id, _ in reports:
-                running[attempt_id][1].progress_written = True
-        except _DB_ERRORS as exc:
-            if running:
-                log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
-            for attempt_id, (_, job) in running.items():
-                if time.monotonic() - job.renewed_at > lease * 0.75:
-                    log.error(
-                        "job %s: lease not renewed in time; stopping it",
-                        job.id,
-                        extra=self._about(job),
-                    )
-                    self.lifecycle.interrupt(attempt_id, LeaseLost)
-            for attempt_id, claimed in waiting.items():
-                if time.monotonic() - claimed.renewed_at > lease * 0.75:
-                    self.lifecycle.doom(attempt_id, LeaseLost)
-            return
-        now = time.monotonic()  # an attempt answered None is busy: renewed next beat
-        for attempt_id, claimed in waiting.items():
-            if attempt_id not in held:
-                self.lifecycle.doom(attempt_id, LeaseLost)
-            elif held[attempt_id]:
-                self.lifecycle.doom(attempt_id, JobCancelled)
-            elif held[attempt_id] is False:
-                claimed.renewed_at = now
-        for attempt_id, (_, job) in running.items():
-            if attempt_id not in held:
-                log.error(
-                    "job %s: taken over by another worker; stopping it",
-                    job.id,
-                    extra=self._about(job),
-                )
-                self.lifecycle.interrupt(attempt_id, LeaseLost)
-            elif held[attempt_id]:
-                self.lifecycle.interrupt(attempt_id, JobCancelled)
-            elif held[attempt_id] is False:
-                job.renewed_at = now
 
 
 def describe(exc: BaseException, retryable: bool) -> dict[str, Any]:
