@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import version
 from typing import Annotated, Any, NoReturn
 
 import pydantic
@@ -34,6 +35,26 @@ dlq_app = typer.Typer(
     help="The dead-letter queue: list, group, replay, purge.", no_args_is_help=True
 )
 mail_app = typer.Typer(help="Mail that `warren run`'s development mail catcher caught.")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"warren {version('warren')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Options of `warren` itself, before a command."""
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(dlq_app, name="dlq")
@@ -69,8 +90,13 @@ def connected() -> Iterator[Warren]:
 
 
 def fail(reason: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {' '.join(reason.split())}", err=True)
+    say_error(reason)
     raise typer.Exit(code)
+
+
+def say_error(reason: str) -> None:
+    """`reason` as the one `error:` line on stderr, its line breaks and runs of spaces as one."""
+    typer.echo(f"error: {' '.join(reason.split())}", err=True)
 
 
 def describe(exc: Exception) -> str:

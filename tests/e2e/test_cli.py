@@ -3,6 +3,7 @@
 import json
 import subprocess
 import uuid
+from importlib.metadata import version
 
 import pytest
 import sqlalchemy as sa
@@ -165,6 +166,36 @@ def test_database_unreachable_is_one_line(cli_env):
     )
 
     assert "database unreachable" in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "says", "help_of"),
+    [
+        (("jobs", "show"), "Missing argument 'ID'", "warren jobs show"),
+        (("enqueue", "test-noop", "extra"), "unexpected extra argument", "warren enqueue"),
+        (("jobs", "list", "--limit", "many"), "'--limit'", "warren jobs list"),
+        (("--colour",), "No such option: --colour", "warren"),
+    ],
+)
+def test_a_command_line_that_does_not_parse_is_one_line_naming_the_help(
+    run_cli, args, says, help_of
+):
+    line = one_error_line(run_cli(*args), code=2)
+
+    assert says in line
+    assert line.endswith(f"(see '{help_of} --help')")
+
+
+def test_warren_alone_prints_its_commands_and_exits_2(run_cli):
+    result = run_cli()
+
+    assert result.returncode == 2
+    assert "enqueue" in result.stdout and "Commands" in result.stdout
+    assert result.stderr == ""
+
+
+def test_version_is_the_installed_package_s(run_cli):
+    assert ok(run_cli("--version")).strip() == f"warren {version('warren')}"
 
 
 def test_worker_rejects_an_unknown_tier(run_cli):
