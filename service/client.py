@@ -5,10 +5,10 @@ process against PostgreSQL and RabbitMQ directly (the rows are written by the jo
 `service.store`).
 
     warren = Warren.connect()                       # settings from WARREN_* variables
-    job_id = warren.enqueue("send-email", {"to": "a@example.com", "subject": "Hi", "body": "…"})
-    warren.get(job_id).status
+    job = warren.enqueue("send-email", {"to": "a@example.com", "subject": "Hi", "body": "…"})
+    warren.get(job.id).status
 
-`enqueue` and `enqueue_many` accept the caller's own SQLAlchemy/SQLModel `Session`: the job rows
+`enqueue` and `submit` (a batch) accept the caller's own SQLAlchemy/SQLModel `Session`: the job rows
 join the caller's transaction and are published only if it commits.
 """
 
