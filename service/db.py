@@ -1,7 +1,7 @@
 """Connections to PostgreSQL and the schema's life: create the database, migrate it."""
 
-import time
-from functools import cache, partial
+import select
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +13,15 @@ from service.settings import Settings
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x5741_5252  # "WARR": one migrator at a time per database
 
-
-#: A pooled connection idle this long is checked before it is used again.
-IDLE_CHECK_SECONDS = 1.0
-
 #: What a lost or unreachable database raises through SQLAlchemy: worth waiting out, not a bug.
 UNREACHABLE = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
 def make_engine(settings: Settings, **options: object) -> Engine:
-    """The engine every process builds once. A connection that sat idle in the pool for a
-    second or more is checked before use (`_check_if_idle`), so a PostgreSQL restart costs
-    one failed statement at most, not a dead pool; one back within the second is not, which
-    saves busy processes a round trip per checkout (an enqueue's one of two).
+    """The engine every process builds once. Each connection is checked as it leaves the pool
+    (`hung_up`, which reads the socket's state and costs no round trip): one that PostgreSQL
+    ended while it sat there, in a restart, an idle timeout or by an administrator's hand, is
+    replaced before the caller sees it.
 
     Statements are planned for each execution (`plan_cache_mode=force_custom_plan`): a jobs
     table swings from empty to millions of rows and back, and a generic plan cached on a
@@ -40,8 +36,7 @@ def make_engine(settings: Settings, **options: object) -> Engine:
         **options,
     }
     engine = sa.create_engine(settings.database_url, **options)
-    sa.event.listen(engine, "checkin", _note_checkin)
-    sa.event.listen(engine, "checkout", partial(_check_if_idle, engine.dialect))
+    sa.event.listen(engine, "checkout", _replace_if_hung_up)
     return engine
 
 
@@ -60,27 +55,31 @@ def make_autocommit_engine(settings: Settings, **options: object) -> Engine:
     )
 
 
-def _note_checkin(dbapi_connection: Any, record: Any) -> None:
-    record.info["checked_in_at"] = time.monotonic()
-
-
-def _check_if_idle(dialect: Any, dbapi_connection: Any, record: Any, proxy: Any) -> None:
-    """SQLAlchemy's pre-ping, for connections idle long enough for the server to have gone
-    away since (a restart takes seconds): a failed check makes the pool replace the
-    connection, and the caller never sees it."""
-    checked_in_at = record.info.get("checked_in_at")
-    if checked_in_at is None or time.monotonic() - checked_in_at < IDLE_CHECK_SECONDS:
-        return
-    if not answers(dialect, dbapi_connection):
+def _replace_if_hung_up(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """SQLAlchemy's pre-ping without its round trip: a connection that fails the check is
+    replaced by the pool, and the checkout goes on with the new one."""
+    if hung_up(dbapi_connection):
         raise sa.exc.DisconnectionError()
 
 
-def answers(dialect: Any, dbapi_connection: Any) -> bool:
-    """Whether the server still answers on this driver connection (SQLAlchemy's ping)."""
+def hung_up(dbapi_connection: Any) -> bool:
+    """Whether PostgreSQL has ended, or is ending, this idle driver connection.
+
+    Unasked, the server sends an idle connection nothing but the error that ends it and then
+    the close, so a socket with anything to read, or hung up, belongs to a connection that is
+    gone. (A connection that LISTENs and has a notification waiting reads as ended too: it is
+    replaced, which costs a connect and nothing else.) One poll(2) of the socket, about a
+    microsecond: the check go-sql-driver/mysql makes before it reuses a connection.
+
+    A server that vanished without closing the socket (its host lost) is not seen here; the
+    statement then fails or times out, as it would after a ping."""
     try:
-        return bool(dialect.do_ping(dbapi_connection))
-    except Exception:  # any failure to answer means: replace it
-        return False
+        socket = dbapi_connection.fileno()
+    except Exception:  # the driver knows it is closed
+        return True
+    poller = select.poll()
+    poller.register(socket, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 def create_database(url: str) -> bool:

@@ -3,37 +3,33 @@
 A server answers each enqueue with one INSERT on a thread of a fixed pool. Checking a
 connection out of SQLAlchemy's pool and back in costs that thread about as much client time
 as the insert itself, so each thread keeps the connection of its last enqueue instead. What
-the pool's checkout would do is done here: a connection idle for `IDLE_CHECK_SECONDS` is
-pinged before it is used, so the first enqueue after a pause does not fail on a connection
-the server closed meanwhile; one that broke, or failed its ping, goes back to the pool to be
-discarded, and costs at most the enqueue that was using it. A thread's connection goes back
-to the pool when the thread ends, or at `close()`.
+the pool's checkout would do is done here, before each use: a connection that broke, or that
+the server ended meanwhile (`service.db.hung_up`, no round trip), goes back to the pool to be
+discarded, and the thread takes a new one. A connection that breaks while an enqueue uses it
+costs that enqueue alone. A thread's connection goes back to the pool when the thread ends,
+or at `close()`.
 """
 
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.engine import Connection, Engine
 
-from service.db import IDLE_CHECK_SECONDS, answers
+from service.db import hung_up
 
 
 class _Kept:
-    """One thread's connection and when it was last used."""
+    """One thread's connection."""
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.used_at = time.monotonic()
 
     def usable(self) -> bool:
-        if _broken(self.connection):
-            return False
-        if time.monotonic() - self.used_at < IDLE_CHECK_SECONDS:
-            return True
-        return answers(self.connection.dialect, self.connection.connection.dbapi_connection)
+        return not _broken(self.connection) and not hung_up(
+            self.connection.connection.dbapi_connection
+        )
 
 
 def _broken(connection: Connection) -> bool:
@@ -64,11 +60,7 @@ class KeptConnections:
     @contextmanager
     def connection(self) -> Iterator[Connection]:
         """This thread's connection, usable; it stays this thread's after the block."""
-        kept = self._take()
-        try:
-            yield kept.connection
-        finally:
-            kept.used_at = time.monotonic()
+        yield self._take().connection
 
     def close(self) -> None:
         """Hand every kept connection back to the pool."""

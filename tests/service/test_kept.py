@@ -2,6 +2,7 @@
 connection costs at most the one enqueue that was using it, never the ones after."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -9,8 +10,8 @@ import sqlalchemy as sa
 from falcon import testing
 
 from api.app import create_app
-from service import kept
 from service.client import Warren
+from tests.helpers import wait_for
 
 JOB = {"type": "test-record", "payload": {}}
 
@@ -25,23 +26,21 @@ def api(settings, clean) -> Iterator[testing.TestClient]:
 
 
 def close_enqueue_connections(engine: sa.Engine) -> int:
-    """What a PostgreSQL restart or an idle timeout does to the connections that enqueued."""
+    """What a PostgreSQL restart or an idle timeout does to the connections that enqueued;
+    returns once their backends have exited."""
     with engine.connect() as conn:
         return conn.scalar(
             sa.text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 " AND query LIKE '%INSERT INTO jobs%'"
             )
         )
 
 
-def test_an_enqueue_after_a_pause_does_not_fail_on_a_connection_closed_meanwhile(
-    api, engine, monkeypatch
-):
+def test_an_enqueue_on_a_connection_the_server_closed_meanwhile_does_not_fail(api, engine):
     assert api.simulate_post("/jobs", json=JOB).status_code == 201
     assert close_enqueue_connections(engine) == 1
-    monkeypatch.setattr(kept, "IDLE_CHECK_SECONDS", 0.0)  # as if a second had passed
 
     answer = api.simulate_post("/jobs", json=JOB)
 
@@ -49,16 +48,35 @@ def test_an_enqueue_after_a_pause_does_not_fail_on_a_connection_closed_meanwhile
     assert api.simulate_get(f"/jobs/{answer.json['jobId']}").json["job"]["status"] == "pending"
 
 
-def test_a_connection_closed_under_busy_enqueues_fails_one_of_them_and_is_replaced(api, engine):
-    assert api.simulate_post("/jobs", json=JOB).status_code == 201
-    assert close_enqueue_connections(engine) == 1
+def test_a_connection_closed_under_an_enqueue_fails_that_one_and_is_replaced(api, engine):
+    thread = ThreadPoolExecutor(max_workers=1)  # one API thread, so one kept connection
+    assert thread.submit(api.simulate_post, "/jobs", json=JOB).result().status_code == 201
+    with engine.connect() as locker:
+        locker.execute(sa.text("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE"))  # inserts wait
+        waiting = thread.submit(api.simulate_post, "/jobs", json=JOB)
+        wait_for(lambda: insert_waits_for_a_lock(engine), timeout=10, what="the insert to wait")
+        assert close_enqueue_connections(engine) == 1
+        locker.rollback()
 
-    first = api.simulate_post("/jobs", json=JOB)
-    second = api.simulate_post("/jobs", json=JOB)
+    first = waiting.result(timeout=10)
+    second = thread.submit(api.simulate_post, "/jobs", json=JOB).result(timeout=10)
+    thread.shutdown()
 
     assert first.status_code == 503
     assert first.json["error"]["code"] == "unavailable"
     assert second.status_code == 201
+
+
+def insert_waits_for_a_lock(engine: sa.Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO jobs%'"
+                )
+            )
+        )
 
 
 @contextmanager
@@ -77,11 +95,8 @@ def refusing_new_connections(engine: sa.Engine) -> Iterator[None]:
         admin.dispose()
 
 
-def test_a_connection_that_cannot_be_replaced_yet_costs_enqueues_only_until_it_can(
-    api, engine, monkeypatch
-):
+def test_a_connection_that_cannot_be_replaced_yet_costs_enqueues_only_until_it_can(api, engine):
     assert api.simulate_post("/jobs", json=JOB).status_code == 201
-    monkeypatch.setattr(kept, "IDLE_CHECK_SECONDS", 0.0)
     with refusing_new_connections(engine):
         assert close_enqueue_connections(engine) == 1
         refused = api.simulate_post("/jobs", json=JOB)
