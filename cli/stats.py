@@ -32,7 +32,9 @@ def stats_view(numbers: dict[str, Any]) -> Group:
     parts: list[RenderableType] = [
         counts,
         by_type if numbers["byType"] else "\nno jobs yet",
-        queues if numbers["queues"] else "\nqueues: RabbitMQ unreachable",
+        queues
+        if numbers["queues"]
+        else "\nqueues: none declared yet (a worker declares them), or RabbitMQ unreachable",
     ]
     paused = paused_line(numbers.get("paused"))
     if paused:

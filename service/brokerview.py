@@ -8,8 +8,10 @@ is kept for `ttl` seconds.
 """
 
 import contextlib
+import logging
 import threading
 import time
+from collections.abc import Iterator
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
@@ -21,6 +23,30 @@ from service.settings import Settings
 PURPOSE = "health and stats"
 
 
+class _QuietProbes(logging.Filter):
+    """Drops pika's warnings in a thread while it asks RabbitMQ whether a queue exists: the
+    broker answers "no" by closing the channel, which pika logs as a warning, but a queue no
+    worker has declared yet is an answer here, not a fault."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._probing = threading.local()
+
+    @contextlib.contextmanager
+    def probing(self) -> Iterator[None]:
+        self._probing.on = True
+        try:
+            yield
+        finally:
+            self._probing.on = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self._probing, "on", False)
+
+
+_QUIET = _QuietProbes()
+
+
 class BrokerView:
     def __init__(self, settings: Settings, ttl: float = 1.0) -> None:
         self.settings = settings
@@ -29,6 +55,7 @@ class BrokerView:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._checked: tuple[float, str] | None = None
+        logging.getLogger("pika.channel").addFilter(_QUIET)  # once: a filter is added once
 
     def health(self) -> str:
         """`"ok"`, or `"unreachable: <reason>"`; at most one check per `ttl` seconds."""
@@ -72,7 +99,8 @@ class BrokerView:
         for family in queue_families(self.settings):
             for queue in family:
                 try:
-                    ok = self._open_channel().queue_declare(queue, passive=True).method
+                    with _QUIET.probing():
+                        ok = self._open_channel().queue_declare(queue, passive=True).method
                 except pika.exceptions.ChannelClosedByBroker:
                     self._channel = None  # the broker closes a channel asked for a missing queue
                     continue

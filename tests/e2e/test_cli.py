@@ -159,6 +159,13 @@ def test_stats_counts(run_cli):
     assert "test-record" in ok(run_cli("stats"))
 
 
+def test_stats_before_any_worker_declared_the_queues_says_so_without_warnings(run_cli, cli_env):
+    result = run_cli("stats", env={"WARREN_QUEUE_PREFIX": f"{cli_env['WARREN_QUEUE_PREFIX']}-new"})
+
+    assert "queues: none declared yet" in ok(result)
+    assert result.stderr == ""
+
+
 def test_database_unreachable_is_one_line(cli_env):
     env = {**cli_env, "WARREN_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:1/x"}
     result = subprocess.run(

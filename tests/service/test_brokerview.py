@@ -1,6 +1,8 @@
 """`GET /health` and `GET /stats` read RabbitMQ through one shared connection: calls in a
 loop cannot make RabbitMQ open a connection each, and a lost connection is opened again."""
 
+import logging
+
 import pika
 import pytest
 
@@ -65,3 +67,15 @@ def test_an_unreachable_broker_is_named(settings):
 
     assert view.health() == "unreachable: AMQPConnectionError"
     assert view.depths() == {}
+
+
+def test_queues_no_worker_declared_yet_are_left_out_without_a_warning(settings, caplog):
+    undeclared = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}-none"})
+    view = BrokerView(undeclared)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            assert view.depths() == {}
+    finally:
+        view.close()
+
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
