@@ -24,9 +24,9 @@ PURPOSE = "health and stats"
 
 
 class _QuietProbes(logging.Filter):
-    """Drops pika's warnings in a thread while it asks RabbitMQ whether a queue exists: the
-    broker answers "no" by closing the channel, which pika logs as a warning, but a queue no
-    worker has declared yet is an answer here, not a fault."""
+    """Drops what pika's channels log in a thread while it asks RabbitMQ whether a queue
+    exists: the broker answers "no" by closing the channel, which pika logs as a warning, but
+    a queue no worker has declared yet is an answer here, not a fault."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +55,7 @@ class BrokerView:
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
         self._checked: tuple[float, str] | None = None
-        logging.getLogger("pika.channel").addFilter(_QUIET)  # once: a filter is added once
+        logging.getLogger("pika.channel").addFilter(_QUIET)  # a no-op if it is there already
 
     def health(self) -> str:
         """`"ok"`, or `"unreachable: <reason>"`; at most one check per `ttl` seconds."""
