@@ -9,6 +9,7 @@ import falcon
 
 from api.requests import read_json
 from api.shapes import PausedSet, Shape
+from api.views import bulk_json
 from service import controls
 from service.client import Warren
 from service.store.pauses import Kind, Paused
@@ -44,13 +45,6 @@ def paused_answer(paused: Paused) -> dict[str, Any]:
     return answer.model_dump(by_alias=True)
 
 
-def bulk_answer(outcome: controls.Bulk) -> dict[str, Any]:
-    answer = BulkAnswer(
-        success=True, matched=outcome.matched, changed=outcome.changed, dry_run=outcome.dry_run
-    )
-    return answer.model_dump(by_alias=True)
-
-
 class Pausing:
     """Pause or resume one tier or one job type; the answer says everything paused now. The
     path's one parameter (`tier` or `type`) names it."""
@@ -78,4 +72,4 @@ class Bulk:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         request = controls.parse_bulk(read_json(req, self.warren.settings.max_payload_bytes))
         resp.status = falcon.HTTP_202
-        resp.media = bulk_answer(self.verb(request.filter, dry_run=request.dry_run))
+        resp.media = bulk_json(self.verb(request.filter, dry_run=request.dry_run))

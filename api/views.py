@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from service import sealing
+from service.controls import Bulk
 from service.models import DeadLetter, Job, JobAttempt, Schedule
 
 
@@ -102,4 +103,15 @@ def dead_letter_group_json(group: dict[str, Any]) -> dict[str, Any]:
         "types": group["types"] or [],
         "firstDeadAt": timestamp(group["first"]),
         "lastDeadAt": timestamp(group["last"]),
+    }
+
+
+def bulk_json(outcome: Bulk) -> dict[str, Any]:
+    """What `POST /jobs/cancel` and `/jobs/retry` answer (and `warren cancel --json` prints
+    without its `success`)."""
+    return {
+        "success": True,
+        "matched": outcome.matched,
+        "changed": outcome.changed,
+        "dryRun": outcome.dry_run,
     }

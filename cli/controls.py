@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from api.controls import bulk_answer
+from api.views import bulk_json
 from cli.common import JsonOption, app, connected, fail, print_json, show, table
 from cli.jobs import list_params
 from service import controls
@@ -87,7 +87,7 @@ def _bulk(
         verb: Callable[..., controls.Bulk] = getattr(warren, f"{name}_where")
         outcome = verb(filters, dry_run=dry_run)
     if as_json:
-        print_json({k: v for k, v in bulk_answer(outcome).items() if k != "success"})
+        print_json({k: v for k, v in bulk_json(outcome).items() if k != "success"})
         return
     said = f"would {name}" if dry_run else done
     typer.echo(f"{said} {outcome.changed} of {outcome.matched} matching jobs")
