@@ -7,6 +7,8 @@ Checked on the source with `ast`, so an import inside a function counts as much 
 the top of a module, and nothing is imported to check it."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,16 @@ def test_the_documented_names_import():
     assert issubclass(ValidationFailed, WarrenError)
     assert callable(job_type) and callable(current_job) and callable(is_cancelled)
     assert Warren and PermanentError and RetryPolicy
+
+
+def test_the_command_line_loads_no_web_framework():
+    """`warren` starts in about a second; Falcon would add a tenth to every command."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, cli; print('falcon' in sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert loaded.stdout.strip() == "False"
