@@ -1,6 +1,6 @@
 """The public JSON shapes of CONTRACT.md: camelCase fields, UTC times with a `Z`. The API
-answers with them, and `warren ... --json` (cli/) prints the same. Only models and sealing
-are imported here, so the command line loads no web framework to use them."""
+answers with them, and `warren ... --json` (cli/) prints the same. Only `service` is imported
+here, so the command line loads no web framework to use them."""
 
 from datetime import UTC, datetime
 from typing import Any

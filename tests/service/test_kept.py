@@ -49,18 +49,17 @@ def test_an_enqueue_on_a_connection_the_server_closed_meanwhile_does_not_fail(ap
 
 
 def test_a_connection_closed_under_an_enqueue_fails_that_one_and_is_replaced(api, engine):
-    thread = ThreadPoolExecutor(max_workers=1)  # one API thread, so one kept connection
-    assert thread.submit(api.simulate_post, "/jobs", json=JOB).result().status_code == 201
-    with engine.connect() as locker:
-        locker.execute(sa.text("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE"))  # inserts wait
-        waiting = thread.submit(api.simulate_post, "/jobs", json=JOB)
-        wait_for(lambda: insert_waits_for_a_lock(engine), timeout=10, what="the insert to wait")
-        assert close_enqueue_connections(engine) == 1
-        locker.rollback()
+    with ThreadPoolExecutor(max_workers=1) as thread:  # one API thread: one kept connection
+        assert thread.submit(api.simulate_post, "/jobs", json=JOB).result().status_code == 201
+        with engine.connect() as locker:
+            locker.execute(sa.text("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE"))  # inserts wait
+            waiting = thread.submit(api.simulate_post, "/jobs", json=JOB)
+            wait_for(lambda: insert_waits_for_a_lock(engine), timeout=10, what="the insert to wait")
+            assert close_enqueue_connections(engine) == 1
+            locker.rollback()
 
-    first = waiting.result(timeout=10)
-    second = thread.submit(api.simulate_post, "/jobs", json=JOB).result(timeout=10)
-    thread.shutdown()
+        first = waiting.result(timeout=10)
+        second = thread.submit(api.simulate_post, "/jobs", json=JOB).result(timeout=10)
 
     assert first.status_code == 503
     assert first.json["error"]["code"] == "unavailable"
