@@ -2,14 +2,14 @@
 claims and completes a worker's batch inside PostgreSQL.
 
 `warren_work` claims, marks started and completes a worker's batch in one call: one
-set-based UPDATE for the completions, one for the start marks, one for the claims, and their
-count deltas netted per type (three rows at most), in one statement whose plan PL/pgSQL
-keeps. Measured against the earlier shapes at 8 claims a transaction (`bench.claimcost`):
-one primary-key UPDATE per job in a PL/pgSQL loop cost 0.20-0.21 ms of PostgreSQL a job,
-this 0.12-0.15; the deltas through `warren_count_moves`, a SQL function planned again at
-every call, cost as much as the two updates.
+set-based UPDATE over the whole batch (completions, start marks and claims as one list in id
+order, so that it locks its rows in that order, as every writer of several rows does), and
+its count deltas netted per type (three rows at most), in one statement whose plan PL/pgSQL
+keeps. One UPDATE per job in a PL/pgSQL loop cost PostgreSQL more a job than this set-based
+shape at a worker's batch size (`bench.claimcost`); the deltas through a SQL function planned
+again at every call cost as much as the updates themselves.
 
-Each UPDATE finds its rows by `jobs.id = ANY(ids)` as well as by the join with the batch: an
+The UPDATE finds its rows by `jobs.id = ANY(ids)` as well as by the join with the batch: an
 index condition that bounds any plan to the batch's own rows. Sequential scans being off (the
 function sets it) was not enough: a writer keeps the plan it made first, and one made while
 the table held a job or two joined the batch to a walk over every entry of the key index,
