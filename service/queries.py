@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from service import storable
 from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES
@@ -188,6 +188,13 @@ _CURRENT_ATTEMPT = {
 def conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
     """The WHERE clauses of `filters` (its paging aside): what `page` lists, and what the bulk
     verbs (`service.controls`) cancel or retry."""
+    return _field_conditions(filters) + [
+        payload_matches(name, value) for name, value in filters.payload.items()
+    ]
+
+
+def _field_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """The clauses of `filters` on the job's own columns: all but its payload fields."""
     found: list[sa.ColumnElement[bool]] = []
     if filters.status:
         found.append(jobs.c.status == filters.status)
@@ -201,23 +208,102 @@ def conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
         found.append(jobs.c.created_at < filters.created_before)
     if filters.schedule:
         found.append(jobs.c.schedule_name == filters.schedule)
-    found += [payload_matches(name, value) for name, value in filters.payload.items()]
     return found
 
 
+def _after_cursor(filters: Filters) -> list[sa.ColumnElement[bool]]:
+    """The clause that starts a page after its cursor's job, if it has one."""
+    if not filters.cursor:
+        return []
+    created, last_id = _decode_cursor(filters.cursor)
+    return [sa.tuple_(jobs.c.created_at, jobs.c.id) < (created, last_id)]
+
+
 def page(conn: Connection, filters: Filters) -> Page:
-    statement = sa.select(Job).where(*conditions(filters))
-    if filters.cursor:
-        created, last_id = _decode_cursor(filters.cursor)
-        statement = statement.where(sa.tuple_(jobs.c.created_at, jobs.c.id) < (created, last_id))
-    statement = statement.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
-    if filters.offset:
-        statement = statement.offset(filters.offset)
-    rows = _loaded(conn, statement.limit(filters.limit + 1))
+    if filters.payload:
+        rows = _matching_payload(conn, filters)
+    else:
+        listing = sa.select(Job).where(*conditions(filters), *_after_cursor(filters))
+        rows = _loaded(conn, _paged(listing.order_by(*_newest_first(jobs)), filters))
     more = len(rows) > filters.limit
     rows = rows[: filters.limit]
     cursor = _encode_cursor(rows[-1]) if more and rows else None
     return Page(rows, cursor)
+
+
+def _newest_first(table: sa.FromClause) -> tuple[sa.ColumnElement, ...]:
+    return table.c.created_at.desc(), table.c.id.desc()
+
+
+def _paged(statement: sa.Select, filters: Filters) -> sa.Select:
+    """`statement` cut to `filters`' page: past its offset, and one job more than the page
+    holds, which tells whether another page follows."""
+    if filters.offset:
+        statement = statement.offset(filters.offset)
+    return statement.limit(filters.limit + 1)
+
+
+#: How many of the newest candidates a payload filter's first walk reads for each job its
+#: page needs, and the most a second walk reads: a walk that finds none or too few leaves
+#: the page to the payload's index.
+WALK_PER_JOB = 40
+LONGEST_WALK = 30_000
+
+
+def _matching_payload(conn: Connection, filters: Filters) -> list[Job]:
+    """A page of jobs whose payload fields match, found without trusting PostgreSQL's estimate
+    of how many jobs match.
+
+    PostgreSQL estimates a containment (`@>`) on `jsonb` from the hundred payloads its ANALYZE
+    keeps: a value found among them reads as one job in a hundred, any other as one in ten
+    thousand. The first estimate walks the creation-time index testing each payload; the
+    second asks the payload's GIN index for every match and sorts them. Each plan is slow
+    where the other is fast, and a value's plan changed with each ANALYZE. So the page walks
+    the newest candidates (the other filters and the cursor applied), a bounded number of
+    them: a common value fills the page at once. A value that the walk found but too rarely
+    is walked again as far as the rate seen promises a page, within `LONGEST_WALK`; one that
+    it did not find, or that a second walk could not page, is rare enough for its matches to
+    be taken from the GIN index and sorted."""
+    skipped = filters.offset or 0
+    walked = WALK_PER_JOB * (skipped + filters.limit + 1)
+    found = _walk(conn, filters, walked)
+    if 0 < len(found) <= filters.limit:  # the walk met skipped + len(found) matches
+        promised = math.ceil(walked * (skipped + filters.limit + 1) / (skipped + len(found)))
+        if promised <= LONGEST_WALK:
+            found = _walk(conn, filters, min(3 * promised, LONGEST_WALK))
+    if len(found) > filters.limit:
+        statement = sa.select(Job).where(jobs.c.id.in_(found))
+        return _loaded(conn, statement.order_by(*_newest_first(jobs)))
+    return _loaded(conn, _from_the_index(filters))
+
+
+def _walk(conn: Connection, filters: Filters, candidates: int) -> list[uuid.UUID]:
+    """The ids of `filters`' page (one more than its limit) among the newest `candidates`
+    jobs that meet its other clauses, whose payload matches. The limit on the candidates
+    keeps PostgreSQL from testing the payloads first: it walks an index in creation order,
+    and stops as soon as it has found the page."""
+    newest = (
+        sa.select(jobs.c.id, jobs.c.created_at, jobs.c.payload)
+        .where(*_field_conditions(filters), *_after_cursor(filters))
+        .order_by(*_newest_first(jobs))
+        .limit(candidates)
+        .subquery()
+    )
+    matching = sa.select(newest.c.id).where(
+        *(payload_matches(name, value, newest.c.payload) for name, value in filters.payload.items())
+    )
+    return list(conn.scalars(_paged(matching.order_by(*_newest_first(newest)), filters)))
+
+
+def _from_the_index(filters: Filters) -> sa.Select:
+    """The page of `filters` from all matching jobs, sorted: the `OFFSET 0` keeps PostgreSQL
+    from planning their search for the page's order, so it asks the payload's index for
+    them."""
+    everyone = (
+        sa.select(jobs).where(*conditions(filters), *_after_cursor(filters)).offset(0).subquery()
+    )
+    listing = sa.select(aliased(Job, everyone)).order_by(*_newest_first(everyone))
+    return _paged(listing, filters)
 
 
 def _loaded(conn: Connection, statement: sa.Select) -> list:
@@ -228,7 +314,9 @@ def _loaded(conn: Connection, statement: sa.Select) -> list:
         return list(session.scalars(statement))
 
 
-def payload_matches(name: str, value: str) -> sa.ColumnElement[bool]:
+def payload_matches(
+    name: str, value: str, payload: sa.ColumnElement = jobs.c.payload
+) -> sa.ColumnElement[bool]:
     """`payload.<name>=<value>`: the payload's top-level field `name` is `value`, or a list
     holding it. A value that reads as a JSON number or boolean matches that too, so `3`
     finds `{"n": 3}` and `{"n": "3"}`, and `true` finds `{"on": true}`.
@@ -240,9 +328,7 @@ def payload_matches(name: str, value: str) -> sa.ColumnElement[bool]:
         parsed = json.loads(value, parse_constant=_not_a_number)
         if isinstance(parsed, bool | int) or (isinstance(parsed, float) and math.isfinite(parsed)):
             candidates.append(parsed)
-    return sa.or_(
-        *(jobs.c.payload.contains({name: shape}) for c in candidates for shape in (c, [c]))
-    )
+    return sa.or_(*(payload.contains({name: shape}) for c in candidates for shape in (c, [c])))
 
 
 def _not_a_number(constant: str) -> object:
