@@ -244,37 +244,71 @@ def _paged(statement: sa.Select, filters: Filters) -> sa.Select:
 
 
 #: How many of the newest candidates a payload filter's first walk reads for each job its
-#: page needs, and the most a second walk reads: a walk that finds none or too few leaves
-#: the page to the payload's index.
-WALK_PER_JOB = 40
-LONGEST_WALK = 30_000
+#: page needs; how many candidates walked cost as much as one match read through the
+#: payload's index (a random read, its payload tested too); and how many of the table's rows
+#: a sample reads to estimate how many jobs match.
+WALK_PER_JOB = 20
+INDEX_WEIGHT = 2
+SAMPLE_ROWS = 500
+
+#: The jobs table's size, as PostgreSQL last estimated it (-1 before it ever did).
+_TABLE_ROWS = sa.literal_column("(SELECT reltuples FROM pg_class WHERE oid = 'jobs'::regclass)")
 
 
 def _matching_payload(conn: Connection, filters: Filters) -> list[Job]:
-    """A page of jobs whose payload fields match, found without trusting PostgreSQL's estimate
-    of how many jobs match.
+    """A page of jobs whose payload fields match, found without PostgreSQL's estimate of how
+    many jobs match.
 
     PostgreSQL estimates a containment (`@>`) on `jsonb` from the hundred payloads its ANALYZE
     keeps: a value found among them reads as one job in a hundred, any other as one in ten
-    thousand. The first estimate walks the creation-time index testing each payload; the
+    thousand, and when payloads are larger than a kilobyte it keeps none and guesses one in a
+    hundred. The first estimate walks the creation-time index testing each payload; the
     second asks the payload's GIN index for every match and sorts them. Each plan is slow
-    where the other is fast, and a value's plan changed with each ANALYZE. So the page walks
-    the newest candidates (the other filters and the cursor applied), a bounded number of
-    them: a common value fills the page at once. A value that the walk found but too rarely
-    is walked again as far as the rate seen promises a page, within `LONGEST_WALK`; one that
-    it did not find, or that a second walk could not page, is rare enough for its matches to
-    be taken from the GIN index and sorted."""
+    where the other is fast, and a value's plan changed with each ANALYZE.
+
+    So the page walks the newest candidates (the other filters and the cursor applied), a
+    bounded number of them: a common value fills the page at once. Otherwise a sample of the
+    table tells about how many jobs match, and the page walks on as far as reading all of
+    them through the index would cost (`_walk_on`), or takes them from the index."""
     skipped = filters.offset or 0
     walked = WALK_PER_JOB * (skipped + filters.limit + 1)
     found = _walk(conn, filters, walked)
-    if 0 < len(found) <= filters.limit:  # the walk met skipped + len(found) matches
-        promised = math.ceil(walked * (skipped + filters.limit + 1) / (skipped + len(found)))
-        if promised <= LONGEST_WALK:
-            found = _walk(conn, filters, min(3 * promised, LONGEST_WALK))
+    if len(found) <= filters.limit:
+        farther = _walk_on(conn, filters, walked, met=skipped + len(found))
+        if farther > walked:
+            found = _walk(conn, filters, farther)
     if len(found) > filters.limit:
         statement = sa.select(Job).where(jobs.c.id.in_(found))
         return _loaded(conn, statement.order_by(*_newest_first(jobs)))
     return _loaded(conn, _from_the_index(filters))
+
+
+def _walk_on(conn: Connection, filters: Filters, walked: int, met: int) -> int:
+    """How many candidates a second walk should read, after the first met `met` matches among
+    `walked`: never more than reading every match through the index is worth. If the first
+    met some, three times as many as their rate promises the page needs, or none when even
+    the promise is worth more than the index; if it met none, the matches may all be older."""
+    worth = INDEX_WEIGHT * _estimated_matches(conn, filters)
+    if not met:
+        return math.floor(worth)
+    promised = walked * ((filters.offset or 0) + filters.limit + 1) / met
+    return math.ceil(min(3 * promised, worth)) if promised <= worth else 0
+
+
+def _estimated_matches(conn: Connection, filters: Filters) -> float:
+    """How many jobs' payloads match, from the share of a sample of about `SAMPLE_ROWS` rows
+    (whole pages picked at random: `TABLESAMPLE SYSTEM`) and PostgreSQL's estimate of the
+    table's size; at most twice as many rows are read when that estimate is behind."""
+    percent = 100.0 * SAMPLE_ROWS / sa.func.greatest(_TABLE_ROWS, SAMPLE_ROWS)
+    picked = sa.tablesample(jobs, sa.func.system(percent), name="picked")
+    sample = sa.select(picked.c.payload).limit(2 * SAMPLE_ROWS).subquery()
+    matching = sa.and_(
+        *(payload_matches(name, value, sample.c.payload) for name, value in filters.payload.items())
+    )
+    hits, sampled, table_rows = conn.execute(
+        sa.select(sa.func.count().filter(matching), sa.func.count(), _TABLE_ROWS)
+    ).one()
+    return hits / sampled * table_rows if sampled and table_rows > 0 else 0.0
 
 
 def _walk(conn: Connection, filters: Filters, candidates: int) -> list[uuid.UUID]:
