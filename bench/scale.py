@@ -13,7 +13,9 @@ has the same mix), then VACUUMed and ANALYZEd, as autovacuum would have
   (so one address matches about 1 row in 3,000, the body 1 in 3), `webhook-delivery` rows
   `{"url": ".../hooks/<0-499>", "body": {...}}` (1 in 1,500 each), `bench-noop` `{}`.
   "payload.to (sampled)" filters by an address found in the payloads ANALYZE kept, which
-  PostgreSQL estimates to match a hundred times as often as the others.
+  PostgreSQL estimates to match a hundred times as often as the others. `--note-bytes 8000`
+  adds 8 kB of text to each `send-email` payload, as a long email body would: PostgreSQL
+  keeps no statistics of values over a kilobyte, and each payload tested is read from TOAST.
 
 Then a `warren api` (2 processes x 8 threads) answers `--requests` sequential requests per case
 (after 3 uncounted ones); the table shows p50/p95/max and how many jobs a page returned.
@@ -57,6 +59,9 @@ FROM (
                WHEN 0 THEN jsonb_build_object(
                    'to', 'user' || floor(random() * 1000)::int || '@example.com',
                    'subject', 'Order ' || i, 'body', 'Thank you for your order.')
+                   || CASE WHEN :note_bytes > 0 THEN jsonb_build_object('note', (
+                          SELECT string_agg(md5(i || '.' || n), '')
+                          FROM generate_series(1, :note_bytes / 32) AS n)) ELSE '{}' END
                WHEN 1 THEN jsonb_build_object(
                    'url', 'https://example.com/hooks/' || (i % 500),
                    'body', jsonb_build_object('event', 'paid', 'n', i))
@@ -73,12 +78,12 @@ FROM (
 """
 
 
-def fill(env: BenchEnv, rows: int) -> float:
+def fill(env: BenchEnv, rows: int, note_bytes: int) -> float:
     """Insert `rows` generated jobs, VACUUM and ANALYZE; returns the seconds it took."""
     started = time.monotonic()
     with env.engine.begin() as conn:
         conn.execute(sa.text("SELECT setseed(0.42)"))
-        conn.execute(sa.text(FILL), {"rows": rows})
+        conn.execute(sa.text(FILL), {"rows": rows, "note_bytes": note_bytes})
     outside_a_transaction(env, "VACUUM ANALYZE jobs")
     return time.monotonic() - started
 
@@ -202,7 +207,7 @@ def show(results: dict[str, dict[str, Any]]) -> None:
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
-    seconds = fill(env, args.rows)
+    seconds = fill(env, args.rows, args.note_bytes)
     say(f"{args.rows} rows inserted, vacuumed and analyzed in {seconds:.1f} s")
     api = env.start_api(workers=2, threads=8)
     sampled = sampled_address(env)
@@ -221,6 +226,7 @@ def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
     )
     return {
         "rows": args.rows,
+        "noteBytes": args.note_bytes,
         "fillSeconds": round(seconds, 1),
         "requests": args.requests,
         "cases": results,
@@ -232,6 +238,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="jobs in the table (1e6)")
     parser.add_argument("--requests", type=int, default=50, help="requests per case (50)")
+    parser.add_argument(
+        "--note-bytes",
+        type=int,
+        default=0,
+        help="text added to each send-email payload, incompressible, stored out of line (0)",
+    )
     parser.add_argument(
         "--enqueues", type=int, default=5000, help="POST /jobs after the reads (5000)"
     )
