@@ -188,9 +188,15 @@ _CURRENT_ATTEMPT = {
 def conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
     """The WHERE clauses of `filters` (its paging aside): what `page` lists, and what the bulk
     verbs (`service.controls`) cancel or retry."""
-    return _field_conditions(filters) + [
-        payload_matches(name, value) for name, value in filters.payload.items()
-    ]
+    return _field_conditions(filters) + _payload_conditions(filters, jobs.c.payload)
+
+
+def _payload_conditions(
+    filters: Filters, payload: sa.ColumnElement
+) -> list[sa.ColumnElement[bool]]:
+    """The clauses of `filters`' payload fields, on `payload` (the table's column, or a
+    subquery's)."""
+    return [payload_matches(name, value, payload) for name, value in filters.payload.items()]
 
 
 def _field_conditions(filters: Filters) -> list[sa.ColumnElement[bool]]:
@@ -304,9 +310,7 @@ def _estimated_matches(conn: Connection, filters: Filters) -> float:
     percent = 100.0 * SAMPLE_ROWS / sa.func.greatest(_TABLE_ROWS, SAMPLE_ROWS)
     picked = sa.tablesample(jobs, sa.func.system(percent), name="picked", seed=sa.literal(0))
     sample = sa.select(picked.c.payload).limit(2 * SAMPLE_ROWS).subquery()
-    matching = sa.and_(
-        *(payload_matches(name, value, sample.c.payload) for name, value in filters.payload.items())
-    )
+    matching = sa.and_(*_payload_conditions(filters, sample.c.payload))
     hits, sampled, table_rows = conn.execute(
         sa.select(sa.func.count().filter(matching), sa.func.count(), _TABLE_ROWS)
     ).one()
@@ -325,9 +329,7 @@ def _walk(conn: Connection, filters: Filters, candidates: int) -> list[uuid.UUID
         .limit(candidates)
         .subquery()
     )
-    matching = sa.select(newest.c.id).where(
-        *(payload_matches(name, value, newest.c.payload) for name, value in filters.payload.items())
-    )
+    matching = sa.select(newest.c.id).where(*_payload_conditions(filters, newest.c.payload))
     return list(conn.scalars(_paged(matching.order_by(*_newest_first(newest)), filters)))
 
 
@@ -350,9 +352,7 @@ def _loaded(conn: Connection, statement: sa.Select) -> list:
         return list(session.scalars(statement))
 
 
-def payload_matches(
-    name: str, value: str, payload: sa.ColumnElement = jobs.c.payload
-) -> sa.ColumnElement[bool]:
+def payload_matches(name: str, value: str, payload: sa.ColumnElement) -> sa.ColumnElement[bool]:
     """`payload.<name>=<value>`: the payload's top-level field `name` is `value`, or a list
     holding it. A value that reads as a JSON number or boolean matches that too, so `3`
     finds `{"n": 3}` and `{"n": "3"}`, and `true` finds `{"on": true}`.
