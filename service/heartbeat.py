@@ -4,16 +4,17 @@ of the jobs it holds and stops the ones that were cancelled or taken over."""
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from sqlalchemy.engine import Engine
 
 from service import logs
 from service.db import UNREACHABLE
 from service.errors import JobCancelled, LeaseLost
+from service.holdings import Holdings
 from service.registry import RunningJob
+from service.settings import Settings
 from service.store import attempts, processes
-
-if TYPE_CHECKING:
-    from service.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,15 @@ class Heartbeat(threading.Thread):
     that another worker took over, is interrupted with `LeaseLost`: by the time its lease runs
     out, it has stopped, so a takeover never runs it twice at once."""
 
-    def __init__(self, lifecycle: "Lifecycle", interval: float) -> None:
+    def __init__(
+        self, holdings: Holdings, engine: Engine, settings: Settings, worker_name: str
+    ) -> None:
         super().__init__(name="warren-heartbeat", daemon=True)
-        self.lifecycle = lifecycle
-        self.interval = interval
+        self.holdings = holdings
+        self.engine = engine
+        self.worker_name = worker_name
+        self.lease = settings.lease_seconds
+        self.interval = settings.heartbeat_seconds
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -38,32 +44,31 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         self.beat({})
         while not self._stop_event.wait(self.interval):
-            self.beat(self.lifecycle.running())
+            self.beat(self.holdings.running())
         self.leave()
 
     def _about(self, job: RunningJob) -> dict[str, Any]:
-        return logs.about(job.id, job.type, job.attempt, self.lifecycle.worker_name)
+        return logs.about(job.id, job.type, job.attempt, self.worker_name)
 
     def leave(self) -> None:
         """This worker stops: it is no longer listed among the living (`store.processes`)."""
         try:
-            with self.lifecycle.engine.begin() as conn:
-                processes.leave(conn, "worker", self.lifecycle.worker_name)
+            with self.engine.begin() as conn:
+                processes.leave(conn, "worker", self.worker_name)
         except UNREACHABLE:
             pass  # the row stops moving and ages out
 
     def beat(self, running: dict[int, tuple[int, RunningJob]]) -> None:
-        lease = self.lifecycle.settings.lease_seconds
-        waiting = self.lifecycle.waiting()
+        waiting = self.holdings.waiting()
         reports = [
             (attempt_id, job.progress)
             for attempt_id, (_, job) in running.items()
             if not job.progress_written and job.progress is not None
         ]
         try:
-            with self.lifecycle.engine.begin() as conn:
-                processes.beat(conn, "worker", self.lifecycle.worker_name)
-                held = attempts.renew_leases(conn, [*running, *waiting], lease)
+            with self.engine.begin() as conn:
+                processes.beat(conn, "worker", self.worker_name)
+                held = attempts.renew_leases(conn, [*running, *waiting], self.lease)
                 # Only to rows renewed here, which this transaction holds: never a wait.
                 reports = [report for report in reports if held.get(report[0]) is not None]
                 attempts.write_progress(conn, reports)
@@ -73,23 +78,23 @@ class Heartbeat(threading.Thread):
             if running:
                 log.warning("heartbeat: database unavailable (%s)", exc.__class__.__name__)
             for attempt_id, (_, job) in running.items():
-                if time.monotonic() - job.renewed_at > lease * 0.75:
+                if time.monotonic() - job.renewed_at > self.lease * 0.75:
                     log.error(
                         "job %s: lease not renewed in time; stopping it",
                         job.id,
                         extra=self._about(job),
                     )
-                    self.lifecycle.interrupt(attempt_id, LeaseLost)
+                    self.holdings.interrupt(attempt_id, LeaseLost)
             for attempt_id, claimed in waiting.items():
-                if time.monotonic() - claimed.renewed_at > lease * 0.75:
-                    self.lifecycle.doom(attempt_id, LeaseLost)
+                if time.monotonic() - claimed.renewed_at > self.lease * 0.75:
+                    self.holdings.doom(attempt_id, LeaseLost)
             return
         now = time.monotonic()  # an attempt answered None is busy: renewed next beat
         for attempt_id, claimed in waiting.items():
             if attempt_id not in held:
-                self.lifecycle.doom(attempt_id, LeaseLost)
+                self.holdings.doom(attempt_id, LeaseLost)
             elif held[attempt_id]:
-                self.lifecycle.doom(attempt_id, JobCancelled)
+                self.holdings.doom(attempt_id, JobCancelled)
             elif held[attempt_id] is False:
                 claimed.renewed_at = now
         for attempt_id, (_, job) in running.items():
@@ -99,8 +104,8 @@ class Heartbeat(threading.Thread):
                     job.id,
                     extra=self._about(job),
                 )
-                self.lifecycle.interrupt(attempt_id, LeaseLost)
+                self.holdings.interrupt(attempt_id, LeaseLost)
             elif held[attempt_id]:
-                self.lifecycle.interrupt(attempt_id, JobCancelled)
+                self.holdings.interrupt(attempt_id, JobCancelled)
             elif held[attempt_id] is False:
                 job.renewed_at = now

@@ -1,7 +1,7 @@
 """Blocking network calls that a cancel can stop within a fraction of a second.
 
 The worker stops a cancelled job by raising `JobCancelled` in the thread that runs it (an
-asynchronous exception, see `Lifecycle.interrupt`); a lost lease and Dramatiq's time limit do
+asynchronous exception, see `Holdings.interrupt`); a lost lease and Dramatiq's time limit do
 the same. Python delivers such an exception only between bytecodes, so a thread blocked in C,
 in `recv()` waiting for an HTTP answer a server holds or for an SMTP greeting that never comes,
 sees it only when the call returns: at the socket's own timeout, up to minutes later, and the

@@ -7,8 +7,9 @@ the durable row (attempts, `maxAttempts`, the job's retry policy), not from mess
 a retry due within the delay horizon is a delayed message, a later one waits as a row for the
 scheduler. A job that fails for good has its message nacked into the `.XQ` dead-letter queue.
 
-A heartbeat thread per worker process (`service.heartbeat`) renews the leases of running jobs
-and interrupts a job whose cancellation was requested.
+What the worker holds (jobs claimed at delivery that wait for a thread, and running ones) is
+kept in `service.holdings`, where a heartbeat thread per worker process (`service.heartbeat`)
+finds them to renew their leases and to stop the ones cancelled or taken over.
 """
 
 import contextlib
@@ -21,7 +22,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 from dramatiq import Middleware
 from dramatiq.middleware import SkipMessage
 from dramatiq.middleware.time_limit import TimeLimitExceeded
-from dramatiq.threading import raise_thread_exception
 from sqlalchemy.engine import Connection, Engine
 
 from service import logs, metrics, storable
@@ -47,6 +46,7 @@ from service.errors import (
 )
 from service.groupcommit import GroupCommit, Pump
 from service.heartbeat import Heartbeat
+from service.holdings import Holdings
 from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
 from service.retries import RetryPolicy
@@ -56,15 +56,6 @@ from service.store.attempts import Claim
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class Waiting:
-    """A job claimed at delivery, waiting for a thread; `doomed` says why it must not start."""
-
-    claim: Claim
-    renewed_at: float
-    doomed: type[BaseException] | None = None
 
 
 def _never(message: Any) -> bool:
@@ -93,10 +84,7 @@ class Lifecycle(Middleware):
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.default_retry = RetryPolicy.from_settings(settings)
         self._local = threading.local()
-        self._running: dict[int, tuple[int, RunningJob]] = {}
-        self._interrupted: set[int] = set()
-        self._waiting: dict[int, Waiting] = {}
-        self._lock = threading.Lock()
+        self.holdings = Holdings()
         self._heartbeat: Heartbeat | None = None
         self.group = GroupCommit(engine, self.worker_name, settings.lease_seconds)
 
@@ -105,7 +93,7 @@ class Lifecycle(Middleware):
     def after_worker_boot(self, broker, worker) -> None:
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.group = GroupCommit(self.engine, self.worker_name, self.settings.lease_seconds)
-        self._heartbeat = Heartbeat(self, interval=self.settings.heartbeat_seconds)
+        self._heartbeat = Heartbeat(self.holdings, self.engine, self.settings, self.worker_name)
         self._heartbeat.start()
 
     def after_worker_shutdown(self, broker, worker) -> None:
@@ -113,9 +101,7 @@ class Lifecycle(Middleware):
         still running after a stop was asked for (SIGTERM) keeps its lease renewed until it
         ends, so the scheduler never takes it over and runs it a second time. A job claimed at
         delivery that no thread started is given back first."""
-        with self._lock:
-            leftover = [waiting.claim for waiting in self._waiting.values()]
-        self._give_back(leftover)
+        self._give_back([waiting.claim for waiting in self.holdings.waiting().values()])
         if self._heartbeat is not None:
             self._heartbeat.stop()
             self._heartbeat.join(timeout=5)
@@ -146,24 +132,17 @@ class Lifecycle(Middleware):
         if not wanted:
             return
         claims = self.group.claim_many([(job_id, life) for _, job_id, life in wanted], pump)
-        now = time.monotonic()
-        with self._lock:
-            for (message, _, _), claim in zip(wanted, claims, strict=True):
-                if claim is not None:
-                    setattr(message, CLAIMED, claim)
-                    self._waiting[claim.attempt_id] = Waiting(claim, now)
+        for (message, _, _), claim in zip(wanted, claims, strict=True):
+            if claim is not None:
+                setattr(message, CLAIMED, claim)
+        self.holdings.hold(claim for claim in claims if claim is not None)
 
     def release_unstarted(self, messages: Iterable[Any]) -> None:
         """Give back the jobs of these messages that were claimed at delivery and that no
         thread started: the worker stops, or its consumer lets them go. Their messages go
         back to RabbitMQ unacked."""
-        claims = []
-        with self._lock:
-            for message in messages:
-                claim = getattr(message, CLAIMED, None)
-                if claim is not None and self._waiting.pop(claim.attempt_id, None) is not None:
-                    claims.append(claim)
-        self._give_back(claims)
+        claims = [getattr(message, CLAIMED, None) for message in messages]
+        self._give_back(self.holdings.let_go(claim for claim in claims if claim is not None))
 
     def _give_back(self, claims: list[Claim]) -> None:
         if not claims:
@@ -179,30 +158,15 @@ class Lifecycle(Middleware):
                 exc.__class__.__name__,
             )
 
-    def waiting(self) -> dict[int, Waiting]:
-        with self._lock:
-            return dict(self._waiting)
-
-    def doom(self, attempt_id: int, reason: type[BaseException]) -> None:
-        """A job claimed at delivery must not start: it was cancelled (`JobCancelled`) or its
-        claim is no longer this worker's (`LeaseLost`)."""
-        with self._lock:
-            waiting = self._waiting.get(attempt_id)
-            if waiting is not None and waiting.doomed is not LeaseLost:
-                waiting.doomed = reason
-
     def _start_delivered(self, message, claim: Claim) -> None:
         """Start a job claimed at delivery, unless it was doomed while it waited. Its start
         mark goes to the group commit first (`_mark_started`): from its commit on, the
         attempt is spent even if the job kills its worker, while the other jobs the worker
         held are given back unspent (`attempts.release_expired`)."""
-        with self._lock:
-            waiting = self._waiting.get(claim.attempt_id)
-        doomed = waiting.doomed if waiting is not None else LeaseLost
+        doomed = self.holdings.doomed(claim.attempt_id)
         if doomed is None:
             doomed = self._mark_started(message, claim)
-        with self._lock:
-            self._waiting.pop(claim.attempt_id, None)
+        self.holdings.unwait(claim.attempt_id)
         if doomed is None:
             self._start(claim)
             metrics.job_started(claim, message)
@@ -313,8 +277,7 @@ class Lifecycle(Middleware):
         )
         self._local.claim = claim
         self._local.running = running
-        with self._lock:
-            self._running[claim.attempt_id] = (threading.get_ident(), running)
+        self.holdings.run(claim.attempt_id, running)
         set_current(running)
         logs.job_started(claim.job_id, claim.type, claim.number, self.worker_name)
 
@@ -340,9 +303,7 @@ class Lifecycle(Middleware):
     def _record(
         self, message, claim: Claim, running: RunningJob, exc: BaseException | None
     ) -> None:
-        with self._lock:
-            self._running.pop(claim.attempt_id, None)
-            self._interrupted.discard(claim.attempt_id)
+        self.holdings.done(claim.attempt_id)
         try:
             if exc is None:
                 exc = self._record_success(message, claim, running.result)
@@ -510,23 +471,6 @@ class Lifecycle(Middleware):
         except PublishErrors as exc:
             log.error("message %s could not be deferred: %s", message.message_id, exc)
             raise
-
-    def running(self) -> dict[int, tuple[int, RunningJob]]:
-        with self._lock:
-            return dict(self._running)
-
-    def interrupt(self, attempt_id: int, reason: type[BaseException] = JobCancelled) -> None:
-        """Raise `reason` in the thread running this attempt, once, if it still runs."""
-        with self._lock:
-            entry = self._running.get(attempt_id)
-            if entry is None or attempt_id in self._interrupted:
-                return
-            self._interrupted.add(attempt_id)
-            thread_id, running = entry
-            # Interrupt first: a handler that saw the flag first could be cut short mid-cleanup.
-            raise_thread_exception(thread_id, reason)
-            if reason is JobCancelled:
-                running.cancel_requested.set()
 
 
 def describe(exc: BaseException, retryable: bool) -> dict[str, Any]:
