@@ -3,12 +3,12 @@ job type (`/types/{type}/pause|resume`), and cancel or retry every job a filter 
 (`POST /jobs/cancel`, `POST /jobs/retry`). What they do is in `service.controls`."""
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import falcon
 
 from api.requests import read_json
-from api.shapes import PausedSet, Shape
+from api.shapes import PausedAnswer, PausedSet
 from api.views import bulk_json
 from service import controls
 from service.client import Warren
@@ -23,21 +23,6 @@ def install(app: falcon.App, warren: Warren) -> None:
         app.add_route(f"{path}/resume", pausing, suffix="resume")
     app.add_route("/jobs/cancel", Bulk(warren, warren.cancel_where))
     app.add_route("/jobs/retry", Bulk(warren, warren.retry_where))
-
-
-class PausedAnswer(Shape):
-    success: Literal[True]
-    paused: PausedSet
-
-
-class BulkAnswer(Shape):
-    """`matched`: the jobs the filter selects; `changed`: those cancelled or retried (with
-    `dryRun`: that would be)."""
-
-    success: Literal[True]
-    matched: int
-    changed: int
-    dry_run: bool
 
 
 def paused_answer(paused: Paused) -> dict[str, Any]:

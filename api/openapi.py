@@ -14,7 +14,6 @@ from pydantic import BaseModel, TypeAdapter
 
 from api import shapes
 from api.auth import Tokens
-from api.controls import BulkAnswer, PausedAnswer
 from api.embeddings import SearchQuery
 from api.ui.document import paths as ui_paths
 from service.broker import TIERS
@@ -85,8 +84,6 @@ def _component_schemas(job_types: list[JobType]) -> dict[str, Any]:
         "ScheduleRequest": TypeAdapter(ScheduleRequest),
         "ScheduleChange": TypeAdapter(ScheduleFields),
         "Selection": SelectionBody,
-        "PausedAnswer": TypeAdapter(PausedAnswer),
-        "BulkAnswer": TypeAdapter(BulkAnswer),
         **{f"Payload.{job.name}": TypeAdapter(job.payload) for job in job_types},
     }
     keys, defs = TypeAdapter.json_schemas(

@@ -220,6 +220,21 @@ class PausedSet(Shape):
     types: list[str]
 
 
+class PausedAnswer(Shape):
+    success: Literal[True]
+    paused: PausedSet
+
+
+class BulkAnswer(Shape):
+    """`matched`: the jobs the filter selects; `changed`: those cancelled or retried (with
+    `dryRun`: that would be)."""
+
+    success: Literal[True]
+    matched: int
+    changed: int
+    dry_run: bool
+
+
 class StatsBody(Shape):
     total: int
     pending: int
