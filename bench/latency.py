@@ -43,6 +43,10 @@ Batch: `--batches` requests of 1,000 `bench-noop` jobs each, one after another; 
 jobs over the time until the last answer. The API answers once the rows are committed and the
 scheduler's relay publishes them right after, so "published" jobs/s is all jobs over the time
 until no row is left unpublished (polled every 0.1 s).
+
+`--no-relay` runs no scheduler: the API stores its jobs and nothing publishes them, which no
+deployment would do. It measures what the relay's work costs the requests beside it; the batch
+phase, which waits for publishing, is left out.
 """
 
 import argparse
@@ -349,21 +353,26 @@ def p95_interval(
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
-    scheduler = env.start_scheduler()
+    relay = [] if args.no_relay else [env.start_scheduler().pid]
     api = env.start_api(workers=2, threads=8)
     quiet = env.start_api(workers=2, threads=8, WARREN_ACCESS_LOG="false")
     say(
         f"warren api on {api.url}, and warren-quiet (WARREN_ACCESS_LOG=false) on {quiet.url} "
-        "(2 processes x 8 threads each), a scheduler, no worker"
+        "(2 processes x 8 threads each), "
+        + ("no scheduler: nothing publishes the jobs" if args.no_relay else "a scheduler")
+        + ", no worker"
     )
     single = single_enqueue(
         env,
         args,
         {
-            "warren": (api.url, [api.process.pid, scheduler.pid]),
-            "warren-quiet": (quiet.url, [quiet.process.pid, scheduler.pid]),
+            "warren": (api.url, [api.process.pid, *relay]),
+            "warren-quiet": (quiet.url, [quiet.process.pid, *relay]),
         },
     )
+    run = {key: getattr(args, key) for key in ("rate", "seconds", "clients", "rounds")}
+    if args.no_relay:
+        return {**run, **single, "noRelay": True}
 
     batch = batches(env, api.url, args.batches)
     say(
@@ -372,14 +381,7 @@ def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         f"published, errors {batch['errors'] or 0}"
     )
     show_latency("per request", batch["request"])
-    return {
-        "rate": args.rate,
-        "seconds": args.seconds,
-        "clients": args.clients,
-        "rounds": args.rounds,
-        **single,
-        "batch": batch,
-    }
+    return {**run, **single, "batch": batch}
 
 
 def main() -> None:
@@ -394,6 +396,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="sending threads (16)")
     parser.add_argument("--warmup", type=float, default=2, help="uncounted seconds first (2)")
     parser.add_argument("--batches", type=int, default=20, help="batch requests (20)")
+    parser.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="run no scheduler, so nothing publishes the jobs: what the relay costs the requests",
+    )
     parser.add_argument(
         "--max-seconds", type=float, default=900, help="time limit of the whole run (900)"
     )
