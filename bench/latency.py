@@ -353,7 +353,7 @@ def p95_interval(
 
 
 def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
-    relay = [] if args.no_relay else [env.start_scheduler().pid]
+    relay_pids = [] if args.no_relay else [env.start_scheduler().pid]
     api = env.start_api(workers=2, threads=8)
     quiet = env.start_api(workers=2, threads=8, WARREN_ACCESS_LOG="false")
     say(
@@ -366,8 +366,8 @@ def measure(env: BenchEnv, args: argparse.Namespace) -> dict[str, Any]:
         env,
         args,
         {
-            "warren": (api.url, [api.process.pid, *relay]),
-            "warren-quiet": (quiet.url, [quiet.process.pid, *relay]),
+            "warren": (api.url, [api.process.pid, *relay_pids]),
+            "warren-quiet": (quiet.url, [quiet.process.pid, *relay_pids]),
         },
     )
     run = {key: getattr(args, key) for key in ("rate", "seconds", "clients", "rounds")}
