@@ -132,10 +132,12 @@ class Lifecycle(Middleware):
         if not wanted:
             return
         claims = self.group.claim_many([(job_id, life) for _, job_id, life in wanted], pump)
+        held = []
         for (message, _, _), claim in zip(wanted, claims, strict=True):
             if claim is not None:
                 setattr(message, CLAIMED, claim)
-        self.holdings.hold(claim for claim in claims if claim is not None)
+                held.append(claim)
+        self.holdings.hold(held)
 
     def release_unstarted(self, messages: Iterable[Any]) -> None:
         """Give back the jobs of these messages that were claimed at delivery and that no
