@@ -55,7 +55,7 @@ from service.registry import Registry
 from service.registry import registry as default_registry
 from service.reschedule import RescheduleRequest
 from service.settings import Settings
-from service.store import counts, dead_letters, jobs
+from service.store import counts, dead_letters, jobs, publishing
 from service.store import schedules as schedule_store
 from service.store.pauses import Kind, Paused
 
@@ -237,7 +237,7 @@ class Warren:
         duplicate message is harmless."""
         try:
             with self.engine.begin() as conn:
-                jobs.mark_published(conn, published)
+                publishing.mark_published(conn, published)
         except sa.exc.SQLAlchemyError as exc:
             log.warning(
                 "%d jobs not marked published (%s); the scheduler will", len(published), exc

@@ -51,7 +51,7 @@ from service.models import JobStatus
 from service.registry import Registry, RunningJob, set_current
 from service.retries import RetryPolicy
 from service.settings import Settings
-from service.store import attempts, jobs
+from service.store import attempts, publishing
 from service.store.attempts import Claim
 
 log = logging.getLogger(__name__)
@@ -428,7 +428,7 @@ class Lifecycle(Middleware):
             return
         # If this fails the scheduler publishes it again; a duplicate message is harmless.
         with contextlib.suppress(DatabaseUnavailable):
-            self._retrying(lambda: self._in_tx(lambda c: jobs.mark_published(c, [dispatch])))
+            self._retrying(lambda: self._in_tx(lambda c: publishing.mark_published(c, [dispatch])))
 
     def _retryable(self, claim: Claim, exc: BaseException) -> bool:
         if isinstance(exc, PermanentError):

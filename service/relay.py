@@ -38,7 +38,7 @@ from service import db
 from service.broker import Publisher
 from service.pauses import PauseState, held_priorities
 from service.settings import Settings
-from service.store import jobs
+from service.store import publishing
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,11 @@ class Relay:
         (published, or left to the scheduler), or None when RabbitMQ refused the batch. With
         `probe`, a look that finds nothing is one cheap statement, outside any transaction;
         without, it opens the transaction at once, as a look right after a busy one should."""
-        if probe and not jobs.any_for_relay(conn):
+        if probe and not publishing.any_for_relay(conn):
             return 0
         paused = self.pauses.current()
         with conn.connection.driver_connection.transaction() as transaction:
-            due, taken = jobs.relaying(
+            due, taken = publishing.relaying(
                 conn,
                 self.settings.delay_horizon_seconds,
                 MAX_BATCH,

@@ -41,7 +41,7 @@ from service.registry import Registry
 from service.registry import registry as default_registry
 from service.relay import Relay
 from service.settings import Settings
-from service.store import attempts, counts, jobs, processes
+from service.store import attempts, counts, processes, publishing
 from service.store import pauses as pause_store
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class Scheduler:
         while True:
             with self.engine.begin() as conn:
                 paused = pause_store.every(conn)
-                due = jobs.due_unpublished(
+                due = publishing.due_unpublished(
                     conn,
                     self.settings.delay_horizon_seconds,
                     self.settings.stranded_after_seconds,
@@ -177,7 +177,7 @@ class Scheduler:
                     held_priorities=held_priorities(paused.tiers),
                 )
                 published = self.publisher.publish_many(dispatch_of(job) for job in due)
-                jobs.mark_published(conn, published)
+                publishing.mark_published(conn, published)
             tick.published += len(published)
             if len(published) < len(due) or len(due) < 500:
                 return
@@ -199,9 +199,9 @@ class Scheduler:
         if not idle:
             return
         with self.engine.begin() as conn:
-            lost = jobs.lost_messages(conn, idle, after)
+            lost = publishing.lost_messages(conn, idle, after)
             published = self.publisher.publish_many(dispatch_of(job) for job in lost)
-            jobs.mark_published(conn, published)
+            publishing.mark_published(conn, published)
         if published:
             log.warning("published again %d jobs whose message was lost", len(published))
         tick.republished += len(published)
@@ -214,7 +214,7 @@ class Scheduler:
             published = self.publisher.publish_many(dispatch_of(job) for job in fired)
             if published:
                 with self.engine.begin() as conn:
-                    jobs.mark_published(conn, published)
+                    publishing.mark_published(conn, published)
             tick.fired += len(fired)
 
     def _prune(self, tick: Tick) -> None:

@@ -7,7 +7,8 @@ Its verbs take a connection in the caller's transaction and return the rows they
 UPDATE that names the status it expects: a write that matches no row lost a race and changes
 nothing. The same statement records the change in the kept counts (`sql.move`).
 
-- `jobs`: enqueue, publish, cancel, retry, reschedule, replay, what to publish, prune;
+- `jobs`: enqueue, cancel, retry, reschedule, replay, prune;
+- `publishing`: what to publish (the relay's, the scheduler's, the lost), and the marks;
 - `attempts`: a worker's claims and completions in batches, failures, cancels, leases;
 - `dead_letters`: record, resolve, replay, purge and prune dead letters;
 - `schedules`: create, change, delete and sync schedules; lock the due ones and move them on;

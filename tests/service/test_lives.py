@@ -23,7 +23,7 @@ from service.broker import (
 )
 from service.drain import DRAIN, Drainer
 from service.scheduler import Scheduler
-from service.store import attempts, jobs
+from service.store import attempts, jobs, publishing
 from tests.conftest import delete_queues
 from tests.helpers import runs, wait_for
 
@@ -185,11 +185,11 @@ def test_a_late_mark_of_an_earlier_life_does_not_hide_the_new_one(warren, engine
     with engine.begin() as conn:
         attempts.fail(conn, failed, {"type": "E", "message": "x", "retryable": False}, None, None)
         job = jobs.retry(conn, stored)
-        jobs.mark_published(conn, [Dispatch(stored, job.type, {}, 5, 60, life=1, attempts=0)])
+        publishing.mark_published(conn, [Dispatch(stored, job.type, {}, 5, 60, life=1, attempts=0)])
     assert warren.get(stored).published_at is None
 
     with engine.begin() as conn:
-        jobs.mark_published(conn, [Dispatch(stored, job.type, {}, 5, 60, life=2, attempts=0)])
+        publishing.mark_published(conn, [Dispatch(stored, job.type, {}, 5, 60, life=2, attempts=0)])
     assert warren.get(stored).published_at is not None
 
 
@@ -198,7 +198,7 @@ def test_a_late_mark_of_an_earlier_attempt_does_not_hide_the_next(warren, engine
     retry_at = datetime.now(UTC) + timedelta(hours=2)  # beyond the horizon: a row to publish
     with engine.begin() as conn:
         attempts.fail(conn, first, {"type": "E", "message": "x", "retryable": True}, None, retry_at)
-        jobs.mark_published(conn, [Dispatch(stored, "test-record", {}, 5, 60, attempts=0)])
+        publishing.mark_published(conn, [Dispatch(stored, "test-record", {}, 5, 60, attempts=0)])
 
     assert warren.get(stored).published_at is None
 

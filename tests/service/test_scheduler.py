@@ -11,7 +11,7 @@ from api.app import create_app
 from service.broker import Publisher, build_broker, dispatch_of
 from service.client import Warren
 from service.scheduler import Scheduler
-from service.store import jobs
+from service.store import publishing
 from tests.conftest import purge_queues
 from tests.helpers import wait_for
 
@@ -105,7 +105,7 @@ def test_marking_jobs_published_never_waits_for_a_row_another_transaction_holds(
         holder.execute(sa.text("SELECT 1 FROM jobs WHERE id = :id FOR UPDATE"), {"id": held})
         with engine.begin() as conn:
             conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
-            jobs.mark_published(conn, dispatches)  # waiting for `held` would time out
+            publishing.mark_published(conn, dispatches)  # waiting for `held` would time out
 
     assert warren.get(held).published_at is None  # its holder is changing it
     assert warren.get(free).published_at is not None
