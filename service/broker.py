@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -129,6 +129,11 @@ class Dispatch:
     due_at: datetime | None = None
     life: int = 1
     attempts: int = 0
+
+
+#: Publishes jobs and marks them published; what fails stays for the scheduler to publish
+#: (`Warren.publish`, handed to the facades and verbs that start or restart jobs).
+Publish = Callable[[list[Dispatch]], None]
 
 
 def dispatch_of(job: Job) -> Dispatch:

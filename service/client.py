@@ -38,7 +38,6 @@ from service import (
     reschedule,
     retention,
     schedules,
-    storable,
 )
 from service.broker import (
     Dispatch,
@@ -50,13 +49,12 @@ from service.brokerview import BrokerView
 from service.enqueue import EnqueueRequest, build_row, parse
 from service.errors import NotFound, UnknownJobType, ValidationFailed
 from service.kept import KeptConnections
-from service.models import STATUSES, DeadLetter, Job, JobAttempt, JobStatus, Schedule
+from service.models import STATUSES, Job, JobAttempt, JobStatus
 from service.registry import Registry
 from service.registry import registry as default_registry
 from service.reschedule import RescheduleRequest
 from service.settings import Settings
 from service.store import counts, dead_letters, jobs, publishing
-from service.store import schedules as schedule_store
 from service.store.pauses import Kind, Paused
 
 log = logging.getLogger(__name__)
@@ -102,8 +100,8 @@ class Warren:
         self.publisher = publisher or Publisher(build_broker(settings), settings)
         self.relayed = relayed
         self._kept = KeptConnections(self._autocommit) if relayed else None
-        self.dlq = DeadLetters(self)
-        self.schedules = Schedules(self)
+        self.dlq = deadletters.Inspector(self.engine, settings, self.publish)
+        self.schedules = schedules.Schedules(self.engine, self.registry, settings, self.publish)
         self.broker_view = BrokerView(settings)
 
     @classmethod
@@ -388,112 +386,6 @@ class Warren:
         """Run again every failed or cancelled job the filters select, in batches."""
         filters = controls.filters_of(filter)
         return controls.retry_where(self.engine, filters, self.publish, dry_run)
-
-
-class DeadLetters:
-    """The DLQ inspector: `warren.dlq.list()`, `.groups()`, `.replay(selection)`, `.purge(...)`."""
-
-    def __init__(self, warren: Warren) -> None:
-        self.warren = warren
-
-    def list(
-        self,
-        *,
-        type: str | None = None,
-        queue: str | None = None,
-        fingerprint: str | None = None,
-        limit: int = 50,
-        before: int | None = None,
-    ) -> list[DeadLetter]:
-        storable.check_params({"type": type, "queue": queue, "fingerprint": fingerprint})
-        if queue is not None and "." not in queue:
-            queue = f"{self.warren.settings.queue_prefix}.{queue}"
-        with self.warren.engine.connect() as conn:
-            return deadletters.page(
-                conn, type=type, queue=queue, fingerprint=fingerprint, limit=limit, before=before
-            )
-
-    def groups(self) -> list[dict[str, Any]]:
-        with self.warren.engine.connect() as conn:
-            return deadletters.groups(conn)
-
-    def replay(self, selection: deadletters.Selection | Mapping[str, Any]) -> int:
-        """Run the selected dead jobs again with fresh attempts; returns how many. Raises
-        `NotFound` when a named job id is not in the DLQ (nothing is replayed then)."""
-        selection = _selection(selection)
-        with self.warren.engine.begin() as conn:
-            due = [dispatch_of(job) for job in dead_letters.take_for_replay(conn, selection)]
-        self.warren.publish(due)
-        return len(due)
-
-    def purge(self, selection: deadletters.Selection | Mapping[str, Any]) -> int:
-        """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
-        with self.warren.engine.begin() as conn:
-            return dead_letters.purge(conn, _selection(selection))
-
-
-class Schedules:
-    """Cron schedules: `warren.schedules.create({...})`, `.list()`, `.get(name)`,
-    `.update(name, {...})`, `.delete(name)`, `.run(name)`, as `/schedules` over HTTP."""
-
-    def __init__(self, warren: Warren) -> None:
-        self.warren = warren
-
-    def list(self) -> list[Schedule]:
-        with self.warren.engine.connect() as conn:
-            return schedule_store.every(conn)
-
-    def get(self, name: str) -> Schedule:
-        with self.warren.engine.connect() as conn:
-            return schedule_store.get(conn, schedules.known_name(name))
-
-    def create(self, body: Mapping[str, Any]) -> Schedule:
-        """Store a new schedule; its first slot is the first after now. Raises
-        `ValidationFailed` naming the field, `UnknownJobType`, or `Conflict` for a taken name."""
-        w = self.warren
-        definition = schedules.define(schedules.parse(body), w.registry, w.settings)
-        first = schedules.next_slot(definition.cron, definition.timezone, datetime.now(UTC))
-        with w.engine.begin() as conn:
-            return schedule_store.create(conn, schedules.values(definition), first)
-
-    def update(self, name: str, body: Mapping[str, Any]) -> Schedule:
-        """Change some fields. A new time, or a schedule enabled again, starts from the first
-        slot after now: a paused schedule does not catch up. Raises as `create`, or
-        `NotFound`."""
-        w = self.warren
-        change = schedules.parse(body, schedules.ScheduleFields)
-        with w.engine.begin() as conn:
-            base = schedule_store.get(conn, schedules.known_name(name), lock=True)
-            definition = schedules.define(change, w.registry, w.settings, base)
-            following = base.next_run_at
-            moved = (definition.cron, definition.timezone) != (base.cron, base.timezone)
-            if moved or (definition.enabled and not base.enabled):
-                now = datetime.now(UTC)
-                following = schedules.next_slot(definition.cron, definition.timezone, now)
-            return schedule_store.update(conn, schedules.values(definition), following)
-
-    def delete(self, name: str) -> None:
-        """Delete a schedule; the jobs it created stay. Raises `NotFound`."""
-        with self.warren.engine.begin() as conn:
-            schedule_store.delete(conn, schedules.known_name(name))
-
-    def run(self, name: str) -> Job:
-        """Enqueue the schedule's job now, outside its slots. Raises `NotFound`."""
-        w = self.warren
-        now = datetime.now(UTC)
-        with w.engine.begin() as conn:
-            schedule = schedule_store.get(conn, schedules.known_name(name), lock=True)
-            row = schedules.job_row(schedule, now, w.registry, w.settings)
-            jobs.insert(conn, [row])
-            schedule_store.advance(conn, [(name, schedule.next_run_at, row["id"])], now)
-        w.publish([_dispatch(row)])
-        return Job.model_validate(row)
-
-
-def _selection(value: deadletters.Selection | Mapping[str, Any]) -> deadletters.Selection:
-    if isinstance(value, deadletters.Selection):
-        return value
-    return deadletters.Selection.parse(dict(value) if isinstance(value, Mapping) else value)
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

@@ -10,7 +10,7 @@ it was selected in (`store.jobs.cancel_many`, `retry_many`).
 """
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 
 from service import metrics, queries
-from service.broker import TIERS, Dispatch, dispatch_of
+from service.broker import TIERS, Publish, dispatch_of
 from service.enqueue import validated
 from service.errors import BadRequest, NotFound
 from service.models import Job
@@ -142,7 +142,7 @@ def cancel_where(engine: Engine, filters: queries.Filters, dry_run: bool = False
 def retry_where(
     engine: Engine,
     filters: queries.Filters,
-    publish: Callable[[list[Dispatch]], None],
+    publish: Publish,
     dry_run: bool = False,
 ) -> Bulk:
     """Start a new life of every failed or cancelled job `filters` selects, as a retry of

@@ -8,6 +8,8 @@ fingerprint (error type + normalized message), replays them (the job starts a ne
 fresh attempts and is published again) and purges them.
 """
 
+from __future__ import annotations
+
 import logging
 import uuid
 from collections.abc import Mapping
@@ -16,13 +18,10 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from service import storable
-from service.broker import (
-    queue_name,
-    tier_of,
-)
+from service.broker import Publish, dispatch_of, queue_name, tier_of
 from service.errors import BadRequest
 from service.models import DeadLetter, Job
 from service.queries import DEFAULT_LIMIT, MAX_LIMIT, query_error
@@ -92,7 +91,7 @@ class Selection:
     all: bool = False
 
     @classmethod
-    def parse(cls, body: Any) -> "Selection":
+    def parse(cls, body: Any) -> Selection:
         """From `{"jobIds": [...]}`, `{"fingerprint": "..."}` or `{"all": true}`; any other
         JSON value is a `BadRequest`; text PostgreSQL cannot store is a `ValidationFailed`."""
         storable.check(body)
@@ -127,7 +126,7 @@ class DeadLetterQuery(BaseModel):
     before: Annotated[int, Field(ge=1, le=MAX_ID), Whole] | None = None
 
     @classmethod
-    def parse(cls, params: Mapping[str, Any]) -> "DeadLetterQuery":
+    def parse(cls, params: Mapping[str, Any]) -> DeadLetterQuery:
         """Raises `BadRequest` naming the bad parameter."""
         storable.check_params(params)
         try:
@@ -176,3 +175,56 @@ def groups(conn: Connection) -> list[dict[str, Any]]:
     The groups are counted from `dead_letters_fingerprint_idx` alone (it holds the type and
     time), and only each group's latest error is read from its row."""
     return [dict(row._mapping) for row in conn.execute(_GROUPS)]
+
+
+# -- the Python API: warren.dlq ----------------------------------------------------------------
+
+
+class Inspector:
+    """The DLQ inspector: `warren.dlq.list()`, `.groups()`, `.replay(selection)`, `.purge(...)`."""
+
+    def __init__(self, engine: Engine, settings: Settings, publish: Publish) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.publish = publish
+
+    def list(
+        self,
+        *,
+        type: str | None = None,
+        queue: str | None = None,
+        fingerprint: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[DeadLetter]:
+        storable.check_params({"type": type, "queue": queue, "fingerprint": fingerprint})
+        if queue is not None and "." not in queue:
+            queue = f"{self.settings.queue_prefix}.{queue}"
+        with self.engine.connect() as conn:
+            return page(
+                conn, type=type, queue=queue, fingerprint=fingerprint, limit=limit, before=before
+            )
+
+    def groups(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return groups(conn)
+
+    def replay(self, selection: Selection | Mapping[str, Any]) -> int:
+        """Run the selected dead jobs again with fresh attempts; returns how many. Raises
+        `NotFound` when a named job id is not in the DLQ (nothing is replayed then)."""
+        selection = _selection_of(selection)
+        with self.engine.begin() as conn:
+            due = [dispatch_of(job) for job in dead_letters.take_for_replay(conn, selection)]
+        self.publish(due)
+        return len(due)
+
+    def purge(self, selection: Selection | Mapping[str, Any]) -> int:
+        """Delete the selected dead letters; their jobs stay `failed`. Returns how many."""
+        with self.engine.begin() as conn:
+            return dead_letters.purge(conn, _selection_of(selection))
+
+
+def _selection_of(value: Selection | Mapping[str, Any]) -> Selection:
+    if isinstance(value, Selection):
+        return value
+    return Selection.parse(dict(value) if isinstance(value, Mapping) else value)

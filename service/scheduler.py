@@ -32,7 +32,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from service import deadletters, metrics, retention, schedules
+from service import deadletters, firing, metrics, retention, schedules
 from service.broker import TIER_PRIORITIES, Publisher, build_broker, dispatch_of, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
@@ -210,7 +210,7 @@ class Scheduler:
         more = True
         while more:  # a batch per transaction, until none is due
             with self.engine.begin() as conn:
-                fired, more = schedules.fire_due(conn, self.registry, self.settings, now)
+                fired, more = firing.fire_due(conn, self.registry, self.settings, now)
             published = self.publisher.publish_many(dispatch_of(job) for job in fired)
             if published:
                 with self.engine.begin() as conn:

@@ -6,7 +6,7 @@ expressions are read by `cronsim` (five fields, and `@hourly`, `@daily`, `@weekl
 `@monthly`, `@yearly`), in the schedule's IANA time zone: a slot in a daylight-saving gap fires
 at the end of the gap, a slot in a repeated hour fires once.
 
-The scheduler fires what is due each tick (`fire_due`), up to `LEAD` seconds ahead (the job
+The scheduler fires what is due each tick (`service.firing`), up to `LEAD` seconds ahead (the job
 is then due at its slot): with the schedule's row locked, it inserts the job and moves
 `next_run_at` on in one transaction, so each slot fires once however
 many schedulers run. Slots missed while no scheduler ran follow the schedule's `catchUp`:
@@ -16,17 +16,18 @@ many schedulers run. Slots missed while no scheduler ran follow the schedule's `
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import islice, takewhile
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
+from service.broker import Publish, dispatch_of
 from service.enqueue import EnqueueRequest, build_row, field_errors, validated
 from service.errors import NotFound, UnknownJobType, ValidationFailed
 from service.models import Job, Schedule
@@ -224,66 +225,6 @@ def _camel_keys(body: dict[str, Any]) -> dict[str, Any]:
     return {to_camel(key): value for key, value in body.items()}
 
 
-# -- firing -------------------------------------------------------------------------------------
-
-
-def due_slots(schedule: Schedule, now: datetime) -> tuple[list[datetime], datetime]:
-    """The slots of `schedule` to fire at `now` (those up to `LEAD` ahead included), oldest
-    first, as its `catchUp` says, and its next slot after them."""
-    horizon = now + LEAD
-    upcoming = slots(schedule.cron, schedule.timezone, schedule.next_run_at - timedelta(seconds=1))
-    missed = list(takewhile(lambda slot: slot <= horizon, islice(upcoming, CATCH_UP_LIMIT + 1)))
-    if len(missed) > CATCH_UP_LIMIT:  # down a long time: the newest slots, counted back
-        back = CronSim(ALIASES.get(schedule.cron, schedule.cron), _zoned(horizon, schedule), True)
-        missed = sorted(islice(back, CATCH_UP_LIMIT))
-    following = next_slot(schedule.cron, schedule.timezone, horizon)
-    if not missed:
-        return [], following
-    if schedule.catch_up == "all":
-        return [s.astimezone(UTC) for s in missed], following
-    newest = missed[-1].astimezone(UTC)
-    if schedule.catch_up == "none" and now - newest > ON_TIME:
-        return [], following
-    return [newest], following
-
-
-def _zoned(now: datetime, schedule: Schedule) -> datetime:
-    """`now` in the schedule's zone, a second on, so that counting back includes `now`."""
-    return (now.replace(microsecond=0) + timedelta(seconds=1)).astimezone(
-        ZoneInfo(schedule.timezone)
-    )
-
-
-def fire_due(
-    conn: Connection,
-    registry: Registry,
-    settings: Settings,
-    now: datetime | None = None,
-    limit: int = 1000,
-) -> tuple[list[Job], bool]:
-    """Fire up to `limit` enabled schedules whose next slot comes within `LEAD`, in `conn`'s
-    transaction:
-    insert a job per slot its `catchUp` allows and move `next_run_at` past `now`, all in two
-    statements. Schedules another scheduler holds are skipped. Returns the jobs, to be
-    published after the commit, and whether more schedules may be due."""
-    now = now or datetime.now(UTC)
-    due = store.due(conn, now + LEAD, limit)
-    rows: list[dict[str, Any]] = []
-    moves: list[tuple[str, datetime, Any]] = []
-    for schedule in due:
-        chosen, following = due_slots(schedule, now)
-        try:
-            made = [job_row(schedule, slot, registry, settings, now) for slot in chosen]
-        except (UnknownJobType, ValidationFailed) as exc:  # a deploy retired or changed its type
-            log.error("schedule %s: slot skipped, its job is refused: %s", schedule.name, exc)
-            made = []
-        rows += made
-        moves.append((schedule.name, following, made[-1]["id"] if made else None))
-    jobs.insert(conn, rows)
-    store.advance(conn, moves, now)
-    return [Job.model_validate(row) for row in rows], len(due) == limit
-
-
 def job_row(
     schedule: Schedule,
     slot: datetime,
@@ -306,3 +247,67 @@ def job_row(
     row = build_row(_enqueue_request(definition), registry, settings=settings)
     ahead = slot if slot > (now or datetime.now(UTC)) else None
     return row | {"schedule_name": schedule.name, "scheduled_for": slot, "scheduled_at": ahead}
+
+
+# -- the Python API: warren.schedules -----------------------------------------------------------
+
+
+class Schedules:
+    """Cron schedules: `warren.schedules.create({...})`, `.list()`, `.get(name)`,
+    `.update(name, {...})`, `.delete(name)`, `.run(name)`, as `/schedules` over HTTP."""
+
+    def __init__(
+        self, engine: Engine, registry: Registry, settings: Settings, publish: Publish
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.settings = settings
+        self.publish = publish
+
+    def list(self) -> list[Schedule]:
+        with self.engine.connect() as conn:
+            return store.every(conn)
+
+    def get(self, name: str) -> Schedule:
+        with self.engine.connect() as conn:
+            return store.get(conn, known_name(name))
+
+    def create(self, body: Mapping[str, Any]) -> Schedule:
+        """Store a new schedule; its first slot is the first after now. Raises
+        `ValidationFailed` naming the field, `UnknownJobType`, or `Conflict` for a taken name."""
+        definition = define(parse(body), self.registry, self.settings)
+        first = next_slot(definition.cron, definition.timezone, datetime.now(UTC))
+        with self.engine.begin() as conn:
+            return store.create(conn, values(definition), first)
+
+    def update(self, name: str, body: Mapping[str, Any]) -> Schedule:
+        """Change some fields. A new time, or a schedule enabled again, starts from the first
+        slot after now: a paused schedule does not catch up. Raises as `create`, or
+        `NotFound`."""
+        change = parse(body, ScheduleFields)
+        with self.engine.begin() as conn:
+            base = store.get(conn, known_name(name), lock=True)
+            definition = define(change, self.registry, self.settings, base)
+            following = base.next_run_at
+            moved = (definition.cron, definition.timezone) != (base.cron, base.timezone)
+            if moved or (definition.enabled and not base.enabled):
+                now = datetime.now(UTC)
+                following = next_slot(definition.cron, definition.timezone, now)
+            return store.update(conn, values(definition), following)
+
+    def delete(self, name: str) -> None:
+        """Delete a schedule; the jobs it created stay. Raises `NotFound`."""
+        with self.engine.begin() as conn:
+            store.delete(conn, known_name(name))
+
+    def run(self, name: str) -> Job:
+        """Enqueue the schedule's job now, outside its slots. Raises `NotFound`."""
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            schedule = store.get(conn, known_name(name), lock=True)
+            row = job_row(schedule, now, self.registry, self.settings)
+            jobs.insert(conn, [row])
+            store.advance(conn, [(name, schedule.next_run_at, row["id"])], now)
+        job = Job.model_validate(row)
+        self.publish([dispatch_of(job)])
+        return job
