@@ -72,41 +72,44 @@ def next_slot(cron: str, timezone: str, after: datetime) -> datetime:
 
 
 class ScheduleFields(BaseModel):
-    """What a schedule says, as `POST /schedules` and `PATCH /schedules/{name}` spell it."""
+    """What a schedule says, as `POST /schedules` and `PATCH /schedules/{name}` spell it.
+
+    A field left out keeps what the schedule has (or its default). The job's options
+    (`priority`, `maxAttempts`, `timeoutSeconds`, `retry`) may be `null`, which gives the
+    option back to the job type; the schedule's own fields may not, as a schedule cannot be
+    without them. Their defaults stand for "not given" and are never validated."""
 
     model_config = _camel
 
-    cron: str | None = Field(default=None, min_length=1, max_length=200)
-    timezone: str | None = Field(default=None, min_length=1, max_length=100)
-    type: str | None = Field(default=None, min_length=1, max_length=200)
-    payload: dict[str, Any] | None = None
+    cron: str = Field(default=None, min_length=1, max_length=200)
+    timezone: str = Field(default=None, min_length=1, max_length=100)
+    type: str = Field(default=None, min_length=1, max_length=200)
+    payload: dict[str, Any] = Field(default=None)
     priority: Any = None
     max_attempts: Any = None
     timeout_seconds: Any = None
     retry: Any = None
-    enabled: bool | None = Field(default=None, strict=True)
-    catch_up: CatchUp | None = None
+    enabled: bool = Field(default=None, strict=True)
+    catch_up: CatchUp = Field(default=None)
 
     @field_validator("cron")
     @classmethod
-    def _cron(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                CronSim(ALIASES.get(value, value), datetime.now(UTC))
-            except CronSimError as exc:
-                raise ValueError(f"not a cron expression: {exc}") from None
-            except Exception:  # whatever else the parser trips on is no cron expression either
-                raise ValueError("not a cron expression") from None
+    def _cron(cls, value: str) -> str:
+        try:
+            CronSim(ALIASES.get(value, value), datetime.now(UTC))
+        except CronSimError as exc:
+            raise ValueError(f"not a cron expression: {exc}") from None
+        except Exception:  # whatever else the parser trips on is no cron expression either
+            raise ValueError("not a cron expression") from None
         return value
 
     @field_validator("timezone")
     @classmethod
-    def _timezone(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError, OSError):
-                raise ValueError("not an IANA time zone, such as Europe/Berlin or UTC") from None
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError("not an IANA time zone, such as Europe/Berlin or UTC") from None
         return value
 
 

@@ -60,6 +60,40 @@ def test_a_bad_schedule_is_a_422_naming_the_field(client, warren, fields, field)
     assert client.simulate_get("/schedules").json["schedules"] == []
 
 
+NOT_NULL = ["cron", "timezone", "type", "payload", "enabled", "catchUp"]
+
+
+@pytest.mark.parametrize("field", NOT_NULL)
+def test_a_null_schedule_field_is_a_422_on_create(client, warren, field):
+    response = client.simulate_post("/schedules", json=BODY | {field: None})
+
+    assert response.status_code == 422, response.json
+    assert [d["field"] for d in response.json["error"]["details"]] == [field]
+    assert client.simulate_get("/schedules").json["schedules"] == []
+
+
+@pytest.mark.parametrize("field", NOT_NULL)
+def test_a_null_schedule_field_is_a_422_on_change_and_changes_nothing(client, warren, field):
+    created = create(client)
+
+    response = client.simulate_patch("/schedules/nightly-report", json={field: None})
+
+    assert response.status_code == 422, response.json
+    assert [d["field"] for d in response.json["error"]["details"]] == [field]
+    assert client.simulate_get("/schedules/nightly-report").json["schedule"] == created
+
+
+def test_a_null_job_option_gives_it_back_to_the_job_type(client, warren):
+    create(client)
+
+    response = client.simulate_patch("/schedules/nightly-report", json={"priority": None})
+
+    assert response.status_code == 200, response.json
+    assert "priority" not in response.json["schedule"]
+    job = client.simulate_post("/schedules/nightly-report/run").json["job"]
+    assert job["priority"] == 5  # test-noop's own
+
+
 def test_an_unknown_job_type_is_a_422_naming_the_type(client, warren):
     response = client.simulate_post("/schedules", json=BODY | {"type": "no-such-type"})
 
