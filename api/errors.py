@@ -60,7 +60,6 @@ FALCON_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
-    501: "bad_request",  # gunicorn: a Transfer-Encoding it does not implement, the client's doing
     503: "unavailable",
 }
 

@@ -2,7 +2,8 @@
 
 Some requests never reach the application: gunicorn refuses a request line over 4094 bytes
 (414), too many or too large header fields (431), a malformed request line, header or chunk
-(400), and answers them itself with a small HTML page. Its workers write that page with
+(400), a transfer coding it does not implement (501), and answers them itself with a small
+HTML page. Its workers write that page with
 `gunicorn.util.write_error`, the only hook they offer short of replacing the worker class, so
 `install` replaces that function with one that writes `{"success": false, "error": {...}}`
 with the same status and gunicorn's own message. What gunicorn answers without that function
@@ -30,7 +31,11 @@ def json_error(status: int, reason: str, message: str) -> bytes:
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    """`gunicorn.util.write_error`'s signature, JSON instead of HTML."""
+    """`gunicorn.util.write_error`'s signature, JSON instead of HTML. A transfer coding gunicorn
+    does not implement is answered 400, not the 501 RFC 9112 suggests: it is what the client
+    sent, and no input may earn a 5xx, which every monitor counts against the server."""
+    if status_int == 501:
+        status_int, reason = 400, "Bad Request"
     gunicorn.util.write_nonblock(sock, json_error(status_int, reason, mesg))
 
 

@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import falcon
-from gunicorn.http.errors import ParseException
+from gunicorn.http.errors import NoMoreData, ParseException
 
 from api.errors import PayloadTooLarge, UnsupportedMediaType
 from service import storable
@@ -22,7 +22,7 @@ def read_json(req: falcon.Request, limit: int) -> Any:
     for a body that is not JSON. What it holds is checked where it is read (`enqueue.parse`,
     `deadletters.Selection.parse`, both through `service.storable`), once, for every caller."""
     _require_json(req)
-    raw = _read_body(req, limit)
+    raw = read_body(req, limit, f"request body is over the {limit} byte limit")
     if not raw:
         raise BadRequest("request body is empty; expected JSON")
     return _parse(raw)
@@ -37,21 +37,29 @@ def _require_json(req: falcon.Request) -> None:
         )
 
 
-def _read_body(req: falcon.Request, limit: int) -> bytes:
-    """Up to `limit + 1` bytes of the body. A chunked body has no Content-Length, so Falcon's
+def read_body(req: falcon.Request, limit: int, too_large: str) -> bytes:
+    """The whole body, at most `limit` bytes: `PayloadTooLarge` (saying `too_large`) past it,
+    `BadRequest` for a body that ends before it is complete (fewer bytes than its
+    Content-Length, or chunks cut off) or is malformed, so a cut-off body that happens to be
+    valid JSON is not taken for the whole. A chunked body has no Content-Length, so Falcon's
     `bounded_stream` reads it as empty; the server's own input stream ends where the chunks
     end (gunicorn decodes them), so it is read instead, still only `limit + 1` bytes of it."""
-    too_large = PayloadTooLarge(f"request body is over the {limit} byte limit")
     if req.content_length is not None and req.content_length > limit:
-        raise too_large
+        raise PayloadTooLarge(too_large)
     chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()
     stream = req.stream if chunked and req.content_length is None else req.bounded_stream
     try:
         raw = stream.read(limit + 1)
     except ParseException as exc:
         raise BadRequest(f"the request body is malformed: {exc}") from None
+    except NoMoreData:
+        raise BadRequest("the request body ended before its last chunk") from None
     if len(raw) > limit:
-        raise too_large
+        raise PayloadTooLarge(too_large)
+    if req.content_length is not None and len(raw) < req.content_length:
+        raise BadRequest(
+            f"the request body ended after {len(raw)} of its {req.content_length} bytes"
+        )
     return raw
 
 

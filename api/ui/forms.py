@@ -4,7 +4,8 @@ from urllib.parse import parse_qsl
 
 import falcon
 
-from api.errors import PayloadTooLarge, UnsupportedMediaType
+from api.errors import UnsupportedMediaType
+from api.requests import read_body
 from service import storable
 from service.errors import BadRequest
 
@@ -16,16 +17,13 @@ MAX_FIELDS = 32
 
 def read_form(req: falcon.Request) -> dict[str, str]:
     """The fields of a urlencoded body. Raises `UnsupportedMediaType` for another body,
-    `PayloadTooLarge` past `MAX_FORM_BYTES`, `BadRequest` for a field given twice, too many
-    fields, or text that is not UTF-8; `storable.check_params` refuses NUL characters."""
+    `PayloadTooLarge` past `MAX_FORM_BYTES`, `BadRequest` for a body cut short, a field given
+    twice, too many fields, or text that is not UTF-8; `storable.check_params` refuses NUL
+    characters."""
     media_type = (req.content_type or "").partition(";")[0].strip().lower()
     if req.content_length and media_type != FORM_MEDIA_TYPE:
         raise UnsupportedMediaType(f"a form is sent as {FORM_MEDIA_TYPE}")
-    if (req.content_length or 0) > MAX_FORM_BYTES:
-        raise PayloadTooLarge(f"a form is at most {MAX_FORM_BYTES} bytes")
-    raw = req.bounded_stream.read(MAX_FORM_BYTES + 1)
-    if len(raw) > MAX_FORM_BYTES:
-        raise PayloadTooLarge(f"a form is at most {MAX_FORM_BYTES} bytes")
+    raw = read_body(req, MAX_FORM_BYTES, f"a form is at most {MAX_FORM_BYTES} bytes")
     try:
         pairs = parse_qsl(
             raw.decode("ascii"), keep_blank_values=True, errors="strict", max_num_fields=MAX_FIELDS

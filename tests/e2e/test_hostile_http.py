@@ -68,11 +68,16 @@ def api(api_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def raw_exchange(api_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Send bytes as they are and read the whole answer (gunicorn closes after refusing)."""
+def raw_exchange(
+    api_url: str, request: bytes, *, then_stop: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are and read the whole answer (gunicorn closes after refusing).
+    With `then_stop`, the client stops sending after them (it closes its side for writing)."""
     host, port = api_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)
+        if then_stop:
+            sock.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
@@ -136,6 +141,31 @@ def test_a_malformed_chunk_is_400_in_json(api_url):
     assert json.loads(content)["error"]["code"] == "bad_request"
 
 
+JOB_HEAD = b"POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+JOB = b'{"type": "test-noop", "payload": {}}'
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        JOB_HEAD + b"Transfer-Encoding: chunked\r\n\r\n",
+        JOB_HEAD + b"Transfer-Encoding: chunked\r\n\r\n40\r\n" + JOB,
+        JOB_HEAD + b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(JOB) + JOB + b"\r\n",
+        JOB_HEAD + b"Content-Length: 500\r\n\r\n" + JOB,
+    ],
+    ids=["no-chunk", "chunk-cut-off", "no-last-chunk", "shorter-than-its-length"],
+)
+def test_a_body_that_ends_before_it_is_complete_is_400_and_stores_nothing(
+    api_url, api, request_bytes
+):
+    status, headers, content = raw_exchange(api_url, request_bytes, then_stop=True)
+
+    assert status == 400, content
+    assert headers["content-type"] == "application/json"
+    assert json.loads(content)["error"]["code"] == "bad_request"
+    assert api.get("/jobs").json()["count"] == 0
+
+
 # -- gunicorn's own refusals, in the contract's shape ----------------------------------------------
 
 
@@ -148,7 +178,7 @@ def test_a_malformed_chunk_is_400_in_json(api_url):
         (b"NOT A REQUEST\r\n\r\n", 400),
         (b"GET /jobs HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n", 400),
         (b"GET /jobs HTTP/9.9\r\nHost: x\r\n\r\n", 400),
-        (b"POST /jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br\r\n\r\n", 501),
+        (b"POST /jobs HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: br\r\n\r\n", 400),
     ],
     ids=[
         "uri-too-long",
