@@ -41,6 +41,7 @@ from service import (
 )
 from service.broker import (
     Dispatch,
+    Publish,
     Publisher,
     build_broker,
     dispatch_of,
@@ -100,7 +101,7 @@ class Warren:
         self.publisher = publisher or Publisher(build_broker(settings), settings)
         self.relayed = relayed
         self._kept = KeptConnections(self._autocommit) if relayed else None
-        self.dlq = deadletters.Inspector(self.engine, settings, self.publish)
+        self.dlq = deadletters.Inspector(self.engine, settings, self._bulk_publish)
         self.schedules = schedules.Schedules(self.engine, self.registry, settings, self.publish)
         self.broker_view = BrokerView(settings)
 
@@ -229,6 +230,14 @@ class Warren:
         published = self.publisher.publish_many(due) if due else []
         if published:
             self._record_published(published)
+
+    @property
+    def _bulk_publish(self) -> Publish | None:
+        """How the verbs that start many jobs again (a retry by filter, a DLQ replay) publish
+        them: a server leaves them flagged for the scheduler's relay, as its enqueues, so a
+        request that selects thousands of jobs only writes their rows; a script publishes
+        them itself, so they run whether a scheduler runs or not."""
+        return None if self.relayed else self.publish
 
     def _record_published(self, published: list[Dispatch]) -> None:
         """A mark that fails is only logged: the scheduler publishes those jobs again, and a
@@ -385,7 +394,7 @@ class Warren:
     ) -> controls.Bulk:
         """Run again every failed or cancelled job the filters select, in batches."""
         filters = controls.filters_of(filter)
-        return controls.retry_where(self.engine, filters, self.publish, dry_run)
+        return controls.retry_where(self.engine, filters, self._bulk_publish, dry_run)
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

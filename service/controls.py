@@ -20,7 +20,7 @@ from pydantic.alias_generators import to_camel
 from sqlalchemy.engine import Engine
 
 from service import metrics, queries
-from service.broker import TIERS, Publish, dispatch_of
+from service.broker import TIERS, Publish
 from service.enqueue import validated
 from service.errors import BadRequest, NotFound
 from service.models import Job
@@ -142,19 +142,22 @@ def cancel_where(engine: Engine, filters: queries.Filters, dry_run: bool = False
 def retry_where(
     engine: Engine,
     filters: queries.Filters,
-    publish: Publish,
+    publish: Publish | None,
     dry_run: bool = False,
 ) -> Bulk:
     """Start a new life of every failed or cancelled job `filters` selects, as a retry of
-    one does (its dead letter leaves the DLQ), and `publish` each batch once committed."""
+    one does (its dead letter leaves the DLQ), and `publish` each batch once committed; with
+    no `publish`, flag them for the scheduler's relay, which publishes them (a server's way:
+    the request then only writes the rows, however many the filter selects)."""
     matched, changed = _counts(engine, filters, job_store.RETRYABLE)
     if not dry_run:
         changed = 0
         for batch in _selected(engine, filters, job_store.RETRYABLE):
             with engine.begin() as conn:
-                revived = job_store.retry_many(conn, batch)
+                revived = job_store.retry_many(conn, batch, for_relay=publish is None)
                 dead_letters.resolve(conn, [job.id for job in revived])
-            publish([dispatch_of(job) for job in revived])
+            if publish is not None:
+                publish(revived)
             changed += len(revived)
     return Bulk(matched, changed, dry_run)
 

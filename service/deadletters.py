@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from sqlalchemy.engine import Connection, Engine
 
 from service import storable
-from service.broker import Publish, dispatch_of, queue_name, tier_of
+from service.broker import Publish, queue_name, tier_of
 from service.errors import BadRequest
 from service.models import DeadLetter, Job
 from service.queries import DEFAULT_LIMIT, MAX_LIMIT, query_error
@@ -183,7 +183,9 @@ def groups(conn: Connection) -> list[dict[str, Any]]:
 class Inspector:
     """The DLQ inspector: `warren.dlq.list()`, `.groups()`, `.replay(selection)`, `.purge(...)`."""
 
-    def __init__(self, engine: Engine, settings: Settings, publish: Publish) -> None:
+    def __init__(self, engine: Engine, settings: Settings, publish: Publish | None) -> None:
+        """With no `publish`, replayed jobs are flagged for the scheduler's relay, which
+        publishes them (`store.dead_letters.take_for_replay`)."""
         self.engine = engine
         self.settings = settings
         self.publish = publish
@@ -213,9 +215,11 @@ class Inspector:
         """Run the selected dead jobs again with fresh attempts; returns how many. Raises
         `NotFound` when a named job id is not in the DLQ (nothing is replayed then)."""
         selection = _selection_of(selection)
+        relayed = self.publish is None
         with self.engine.begin() as conn:
-            due = [dispatch_of(job) for job in dead_letters.take_for_replay(conn, selection)]
-        self.publish(due)
+            due = dead_letters.take_for_replay(conn, selection, for_relay=relayed)
+        if self.publish is not None:
+            self.publish(due)
         return len(due)
 
     def purge(self, selection: Selection | Mapping[str, Any]) -> int:

@@ -1,7 +1,8 @@
 """The relay: a thread of each `warren scheduler` that publishes what the API stored.
 
 The jobs table is the outbox. An API server's enqueue only inserts its rows, flagged
-`for_relay`: once the row is committed the job is accepted, and the API answers. The relay
+`for_relay`: once the row is committed the job is accepted, and the API answers. Its retries
+by filter and DLQ replays flag the jobs they start again the same way. The relay
 looks for flagged rows in a partial index that holds only them. It takes up to 500
 (`SKIP LOCKED`, so several schedulers can relay side by side), marks the due ones published
 and clears their flags, publishes them in one AMQP transaction, and commits; when RabbitMQ

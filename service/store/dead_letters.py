@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
+from service.broker import Dispatch
 from service.errors import NotFound
-from service.models import Job
 from service.store import jobs
 
 _VARIABLE = re.compile(
@@ -92,9 +92,12 @@ def _where(selection: Selection) -> tuple[str, dict[str, Any]]:
     return "true", {}
 
 
-def take_for_replay(conn: Connection, selection: Selection) -> list[Job]:
+def take_for_replay(
+    conn: Connection, selection: Selection, *, for_relay: bool = False
+) -> list[Dispatch]:
     """Remove the selected dead letters and start a new life of each of their failed jobs.
-    Returns the jobs to publish. Raises `NotFound` naming ids not in the DLQ."""
+    Returns the jobs to publish, or with `for_relay` flags them for the scheduler's relay
+    (`jobs.revive`). Raises `NotFound` naming ids not in the DLQ."""
     where, params = _where(selection)
     if selection.job_ids is not None:
         selected = sa.text(f"SELECT job_id FROM dead_letters WHERE {where}")
@@ -106,7 +109,7 @@ def take_for_replay(conn: Connection, selection: Selection) -> list[Job]:
         sa.text(f"DELETE FROM dead_letters WHERE {where} AND job_id IS NOT NULL RETURNING job_id"),
         params,
     )
-    return jobs.revive(conn, list(taken))
+    return jobs.revive(conn, list(taken), for_relay=for_relay)
 
 
 def purge(conn: Connection, selection: Selection) -> int:

@@ -19,10 +19,12 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from service.broker import Dispatch
 from service.errors import Conflict, NotFound
 from service.models import Job, JobStatus
 from service.store.sql import (
     CANCELLED,
+    DISPATCH,
     FAILED,
     IS_PENDING,
     PENDING,
@@ -170,9 +172,6 @@ _NEW_LIFE = f"""
 _RETRY = sa.text(
     move(f"id = :id AND {status_in(JobStatus.FAILED, JobStatus.CANCELLED)}", _NEW_LIFE)
 )
-_REVIVE = sa.text(
-    move(f"id = ANY(CAST(:ids AS uuid[])) AND {status_in(JobStatus.FAILED)}", _NEW_LIFE)
-)
 
 
 def retry(conn: Connection, job_id: uuid.UUID) -> Job:
@@ -234,7 +233,25 @@ _CANCEL_MANY = sa.text(
         returning="jobs.type, jobs.status",
     )
 )
-_RETRY_MANY = sa.text(move(f"{_IN_THEIR_LIVES} AND ({RETRYABLE}) IS TRUE", _NEW_LIFE))
+
+
+def _new_lives(where: str) -> dict[bool, sa.TextClause]:
+    """A new life of each job `where` selects, returning what publishing it needs; for `True`,
+    flagged for the scheduler's relay as well, which publishes it (`service.relay`)."""
+    return {
+        relay: sa.text(
+            move(
+                where,
+                _NEW_LIFE + (", for_relay = true" if relay else ""),
+                returning=f"{DISPATCH}, jobs.status",  # the status: the counts'
+            )
+        )
+        for relay in (False, True)
+    }
+
+
+_RETRY_MANY = _new_lives(f"{_IN_THEIR_LIVES} AND ({RETRYABLE}) IS TRUE")
+_REVIVE = _new_lives(f"id = ANY(CAST(:ids AS uuid[])) AND {status_in(JobStatus.FAILED)}")
 
 
 def cancel_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> list[Cancelled]:
@@ -244,10 +261,15 @@ def cancel_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> 
     return [Cancelled(row.type, JobStatus(row.was)) for row in rows]
 
 
-def retry_many(conn: Connection, selected: Sequence[tuple[uuid.UUID, int]]) -> list[Job]:
+def retry_many(
+    conn: Connection, selected: Sequence[tuple[uuid.UUID, int]], *, for_relay: bool = False
+) -> list[Dispatch]:
     """Start a new life of each `(id, life)` still in that life and `RETRYABLE`, as `retry`
-    does one job. Returns the jobs changed, to be published."""
-    return [job_of(row) for row in conn.execute(_RETRY_MANY, _lives(selected))]
+    does one job. Returns the jobs changed, to be published by the caller after its commit,
+    or with `for_relay` by the scheduler's relay: what a server wants when a filter selects
+    thousands of jobs."""
+    rows = conn.execute(_RETRY_MANY[for_relay], _lives(selected))
+    return [Dispatch(*row[:8]) for row in rows]
 
 
 def _lives(selected: Sequence[tuple[uuid.UUID, int]]) -> dict[str, list]:
@@ -297,11 +319,15 @@ def park(conn: Connection, job_id: uuid.UUID, life: int, type: str, tier: str | 
     return Parking.MOVED_ON if held else Parking.NOT_HELD
 
 
-def revive(conn: Connection, job_ids: Sequence[uuid.UUID]) -> list[Job]:
-    """Start a new life of each of these jobs that is still `failed`. Returns those revived."""
+def revive(
+    conn: Connection, job_ids: Sequence[uuid.UUID], *, for_relay: bool = False
+) -> list[Dispatch]:
+    """Start a new life of each of these jobs that is still `failed`. Returns those revived,
+    to be published as `retry_many`'s are."""
     if not job_ids:
         return []
-    return [job_of(row) for row in conn.execute(_REVIVE, {"ids": list(job_ids)})]
+    rows = conn.execute(_REVIVE[for_relay], {"ids": list(job_ids)})
+    return [Dispatch(*row[:8]) for row in rows]
 
 
 _FAIL_UNDELIVERABLE = sa.text(

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from service.broker import Dispatch
 from service.models import Job
-from service.store.sql import DUE_AT, IS_PENDING, PENDING, driven, job_of
+from service.store.sql import DISPATCH, DUE_AT, IS_PENDING, PENDING, driven, job_of
 
 
 def _unpublished_and_due(bind: Callable[[str], str]) -> str:
@@ -51,9 +51,7 @@ _RELAYING = f"""
            published_at = CASE WHEN picked.publish THEN now() ELSE jobs.published_at END
       FROM picked
      WHERE jobs.id = picked.id
-    RETURNING picked.publish, jobs.id, jobs.type, jobs.payload, jobs.priority,
-              jobs.timeout_seconds, coalesce(jobs.next_attempt_at, jobs.scheduled_at),
-              jobs.life, jobs.attempts
+    RETURNING picked.publish, {DISPATCH}
 """
 
 

@@ -52,6 +52,13 @@ def status_in(*statuses: JobStatus) -> str:
 
 
 IS_PENDING = status_in(JobStatus.PENDING)
+
+#: What publishing a job needs, as a RETURNING list of `jobs`: `broker.Dispatch`'s fields in
+#: its order, so `Dispatch(*row[:8])` reads a row of it.
+DISPATCH = """
+    jobs.id, jobs.type, jobs.payload, jobs.priority, jobs.timeout_seconds,
+    coalesce(jobs.next_attempt_at, jobs.scheduled_at), jobs.life, jobs.attempts
+"""
 IS_PROCESSING = status_in(JobStatus.PROCESSING)
 
 

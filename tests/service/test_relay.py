@@ -2,16 +2,19 @@
 the job within moments, once; a job stored while no scheduler ran waits for one, and nothing
 is lost."""
 
+import json
 import threading
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 from falcon import testing
 
 from api.app import create_app
 from service.broker import Publisher, build_broker, queue_name
 from service.client import Warren
 from service.relay import BUSY_INTERVAL, IDLE_INTERVAL, PUBLISH_INTERVAL, Relay
+from service.store import dead_letters
 from tests.helpers import ready_messages, wait_for
 
 RECORD = {"type": "test-record", "payload": {}}
@@ -161,3 +164,52 @@ def test_the_relay_looks_less_often_under_load_and_when_idle(relays):
     assert relay.pause_after(taken=40, quiet_for=0.0) == BUSY_INTERVAL
     # After a second without a job, every 100 ms.
     assert relay.pause_after(taken=0, quiet_for=1.5) == IDLE_INTERVAL
+
+
+def flagged_and_unpublished(engine, ids: list[str]) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM jobs WHERE id = ANY(CAST(:ids AS uuid[]))"
+                " AND for_relay AND published_at IS NULL"
+            ),
+            {"ids": ids},
+        )
+
+
+def test_jobs_the_api_retries_or_replays_in_bulk_are_left_to_the_relay_and_run(
+    api, warren, engine, settings, relays, worker
+):
+    cancelled = [str(warren.enqueue("test-record", {}, delay_seconds=3600).id) for _ in range(40)]
+    for job_id in cancelled:
+        warren.cancel(job_id)
+    dead = [str(warren.enqueue("test-record", {}, delay_seconds=3600).id) for _ in range(10)]
+    error = {"type": "RuntimeError", "message": "boom", "retryable": True}
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE jobs SET status = 'failed', error = :e WHERE id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"e": json.dumps(error), "ids": dead},
+        )
+        for job_id in dead:
+            dead_letters.record(
+                conn,
+                job_id=job_id,
+                type="test-record",
+                queue=queue_name(settings, "normal"),
+                message={"kwargs": {}},
+                error=error,
+            )
+
+    retried = api.simulate_post("/jobs/retry", json={"filter": {"status": "cancelled"}})
+    replayed = api.simulate_post("/dlq/replay", json={"all": True})
+
+    assert retried.json["changed"] == 40 and replayed.json["replayed"] == 10
+    assert flagged_and_unpublished(engine, cancelled + dead) == 50  # the requests wrote rows only
+    relays(1)
+    wait_for(
+        lambda: all(warren.get(job_id).status == "completed" for job_id in cancelled + dead),
+        what="every job retried or replayed to run, published by the relay",
+    )
+    assert {warren.get(job_id).life for job_id in cancelled + dead} == {2}
