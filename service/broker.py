@@ -8,7 +8,7 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -147,6 +147,19 @@ def dispatch_of(job: Job) -> Dispatch:
         due_at=job.next_attempt_at or job.scheduled_at,
         life=job.life,
         attempts=job.attempts,
+    )
+
+
+def dispatch_of_row(row: Mapping[str, Any]) -> Dispatch:
+    """How to publish a job row just built for insertion (`enqueue.build_row`): in its first
+    life, with no attempt yet, delayed until its schedule."""
+    return Dispatch(
+        id=row["id"],
+        type=row["type"],
+        payload=row["payload"],
+        priority=row["priority"],
+        timeout_seconds=row["timeout_seconds"],
+        due_at=row.get("scheduled_at"),
     )
 
 

@@ -45,6 +45,7 @@ from service.broker import (
     Publisher,
     build_broker,
     dispatch_of,
+    dispatch_of_row,
 )
 from service.brokerview import BrokerView
 from service.enqueue import EnqueueRequest, build_row, parse
@@ -219,7 +220,7 @@ class Warren:
         metrics.enqueued(rows, outcome)
         horizon = datetime.now(UTC) + timedelta(seconds=self.settings.delay_horizon_seconds)
         due = [
-            _dispatch(row)
+            dispatch_of_row(row)
             for row, (_, created) in zip(rows, outcome, strict=True)
             if created and (row["scheduled_at"] is None or row["scheduled_at"] <= horizon)
         ]
@@ -408,14 +409,3 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
 
 def _rate(part: int, total: int) -> str:
     return f"{(100 * part / total) if total else 0:.2f}%"
-
-
-def _dispatch(row: Mapping[str, Any]) -> Dispatch:
-    return Dispatch(
-        id=row["id"],
-        type=row["type"],
-        payload=row["payload"],
-        priority=row["priority"],
-        timeout_seconds=row["timeout_seconds"],
-        due_at=row.get("scheduled_at"),
-    )

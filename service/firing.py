@@ -15,8 +15,9 @@ from zoneinfo import ZoneInfo
 from cronsim import CronSim
 from sqlalchemy.engine import Connection
 
+from service.broker import Dispatch, dispatch_of_row
 from service.errors import UnknownJobType, ValidationFailed
-from service.models import Job, Schedule
+from service.models import Schedule
 from service.registry import Registry
 from service.schedules import ALIASES, CATCH_UP_LIMIT, LEAD, ON_TIME, job_row, next_slot, slots
 from service.settings import Settings
@@ -59,12 +60,12 @@ def fire_due(
     settings: Settings,
     now: datetime | None = None,
     limit: int = 1000,
-) -> tuple[list[Job], bool]:
+) -> tuple[list[Dispatch], bool]:
     """Fire up to `limit` enabled schedules whose next slot comes within `LEAD`, in `conn`'s
     transaction:
     insert a job per slot its `catchUp` allows and move `next_run_at` past `now`, all in two
-    statements. Schedules another scheduler holds are skipped. Returns the jobs, to be
-    published after the commit, and whether more schedules may be due."""
+    statements. Schedules another scheduler holds are skipped. Returns what publishing the
+    jobs needs, to be published after the commit, and whether more schedules may be due."""
     now = now or datetime.now(UTC)
     due = store.due(conn, now + LEAD, limit)
     rows: list[dict[str, Any]] = []
@@ -80,4 +81,4 @@ def fire_due(
         moves.append((schedule.name, following, made[-1]["id"] if made else None))
     jobs.insert(conn, rows)
     store.advance(conn, moves, now)
-    return [Job.model_validate(row) for row in rows], len(due) == limit
+    return [dispatch_of_row(row) for row in rows], len(due) == limit

@@ -211,7 +211,7 @@ class Scheduler:
         while more:  # a batch per transaction, until none is due
             with self.engine.begin() as conn:
                 fired, more = firing.fire_due(conn, self.registry, self.settings, now)
-            published = self.publisher.publish_many(dispatch_of(job) for job in fired)
+            published = self.publisher.publish_many(fired)
             if published:
                 with self.engine.begin() as conn:
                     publishing.mark_published(conn, published)
