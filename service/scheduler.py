@@ -33,7 +33,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from service import deadletters, firing, metrics, retention, schedules
-from service.broker import TIER_PRIORITIES, Publisher, build_broker, dispatch_of, queue_name
+from service.broker import TIER_PRIORITIES, Publisher, build_broker, queue_name
 from service.drain import Drainer
 from service.models import JobStatus
 from service.pauses import held_priorities
@@ -176,7 +176,7 @@ class Scheduler:
                     held_types=sorted(paused.types),
                     held_priorities=held_priorities(paused.tiers),
                 )
-                published = self.publisher.publish_many(dispatch_of(job) for job in due)
+                published = self.publisher.publish_many(due)
                 publishing.mark_published(conn, published)
             tick.published += len(published)
             if len(published) < len(due) or len(due) < 500:
@@ -200,7 +200,7 @@ class Scheduler:
             return
         with self.engine.begin() as conn:
             lost = publishing.lost_messages(conn, idle, after)
-            published = self.publisher.publish_many(dispatch_of(job) for job in lost)
+            published = self.publisher.publish_many(lost)
             publishing.mark_published(conn, published)
         if published:
             log.warning("published again %d jobs whose message was lost", len(published))

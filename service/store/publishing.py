@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from service.broker import Dispatch
-from service.models import Job
-from service.store.sql import DISPATCH, DUE_AT, IS_PENDING, PENDING, driven, job_of
+from service.store.sql import DISPATCH, DUE_AT, IS_PENDING, PENDING, driven
 
 
 def _unpublished_and_due(bind: Callable[[str], str]) -> str:
@@ -30,7 +29,7 @@ def _unpublished_and_due(bind: Callable[[str], str]) -> str:
 
 _DUE_UNPUBLISHED = sa.text(
     f"""
-    SELECT * FROM jobs
+    SELECT {DISPATCH} FROM jobs
      WHERE {_unpublished_and_due(lambda name: f":{name}")}
        AND updated_at < now() - make_interval(secs => :stranded_after)
      ORDER BY {DUE_AT} LIMIT :limit FOR UPDATE SKIP LOCKED
@@ -63,10 +62,11 @@ def due_unpublished(
     *,
     held_types: Sequence[str] = (),
     held_priorities: Sequence[int] = (),
-) -> list[Job]:
+) -> list[Dispatch]:
     """Pending jobs with no message in RabbitMQ that are due within `horizon` seconds, locked
-    for publishing. Fresh rows (younger than `stranded_after`) are left to their enqueuer, and
-    jobs of `held_types` or `held_priorities` (what is paused) wait where they are."""
+    for publishing, as what publishing them needs. Fresh rows (younger than `stranded_after`)
+    are left to their enqueuer, and jobs of `held_types` or `held_priorities` (what is
+    paused) wait where they are."""
     params = {
         "horizon": horizon,
         "stranded_after": stranded_after,
@@ -74,7 +74,7 @@ def due_unpublished(
         "held_types": list(held_types),
         "held_priorities": list(held_priorities),
     }
-    return [job_of(row) for row in conn.execute(_DUE_UNPUBLISHED, params)]
+    return [Dispatch(*row) for row in conn.execute(_DUE_UNPUBLISHED, params)]
 
 
 _ANY_FOR_RELAY = "SELECT EXISTS (SELECT FROM jobs WHERE for_relay)"
@@ -111,17 +111,17 @@ def relaying(
 
 def lost_messages(
     conn: Connection, priorities: Sequence[tuple[int, int]], older_than: float, limit: int = 500
-) -> list[Job]:
+) -> list[Dispatch]:
     """Pending jobs in these priority ranges, published and due at least `older_than` seconds
-    ago, locked for publishing again. Asked only of tiers whose queues hold no message: such a
-    job should have run long ago, so its message was lost."""
+    ago, locked for publishing again, as what publishing them needs. Asked only of tiers whose
+    queues hold no message: such a job should have run long ago, so its message was lost."""
     tiers = (
         " OR ".join(f"priority BETWEEN :low{i} AND :high{i}" for i in range(len(priorities)))
         or "false"
     )
     statement = sa.text(
         f"""
-        SELECT * FROM jobs
+        SELECT {DISPATCH} FROM jobs
          WHERE status = {PENDING}
            AND published_at < now() - make_interval(secs => :older_than)
            AND {DUE_AT} < now() - make_interval(secs => :older_than)
@@ -132,7 +132,7 @@ def lost_messages(
     params: dict[str, Any] = {"older_than": older_than, "limit": limit}
     for i, (low, high) in enumerate(priorities):
         params |= {f"low{i}": low, f"high{i}": high}
-    return [job_of(row) for row in conn.execute(statement, params)]
+    return [Dispatch(*row) for row in conn.execute(statement, params)]
 
 
 _MARK_PUBLISHED = sa.text(
