@@ -3,10 +3,10 @@
 Some requests never reach the application: gunicorn refuses a request line over 4094 bytes
 (414), too many or too large header fields (431), a malformed request line, header or chunk
 (400), a transfer coding it does not implement (501), and answers them itself with a small
-HTML page. Its workers write that page with
-`gunicorn.util.write_error`, the only hook they offer short of replacing the worker class, so
-`install` replaces that function with one that writes `{"success": false, "error": {...}}`
-with the same status and gunicorn's own message. What gunicorn answers without that function
+HTML page. Its workers write that page with `gunicorn.util.write_error`, the only hook they
+offer short of replacing the worker class, so `install` replaces that function with one that
+writes `{"success": false, "error": {...}}` with the same status (but 400 for a 501) and
+gunicorn's own message. What gunicorn answers without that function
 (nothing, when it drops a connection) is listed in README ("Hostile input").
 """
 

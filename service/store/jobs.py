@@ -243,7 +243,7 @@ def _new_lives(where: str) -> dict[bool, sa.TextClause]:
             move(
                 where,
                 _NEW_LIFE + (", for_relay = true" if relay else ""),
-                returning=f"{DISPATCH}, jobs.status",  # the status: the counts'
+                returning=f"{DISPATCH}, jobs.status",  # `move` counts the new status
             )
         )
         for relay in (False, True)
