@@ -44,8 +44,18 @@ def runs(engine: sa.Engine, job_id) -> list:
 
 def ready_messages(settings, queue: str) -> int:
     """Messages ready in `queue` (not those delivered and not yet acked), asked of RabbitMQ."""
+    return _declared(settings, queue).message_count
+
+
+def consumers(settings, queue: str) -> int:
+    """Consumers of `queue` now, asked of RabbitMQ: a worker logs that it is ready before its
+    consumer is registered, so a test that needs every worker to get messages waits for this."""
+    return _declared(settings, queue).consumer_count
+
+
+def _declared(settings, queue: str):
     connection = pika.BlockingConnection(pika_parameters(settings))
     try:
-        return connection.channel().queue_declare(queue, passive=True).method.message_count
+        return connection.channel().queue_declare(queue, passive=True).method
     finally:
         connection.close()

@@ -9,9 +9,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.broker import queue_name
 from tests.e2e.conftest import Spawned
 from tests.e2e.test_processes import free_port
-from tests.helpers import wait_for
+from tests.helpers import consumers, wait_for
 
 pytestmark = pytest.mark.usefixtures("clean")
 
@@ -65,10 +66,12 @@ def finished(api: httpx.Client, ids: list[str]) -> list[dict]:
     return jobs if all(job["status"] in ("completed", "failed") for job in jobs) else []
 
 
-def test_two_workers_counts_are_summed_and_their_lines_name_the_job(api, spawn, observed):
+def test_two_workers_counts_are_summed_and_their_lines_name_the_job(api, spawn, observed, settings):
     workers = [spawn("worker", "--processes", "1", "--threads", "1", env=observed) for _ in "ab"]
-    for worker in workers:  # both consume before the jobs come, so that both run some
+    for worker in workers:
         wait_for(lambda w=worker: "ready for action" in w.output(), timeout=60, what="a worker")
+    normal = queue_name(settings, "normal")  # both consume before the jobs come: both run some
+    wait_for(lambda: consumers(settings, normal) == 2, timeout=30, what="both workers consuming")
     slow = {"type": "test-record", "payload": {"seconds": 0.3}}
     ok = [api.post("/jobs", json=slow).json()["jobId"] for _ in range(8)]
     failing = {
