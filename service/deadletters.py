@@ -215,9 +215,8 @@ class Inspector:
         """Run the selected dead jobs again with fresh attempts; returns how many. Raises
         `NotFound` when a named job id is not in the DLQ (nothing is replayed then)."""
         selection = _selection_of(selection)
-        relayed = self.publish is None
         with self.engine.begin() as conn:
-            due = dead_letters.take_for_replay(conn, selection, for_relay=relayed)
+            due = dead_letters.take_for_replay(conn, selection, for_relay=self.publish is None)
         if self.publish is not None:
             self.publish(due)
         return len(due)
