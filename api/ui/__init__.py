@@ -47,4 +47,18 @@ def install(app: falcon.App, warren: Warren) -> None:
         app.add_route(path, resource(warren, access))
     app.add_route("/ui/signin", signin.SignIn(access))
     app.add_route("/ui/signout", signin.SignOut(access))
-    app.add_static_route("/ui/static", STATIC)
+    app.add_route("/ui/static/{name}", StaticFiles())
+
+
+class StaticFiles:
+    """The dashboard's stylesheet and script, for GET and HEAD only. Falcon's own static
+    route answers every method with the file; as a resource, any other method gets the API's
+    405 and its `Allow` header, as every other path does."""
+
+    def __init__(self) -> None:
+        self.files = falcon.routing.StaticRoute("/ui/static/", str(STATIC))
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        self.files(req, resp)
+
+    on_head = on_get

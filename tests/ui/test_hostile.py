@@ -104,3 +104,25 @@ def test_the_session_cookie_is_http_only_strict_and_secure_over_https(client):
     assert (plain.http_only, plain.same_site, plain.path) == (True, "Strict", "/ui")
     assert plain.secure is False
     assert https.cookies["warren_ui_session"].secure is True
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_a_static_file_answers_only_get_and_head(client, method):
+    response = client.simulate_request(method, "/ui/static/warren.css")
+
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD, OPTIONS"
+    assert response.json["error"]["code"] == "bad_request"
+
+
+def test_static_files_are_served_and_paths_outside_them_are_404(client):
+    served = client.simulate_get("/ui/static/warren.css")
+    head = client.simulate_head("/ui/static/htmx.min.js")
+    escaped = client.simulate_get("/ui/static/..%2F__init__.py")
+    missing = client.simulate_get("/ui/static/nothing.js")
+
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("text/css")
+    assert head.status_code == 200
+    assert escaped.status_code == 404
+    assert missing.status_code == 404
