@@ -20,7 +20,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
 
-from service import coalesce
+from service import coalesce, logs
 from service.acks import Broker
 from service.models import Job
 from service.settings import Settings
@@ -94,6 +94,7 @@ def build_broker(settings: Settings, middleware: Iterable[Middleware] = ()) -> R
     """A RabbitMQ broker with publisher confirms and the three tier queues declared. Its
     process's pika connections coalesce their writes (`service.coalesce`)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("pika.adapters").setLevel(logs.PIKA_ADAPTERS_LEVEL)
     coalesce.install()
     broker = Broker(
         url=connection_url(settings.broker_url),

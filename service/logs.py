@@ -115,6 +115,13 @@ def formatter(format: LogFormat) -> logging.Formatter:
     return TextFormatter(TEXT_FORMAT)
 
 
+#: pika's adapters log every lost connection at ERROR and then raise it to the caller, which
+#: handles it: a publish tries again on a new connection, and one that fails again is logged
+#: or raised by Warren (or Dramatiq) for what it means. Left at ERROR, RabbitMQ closing an idle
+#: connection reads as an error in every process that publishes.
+PIKA_ADAPTERS_LEVEL = "CRITICAL"
+
+
 def dict_config(format: LogFormat, level: str = "INFO", access_log: bool = True) -> dict[str, Any]:
     """The `logging.config.dictConfig` of a Warren process: one handler on stderr, with the
     context filter, for every logger; gunicorn's own loggers propagate to it. Without
@@ -139,6 +146,7 @@ def dict_config(format: LogFormat, level: str = "INFO", access_log: bool = True)
             "gunicorn.access": {"handlers": [], "propagate": False},
             "warren.access": {"level": level if access_log else "WARNING"},
             "pika": {"level": "WARNING"},
+            "pika.adapters": {"level": PIKA_ADAPTERS_LEVEL},
         },
     }
 

@@ -1,20 +1,26 @@
 """Log lines a job causes carry its job_id, type, attempt and worker, on a real in-process
 worker; lines of other threads and of other jobs do not get them."""
 
+import contextlib
 import io
 import json
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
+import httpx
+import pika
 import pytest
 import sqlalchemy as sa
 
 from service import logs
+from service.broker import Dispatch, Publisher, build_broker, queue_name
 from service.client import Warren
 from service.store import attempts
-from tests.helpers import wait_for
+from tests.helpers import ready_messages, wait_for
 
 
 @pytest.fixture
@@ -115,3 +121,43 @@ def test_the_format_is_text_on_a_terminal_and_json_otherwise():
     assert logs.resolve(None, Terminal()) == "text"
     assert logs.resolve(None, io.StringIO()) == "json"
     assert logs.resolve("text", io.StringIO()) == "text"
+
+
+def close_from_rabbitmq(connection: pika.BlockingConnection) -> None:
+    """Have RabbitMQ close `connection`, as it closes one idle past its heartbeat."""
+    port = connection._impl._transport._sock.getsockname()[1]
+    name = f"127.0.0.1:{port} -> 127.0.0.1:5672"
+    url = f"http://127.0.0.1:15672/api/connections/{quote(name, safe='')}"
+    # The management API lists a connection a few seconds after it opened.
+    wait_for(
+        lambda: httpx.delete(url, auth=("guest", "guest")).status_code == 204,
+        timeout=30,
+        what=f"RabbitMQ closing {name}",
+    )
+    wait_for(lambda: not connection.is_open or _polled(connection), what="the close")
+
+
+def _polled(connection: pika.BlockingConnection) -> bool:
+    with contextlib.suppress(pika.exceptions.AMQPError):
+        connection.process_data_events(0)
+    return not connection.is_open
+
+
+def test_a_connection_rabbitmq_closed_is_replaced_without_an_error_line(warren, json_lines):
+    publisher = Publisher(build_broker(warren.settings), warren.settings)
+    queue = queue_name(warren.settings, "normal")
+    jobs = [Dispatch(uuid.uuid4(), "echo", {}, 5, 60) for _ in range(4)]
+    try:
+        publisher.publish(jobs[0])
+        assert publisher.publish_many(jobs[1:2]) == jobs[1:2]
+
+        close_from_rabbitmq(publisher.broker.connection)
+        close_from_rabbitmq(publisher._local.connection)
+        publisher.publish(jobs[2])
+        assert publisher.publish_many(jobs[3:]) == jobs[3:]
+
+        wait_for(lambda: ready_messages(warren.settings, queue) == 4, what="four messages")
+        errors = [line for line in parsed(json_lines) if line["level"] in ("ERROR", "CRITICAL")]
+        assert errors == []
+    finally:
+        publisher.close()
