@@ -53,6 +53,7 @@ def paths(
             **_button("Sign in with a token", {"token": {"type": "string"}}),
         },
         "/ui/signout": _button("Sign out"),
+        "/ui/static/{name}": {"parameters": [name], **_static()},
     }
 
 
@@ -80,6 +81,20 @@ def _page(summary: str, parameters: list[dict[str, Any]] | None = None) -> dict[
     if parameters:
         get["parameters"] = parameters
     return {"get": get}
+
+
+def _static() -> dict[str, Any]:
+    """The dashboard's stylesheet and script: open to all, GET and HEAD only."""
+    answers = {
+        "200": {"description": "the file, typed by its extension"},
+        "404": {"description": "no such file", "content": {"application/json": {"schema": ERROR}}},
+        "default": {
+            "description": "an error, in the one shape every error has",
+            "content": {"application/json": {"schema": ERROR}},
+        },
+    }
+    operation = {"summary": "A static file of the dashboard", "responses": answers, **COOKIE}
+    return {"get": operation, "head": operation}
 
 
 def _button(summary: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
