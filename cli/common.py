@@ -74,7 +74,9 @@ def load_settings() -> Settings:
         return Settings()
     except pydantic.ValidationError as exc:
         details = "; ".join(
-            f"WARREN_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            f"WARREN_{'_'.join(map(str, e['loc'])).upper()}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
         )
         fail(f"invalid settings ({details})")
 

@@ -22,10 +22,30 @@ from cli.common import (
     table,
 )
 from cli.enqueue_file import enqueue_file
+from service.errors import ValidationFailed
 from service.models import JobStatus
 from service.queries import Filters
 
 # -- enqueue ----------------------------------------------------------------------------------
+
+
+#: The option of `warren enqueue` that sets each field of the enqueue request: an error names
+#: what the user typed, not the Python name (`--delay`, not `delay_seconds`).
+OPTIONS = {
+    "priority": "--priority",
+    "delay_seconds": "--delay",
+    "scheduled_at": "--scheduled-at",
+    "max_attempts": "--max-attempts",
+    "timeout_seconds": "--timeout",
+    "idempotency_key": "--idempotency-key",
+}
+
+
+def named_as_options(exc: ValidationFailed) -> ValidationFailed:
+    """`exc` with each detail's field named as the option that set it; a field of the
+    payload keeps its path (`payload.to`), which names a key of `--payload`'s JSON."""
+    details = [{**d, "field": OPTIONS.get(d["field"], d["field"])} for d in exc.details]
+    return ValidationFailed(exc.message, details)
 
 
 def parse_payload(text: str) -> dict[str, Any]:
@@ -66,20 +86,25 @@ def enqueue(
         return
     if type is None:
         fail("give a job TYPE, or --file PATH", code=2)
+    if delay is not None and scheduled_at is not None:
+        fail("--delay and --scheduled-at exclude each other", code=2)
     body = parse_payload(payload)
     if priority is not None and priority.strip().lstrip("-").isdigit():
         priority = int(priority)
     with connected() as warren:
-        outcome = warren.enqueue(
-            type,
-            body,
-            priority=priority,
-            delay_seconds=delay,
-            scheduled_at=scheduled_at,
-            max_attempts=max_attempts,
-            timeout_seconds=timeout,
-            idempotency_key=idempotency_key,
-        )
+        try:
+            outcome = warren.enqueue(
+                type,
+                body,
+                priority=priority,
+                delay_seconds=delay,
+                scheduled_at=scheduled_at,
+                max_attempts=max_attempts,
+                timeout_seconds=timeout,
+                idempotency_key=idempotency_key,
+            )
+        except ValidationFailed as exc:
+            raise named_as_options(exc) from None
     if as_json:
         print_json({"jobId": str(outcome.id), "created": outcome.created})
     elif outcome.created:

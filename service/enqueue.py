@@ -96,7 +96,8 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"] if not _is_union_tag(part))
         field = ".".join(part for part in (prefix, path) if part)
-        details.append({"field": field or "(body)", "message": error["msg"]})
+        message = error["msg"].removeprefix("Value error, ")
+        details.append({"field": field or "(body)", "message": message})
     return details
 
 

@@ -128,12 +128,15 @@ class Filters:
 def query_error(exc: ValidationError, known: str) -> str:
     """The first of pydantic's errors about a query string as one line naming the parameter
     as the client spelled it: `status must be one of ...`, `unknown filter 'colour'; known:
-    <known>`. One line, because the CLI prints it as its one line of error."""
+    <known>`, `limit should be less than or equal to 500`. One line, because the CLI prints it
+    as its one line of error."""
     error = exc.errors()[0]
     name = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] == "extra_forbidden":
         return f"unknown filter {name!r}; known: {known}"
     message = error["msg"].removeprefix("Value error, ")
+    if name and message.startswith("Input should"):
+        message = message.removeprefix("Input ")
     return f"{name} {message}" if name else message
 
 

@@ -67,7 +67,9 @@ def _problems(value: Any, prefix: str) -> list[tuple[str, str]]:
             if problem := text_problem(item):
                 found.append((path, problem))
         elif isinstance(item, float):
-            if not math.isfinite(item):
+            if math.isnan(item):
+                found.append((path, "is not a number (NaN)"))
+            elif math.isinf(item):
                 found.append((path, "is a number beyond the range of a double"))
         elif isinstance(item, dict):
             for key, child in item.items():

@@ -405,6 +405,22 @@ def test_list_rejects_unknown_filters_and_bad_values(client, params):
     assert response.json["error"]["code"] == "bad_request"
 
 
+def test_errors_read_as_sentences_without_pydantic_s_prefixes(client):
+    both = {
+        "type": "test-noop",
+        "payload": {},
+        "delaySeconds": 5,
+        "scheduledAt": "2031-01-01T00:00:00Z",
+    }
+    refused = client.simulate_post("/jobs", json=both).json["error"]["details"]
+    listed = client.simulate_get("/jobs", params={"limit": "501"}).json["error"]["message"]
+
+    assert refused == [
+        {"field": "(body)", "message": "delaySeconds and scheduledAt exclude each other"}
+    ]
+    assert listed == "limit should be less than or equal to 500"
+
+
 # -- DELETE /jobs/{id} and POST /jobs/{id}/retry -----------------------------------------------
 
 

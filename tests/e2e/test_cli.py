@@ -91,6 +91,30 @@ def test_enqueue_with_an_invalid_payload_names_the_field(run_cli):
     assert "payload.n" in line
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--delay", "-1"),
+        ("--max-attempts", "0"),
+        ("--timeout", "0"),
+        ("--scheduled-at", "tomorrow"),
+        ("--priority", "11"),
+        ("--idempotency-key", ""),
+    ],
+)
+def test_enqueue_with_a_bad_option_names_the_option(run_cli, option, value):
+    line = one_error_line(run_cli("enqueue", "test-noop", option, value))
+
+    assert f"{option}: " in line
+    assert "_" not in line.partition("(")[2], line  # no Python name such as delay_seconds
+
+
+def test_enqueue_with_both_a_delay_and_a_time_is_a_usage_error(run_cli):
+    result = run_cli("enqueue", "test-noop", "--delay", "5", "--scheduled-at", "2031-01-01")
+
+    assert one_error_line(result, code=2) == "error: --delay and --scheduled-at exclude each other"
+
+
 def test_list_filters_by_status(run_cli):
     kept = enqueue(run_cli)
     cancelled = enqueue(run_cli)
