@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.client import Warren
-from service.errors import WarrenError
+from service.errors import ValidationFailed, WarrenError
 from service.settings import Settings
 
 log = logging.getLogger("warren.cli")
@@ -94,6 +94,14 @@ def connected() -> Iterator[Warren]:
 def fail(reason: str, code: int = 1) -> NoReturn:
     say_error(reason)
     raise typer.Exit(code)
+
+
+def named_as_options(exc: ValidationFailed, options: dict[str, str]) -> ValidationFailed:
+    """`exc` with each detail's field named as the option that set it (`options` maps a field
+    to its option), so that an error names what the user typed; a field of the payload keeps
+    its path (`payload.to`), which names a key of `--payload`'s JSON."""
+    details = [{**d, "field": options.get(d["field"], d["field"])} for d in exc.details]
+    return ValidationFailed(exc.message, details)
 
 
 def say_error(reason: str) -> None:

@@ -17,6 +17,7 @@ from cli.common import (
     connected,
     fail,
     jobs_app,
+    named_as_options,
     print_json,
     show,
     table,
@@ -39,13 +40,6 @@ OPTIONS = {
     "timeout_seconds": "--timeout",
     "idempotency_key": "--idempotency-key",
 }
-
-
-def named_as_options(exc: ValidationFailed) -> ValidationFailed:
-    """`exc` with each detail's field named as the option that set it; a field of the
-    payload keeps its path (`payload.to`), which names a key of `--payload`'s JSON."""
-    details = [{**d, "field": OPTIONS.get(d["field"], d["field"])} for d in exc.details]
-    return ValidationFailed(exc.message, details)
 
 
 def parse_payload(text: str) -> dict[str, Any]:
@@ -104,7 +98,7 @@ def enqueue(
                 idempotency_key=idempotency_key,
             )
         except ValidationFailed as exc:
-            raise named_as_options(exc) from None
+            raise named_as_options(exc, OPTIONS) from None
     if as_json:
         print_json({"jobId": str(outcome.id), "created": outcome.created})
     elif outcome.created:

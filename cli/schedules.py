@@ -7,7 +7,17 @@ from typing import Annotated, Any
 import typer
 
 from api.views import job_json, schedule_json
-from cli.common import JsonOption, app, connected, fail, print_json, show, table
+from cli.common import (
+    JsonOption,
+    app,
+    connected,
+    fail,
+    named_as_options,
+    print_json,
+    show,
+    table,
+)
+from service.errors import ValidationFailed
 
 schedules_app = typer.Typer(help="Cron schedules: list, add, pause, run...", no_args_is_help=True)
 app.add_typer(schedules_app, name="schedules")
@@ -50,6 +60,15 @@ def schedules_show(name: Name, as_json: JsonOption = False) -> None:
         _print(warren.schedules.get(name), as_json)
 
 
+#: The option of `warren schedules add` that sets each field of the schedule.
+OPTIONS = {
+    "payload": "--payload",
+    "timezone": "--timezone",
+    "priority": "--priority",
+    "catchUp": "--catch-up",
+}
+
+
 @schedules_app.command("add")
 def schedules_add(
     name: Name,
@@ -71,7 +90,11 @@ def schedules_add(
     if priority is not None:
         body["priority"] = int(priority) if priority.isdigit() else priority
     with connected() as warren:
-        _print(warren.schedules.create(body), as_json)
+        try:
+            schedule = warren.schedules.create(body)
+        except ValidationFailed as exc:
+            raise named_as_options(exc, OPTIONS) from None
+        _print(schedule, as_json)
 
 
 def _set_enabled(name: str, enabled: bool, as_json: bool) -> None:

@@ -39,3 +39,12 @@ def test_a_schedule_from_add_to_delete(run_cli):
 def test_a_bad_cron_is_one_error_line(run_cli):
     line = one_error_line(run_cli("schedules", "add", "bad", "61 * * * *", "test-noop"))
     assert "cron" in line
+
+
+def test_a_bad_option_is_named_as_typed(run_cli):
+    add = ("schedules", "add", "nightly", "0 3 * * *", "test-noop")
+    line = one_error_line(run_cli(*add, "--catch-up", "sometimes", "--timezone", "Mars/Base"))
+
+    assert "--catch-up: " in line and "--timezone: " in line
+    assert "catchUp" not in line
+    assert "no schedules" in ok(run_cli("schedules", "list"))
