@@ -209,6 +209,10 @@ def jobs_retry(
         typer.echo(f"job {job_id} is pending again with fresh attempts")
 
 
+#: The option of `warren jobs reschedule` that sets each field of the change.
+RESCHEDULE_OPTIONS = {"scheduledAt": "--at", "delaySeconds": "--delay", "priority": "--priority"}
+
+
 @jobs_app.command("reschedule")
 def jobs_reschedule(
     job_id: Annotated[str, typer.Argument(metavar="ID")],
@@ -220,11 +224,16 @@ def jobs_reschedule(
     as_json: JsonOption = False,
 ) -> None:
     """Move a pending job to a new time and/or priority."""
+    if at is not None and delay is not None:
+        fail("--at and --delay exclude each other", code=2)
     change: dict[str, Any] = {"scheduledAt": at, "delaySeconds": delay}
     if priority is not None:
         change["priority"] = int(priority) if priority.isdigit() else priority
     with connected() as warren:
-        job = warren.reschedule(job_id, {k: v for k, v in change.items() if v is not None})
+        try:
+            job = warren.reschedule(job_id, {k: v for k, v in change.items() if v is not None})
+        except ValidationFailed as exc:
+            raise named_as_options(exc, RESCHEDULE_OPTIONS) from None
     if as_json:
         print_json(job_json(job))
     else:

@@ -19,4 +19,12 @@ def test_a_bad_time_is_one_error_line(run_cli):
     job_id = enqueue(run_cli, "test-noop", {}, "--delay", "3600")
 
     line = one_error_line(run_cli("jobs", "reschedule", job_id, "--at", "tomorrow"))
-    assert "scheduledAt" in line
+    assert "--at: must be an ISO 8601 time" in line
+    assert "scheduledAt" not in line
+
+
+def test_a_time_and_a_delay_together_are_a_usage_error(run_cli):
+    job_id = enqueue(run_cli, "test-noop", {}, "--delay", "3600")
+
+    result = run_cli("jobs", "reschedule", job_id, "--at", "2030-01-01T00:00:00Z", "--delay", "5")
+    assert one_error_line(result, code=2) == "error: --at and --delay exclude each other"
