@@ -25,6 +25,16 @@ def test_enqueue_refuses_what_postgres_cannot_store_naming_the_field(payload, fi
     assert [d["field"] for d in refused.value.details] == [field]
 
 
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [(float("nan"), "is not a number (NaN)"), (-float("inf"), "beyond the range of a double")],
+)
+def test_a_non_finite_number_is_refused_saying_which_kind(number, message):
+    with pytest.raises(ValidationFailed) as refused:
+        storable.check({"n": number})
+    assert message in refused.value.details[0]["message"]
+
+
 def test_nesting_past_the_limit_is_a_bad_request():
     value: object = 1
     for _ in range(storable.MAX_DEPTH + 1):
