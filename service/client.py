@@ -131,7 +131,7 @@ class Warren:
         """Enqueue one job. Options are the enqueue fields in snake_case (`priority`,
         `max_attempts`, `timeout_seconds`, `delay_seconds`, `scheduled_at`, `idempotency_key`,
         `retry`). Raises `UnknownJobType` or `ValidationFailed`; nothing is written then."""
-        body = {"type": type, "payload": dict(payload)}
+        body = {"type": type, "payload": dict(payload) if isinstance(payload, Mapping) else payload}
         body.update({key: value for key, value in options.items() if value is not None})
         return self.submit([body], session=session, batch=False)[0]
 

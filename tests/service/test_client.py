@@ -1,0 +1,26 @@
+"""`service.client.Warren`, the Python API: what a script's call may rely on."""
+
+from types import MappingProxyType
+
+import pytest
+import sqlalchemy as sa
+
+from service.errors import ValidationFailed
+
+
+@pytest.mark.parametrize("payload", ["to=a@example.com", [["to", "a@example.com"]], None, 5])
+def test_a_payload_that_is_not_a_mapping_is_a_validation_error_and_stores_nothing(
+    warren, engine, payload
+):
+    with pytest.raises(ValidationFailed) as refused:
+        warren.enqueue("test-noop", payload)
+
+    assert [d["field"] for d in refused.value.details] == ["payload"]
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM jobs")) == 0
+
+
+def test_any_mapping_is_a_payload(warren):
+    outcome = warren.enqueue("test-record", MappingProxyType({"tag": "x"}))
+
+    assert warren.get(outcome.id).payload["tag"] == "x"
