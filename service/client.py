@@ -399,8 +399,12 @@ class Warren:
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:
+    """A job id from a caller: text that is no UUID names no job (`NotFound`, as over HTTP);
+    a value of another type is the caller's bug, a `TypeError` that says so."""
     if isinstance(value, uuid.UUID):
         return value
+    if not isinstance(value, str):
+        raise TypeError(f"a job id is a UUID or its text, not {type(value).__name__}")
     try:
         return uuid.UUID(value)
     except ValueError:

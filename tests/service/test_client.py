@@ -5,7 +5,7 @@ from types import MappingProxyType
 import pytest
 import sqlalchemy as sa
 
-from service.errors import ValidationFailed
+from service.errors import NotFound, ValidationFailed
 
 
 @pytest.mark.parametrize("payload", ["to=a@example.com", [["to", "a@example.com"]], None, 5])
@@ -24,3 +24,14 @@ def test_any_mapping_is_a_payload(warren):
     outcome = warren.enqueue("test-record", MappingProxyType({"tag": "x"}))
 
     assert warren.get(outcome.id).payload["tag"] == "x"
+
+
+def test_a_job_id_that_is_not_a_uuid_names_no_job_and_one_of_another_type_is_a_type_error(
+    warren,
+):
+    with pytest.raises(NotFound):
+        warren.get("abc")
+    with pytest.raises(TypeError, match="a job id is a UUID or its text, not int"):
+        warren.get(5)
+    with pytest.raises(TypeError, match="not NoneType"):
+        warren.retry(None)
