@@ -10,18 +10,20 @@ import sqlalchemy as sa
 
 from tests.helpers import runs, wait_for
 
-BASE = 0.3
-#: How late a retry may start: the delay queue, the consumer's poll, claiming the job.
+BASE = 1.0
+#: How late a retry may start: the delay queue, the consumer's poll, claiming the job. Below
+#: BASE, so each gap alone tells the strategies apart (the third: 4 s, 3 s or 1 s).
 SLACK = 0.6
 #: How far the growth from one gap to the next may stray from the documented growth. Retries
-#: are late by about the same scheduling overhead each time (measured: 10-30 ms), and the
-#: strategies' growths differ by at least BASE, so this still tells them apart.
-SHAPE_TOLERANCE = 0.2
-#: The documented delays after failed attempts 1, 2 and 3 with a base of 0.3 s and no jitter.
+#: are late by about the same scheduling overhead each time (10-30 ms on a quiet machine, a
+#: quarter of a second apart under load), and the strategies' growths differ by at least
+#: BASE, so a tolerance under half of it still tells them apart.
+SHAPE_TOLERANCE = 0.45
+#: The documented delays after failed attempts 1, 2 and 3 with a base of 1 s and no jitter.
 DELAYS = {
-    "exponential": [0.3, 0.6, 1.2],  # base * 2**(n-1)
-    "linear": [0.3, 0.6, 0.9],  # base * n
-    "fixed": [0.3, 0.3, 0.3],  # base
+    "exponential": [1.0, 2.0, 4.0],  # base * 2**(n-1)
+    "linear": [1.0, 2.0, 3.0],  # base * n
+    "fixed": [1.0, 1.0, 1.0],  # base
 }
 
 
@@ -47,7 +49,7 @@ def test_a_failing_job_waits_as_its_retry_strategy_says(strategy, warren, worker
         "test-record",
         {"failTimes": 3},
         max_attempts=4,
-        retry={"strategy": strategy, "baseSeconds": BASE, "jitter": 0},
+        retry={"strategy": strategy, "baseSeconds": BASE, "maxSeconds": 10, "jitter": 0},
     ).id
 
     job = final(warren, job_id)
@@ -66,8 +68,8 @@ def test_a_failing_job_waits_as_its_retry_strategy_says(strategy, warren, worker
     measured = gaps(engine, job_id)
     for gap, delay in zip(measured, DELAYS[strategy], strict=True):
         assert delay <= gap <= delay + SLACK, f"{strategy}: gaps {measured}"
-    # The shape: exponential grows by 0.3 then 0.6 (doubling), linear by 0.3 each time (the
-    # base), fixed not at all.
+    # The shape: exponential grows by 1 then 2 (doubling), linear by 1 each time (the base),
+    # fixed not at all.
     growth = [b - a for a, b in itertools.pairwise(measured)]
     documented = [b - a for a, b in itertools.pairwise(DELAYS[strategy])]
     for grew, expected in zip(growth, documented, strict=True):
