@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.client import Warren
+from service.enqueue import message_of
 from service.errors import ValidationFailed, WarrenError
 from service.settings import Settings
 
@@ -74,9 +75,7 @@ def load_settings() -> Settings:
         return Settings()
     except pydantic.ValidationError as exc:
         details = "; ".join(
-            f"WARREN_{'_'.join(map(str, e['loc'])).upper()}: "
-            + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors()
+            f"WARREN_{'_'.join(map(str, e['loc'])).upper()}: {message_of(e)}" for e in exc.errors()
         )
         fail(f"invalid settings ({details})")
 

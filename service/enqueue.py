@@ -13,6 +13,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 from uuid_utils.compat import uuid7
 
 from service import sealing, storable
@@ -90,14 +91,19 @@ class EnqueueRequest(BaseModel):
         return self
 
 
+def message_of(error: ErrorDetails) -> str:
+    """Pydantic's message for one error, without the `Value error, ` it puts before the text
+    of a validator's own `ValueError`."""
+    return error["msg"].removeprefix("Value error, ")
+
+
 def field_errors(exc: ValidationError, prefix: str = "") -> list[dict[str, str]]:
     """Pydantic's errors as `[{field, message}]`, fields named as the caller spelled them."""
     details = []
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"] if not _is_union_tag(part))
         field = ".".join(part for part in (prefix, path) if part)
-        message = error["msg"].removeprefix("Value error, ")
-        details.append({"field": field or "(body)", "message": message})
+        details.append({"field": field or "(body)", "message": message_of(error)})
     return details
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
 from service import storable
-from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES
+from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES, message_of
 from service.errors import BadRequest, NotFound
 from service.models import STATUSES, AttemptStatus, Job, JobAttempt, JobStatus
 from service.strict import moment, whole_number
@@ -134,7 +134,7 @@ def query_error(exc: ValidationError, known: str) -> str:
     name = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] == "extra_forbidden":
         return f"unknown filter {name!r}; known: {known}"
-    message = error["msg"].removeprefix("Value error, ")
+    message = message_of(error)
     if name and message.startswith("Input should"):
         message = message.removeprefix("Input ")
     return f"{name} {message}" if name else message

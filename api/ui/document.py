@@ -13,6 +13,11 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 #: The statuses a page or a button answers with an HTML page of its own.
 HTML_ERRORS = ("400", "401", "403", "404", "409", "413", "415", "422")
 CSRF = {"type": "string", "description": "the CSRF token of the page the form came from"}
+#: What any other status answers with: the API's JSON error.
+DEFAULT_ANSWER = {
+    "description": "an error, in the one shape every error has",
+    "content": {"application/json": {"schema": ERROR}},
+}
 #: No bearer token: the dashboard signs in with its own cookie (see api.ui.access).
 COOKIE = {"security": []}
 
@@ -62,10 +67,7 @@ def _answers(**extra: Any) -> dict[str, Any]:
     answers = {
         status: {"description": "an error page", "content": either} for status in HTML_ERRORS
     }
-    answers["default"] = {
-        "description": "an error, in the one shape every error has",
-        "content": {"application/json": {"schema": ERROR}},
-    }
+    answers["default"] = DEFAULT_ANSWER
     return {**extra, **answers}
 
 
@@ -88,10 +90,7 @@ def _static() -> dict[str, Any]:
     answers = {
         "200": {"description": "the file, typed by its extension"},
         "404": {"description": "no such file", "content": {"application/json": {"schema": ERROR}}},
-        "default": {
-            "description": "an error, in the one shape every error has",
-            "content": {"application/json": {"schema": ERROR}},
-        },
+        "default": DEFAULT_ANSWER,
     }
     operation = {"summary": "A static file of the dashboard", "responses": answers, **COOKIE}
     return {"get": operation, "head": operation}
