@@ -180,14 +180,15 @@ def clean_if_idle(directory: Path) -> int:
     a running deployment (a restarted API, one more worker) keeps the totals going up, as
     Prometheus expects of counters. Returns the number of files deleted."""
     files = [path for path in directory.glob("*.db") if _DB_FILE.search(path.name)]
-    if any(_alive(int(_DB_FILE.search(path.name).group(1))) for path in files):
+    if any(process_alive(int(_DB_FILE.search(path.name).group(1))) for path in files):
         return 0
     for path in files:
         path.unlink(missing_ok=True)
     return len(files)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this machine has this id (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

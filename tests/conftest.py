@@ -3,6 +3,7 @@ queue prefix, created here and removed at the end, so two runs never see each ot
 
 import contextlib
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -29,14 +30,19 @@ from service.broker import (
 from service.client import Warren
 from service.scheduler import Scheduler
 from service.settings import Settings
+from tests import leftovers
 from tests.jobtypes import RUNS_DDL
 
-RUN_ID = uuid.uuid4().hex[:10]
+#: This run's database, queue prefix and files folder (`tests.leftovers`).
+RUN_NAME = leftovers.run_name(os.getpid(), uuid.uuid4().hex[:6])
 #: The test tiers: each folder of tests/ marks its tests with its name (`pytest -m unit`).
 TIERS = ("unit", "api", "service", "actors", "e2e", "faults")
 TESTS = Path(__file__).resolve().parent
 #: What URL-taking job types may reach in tests (service.netguard): 127.0.0.1, not 127.0.0.2.
 TEST_ALLOWED_NETWORK = "127.0.0.1/32"
+ADMIN_DATABASE_URL = os.environ.get(
+    "WARREN_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
@@ -48,15 +54,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(tier)
 
 
-def test_settings(**overrides) -> Settings:
-    """Settings of this test run: its own database and queue prefix, short timings."""
+def test_settings(run: str = RUN_NAME, **overrides) -> Settings:
+    """Settings of a test run (this one unless `run` names another): its own database, queue
+    prefix and files folder, short timings."""
     values = {
-        "database_url": os.environ.get(
-            "WARREN_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-        ).rsplit("/", 1)[0]
-        + f"/warren_test_{RUN_ID}",
+        "database_url": f"{ADMIN_DATABASE_URL.rsplit('/', 1)[0]}/{run}",
         "broker_url": os.environ.get("WARREN_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"),
-        "queue_prefix": f"warren_test_{RUN_ID}",
+        "queue_prefix": run,
         "job_modules": ["actors", "tests.jobtypes"],
         "lease_seconds": 3.0,
         "delay_horizon_seconds": 600.0,
@@ -67,7 +71,7 @@ def test_settings(**overrides) -> Settings:
         "retry_jitter": 0.0,
         "smtp_url": "smtp://127.0.0.1:1",
         "allowed_networks": [TEST_ALLOWED_NETWORK],  # the tests' local servers, nothing more
-        "files_dir": f"{tempfile.gettempdir()}/warren_test_{RUN_ID}/files",
+        "files_dir": f"{tempfile.gettempdir()}/{run}/files",
     }
     values.update(overrides)
     return Settings(**values)
@@ -75,6 +79,7 @@ def test_settings(**overrides) -> Settings:
 
 @pytest.fixture(scope="session")
 def settings() -> Iterator[Settings]:
+    leftovers.sweep(ADMIN_DATABASE_URL, test_settings, delete_queues)
     settings = test_settings()
     db.upgrade(settings)
     with sa.create_engine(settings.database_url).begin() as conn:
@@ -83,6 +88,7 @@ def settings() -> Iterator[Settings]:
     yield settings
     delete_queues(settings)
     db.drop_database(settings.database_url)
+    shutil.rmtree(Path(settings.files_dir).parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
