@@ -12,9 +12,11 @@ invalid ones and why. The URL is the caller's, so it goes through `service.netgu
 table belongs to this job type and is created when first used.
 """
 
+import codecs
 import csv
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import httpx
@@ -31,7 +33,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from sqlalchemy.dialects.postgresql import JSONB
 
-from service import db, netguard, storable
+from service import db, interruptible, netguard, storable
 from service.errors import BadRequest, PermanentError, ValidationFailed
 from service.registry import (
     current_settings,
@@ -44,6 +46,8 @@ from service.registry import (
 CHUNK = 1000
 MAX_INVALID_SHOWN = 20
 MAX_ITEMS = 10_000
+#: The longest line of a file read, and so the largest record or CSV field.
+MAX_LINE = 1_048_576
 _NAMESPACE = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$"
 
 TABLE = """
@@ -123,7 +127,9 @@ def batch_import(payload: BatchImport) -> dict[str, Any]:
             with client, client.stream("GET", str(payload.url)) as answer:
                 if answer.status_code != 200:
                     raise _failure(answer)
-                _upsert_all(engine, payload, _records(answer, payload.file_format()), tally)
+                # Read in a helper thread: a cancel or the job's time limit stops a stalled read.
+                lines = Lines(interruptible.iterate(answer.iter_bytes(), abort=client.close))
+                _upsert_all(engine, payload, _records(lines, payload.file_format()), tally)
         except httpx.TransportError as exc:
             raise ConnectionError(f"could not read {payload.url}: {exc}") from exc
     return {**tally.counts, "invalidRecords": tally.invalid}
@@ -134,22 +140,99 @@ def _failure(answer: httpx.Response) -> Exception:
     return ConnectionError(message) if answer.status_code >= 500 else PermanentError(message)
 
 
-def _records(answer: httpx.Response, file_format: str) -> Iterator[tuple[int, Any]]:
-    """`(number, record)` from the file, a line at a time; a line that is not JSON becomes a
-    `ValueError` in place of its record, counted as invalid."""
-    lines = answer.iter_lines()
+class Lines:
+    """A file's lines as text, each with its line end: split at LF alone (CR LF is one end,
+    other Unicode line breaks are data), a byte order mark dropped, each at most `MAX_LINE`
+    bytes. A line that is too long or not UTF-8 is given as None, and `problem` says why."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self.chunks = chunks
+        self.problem: str | None = None
+
+    def __iter__(self) -> Iterator[str | None]:
+        for line in self._raw():
+            try:
+                yield line.decode() if line is not None else None
+            except UnicodeDecodeError as exc:
+                self.problem = f"not UTF-8 ({exc.reason} at byte {exc.start})"
+                yield None
+
+    def _raw(self) -> Iterator[bytes | None]:
+        pending = bytearray()
+        skipping = False  # the rest of a line too long to keep
+        first = True
+        for chunk in self.chunks:
+            if first and chunk:
+                chunk, first = chunk.removeprefix(codecs.BOM_UTF8), False
+            start = 0
+            while (end := chunk.find(b"\n", start)) != -1:
+                if not skipping:
+                    pending += chunk[start : end + 1]
+                    yield self._checked(pending)
+                skipping, pending, start = False, bytearray(), end + 1
+            if not skipping:
+                pending += chunk[start:]
+                if len(pending) > MAX_LINE:
+                    skipping, pending = True, bytearray()
+                    yield self._checked(None)
+        if pending:
+            yield self._checked(pending)
+
+    def _checked(self, line: bytearray | None) -> bytes | None:
+        if line is None or len(line) > MAX_LINE:
+            self.problem = f"a line longer than {MAX_LINE:,} bytes"
+            return None
+        return bytes(line)
+
+
+def _records(lines: Lines, file_format: str) -> Iterator[tuple[int, Any]]:
+    """`(number, record)` from the file; a line that cannot be read becomes a `ValueError` in
+    place of its record, counted as invalid."""
     if file_format == "csv":
-        yield from enumerate(csv.DictReader(lines), 1)
+        yield from _csv_records(lines)
         return
     number = 0
     for line in lines:
-        if not line.strip():
+        if line is not None and not line.strip():
             continue
         number += 1
+        if line is None:
+            yield number, ValueError(lines.problem)
+            continue
         try:
             yield number, json.loads(line)
         except ValueError as exc:
             yield number, ValueError(f"not JSON: {exc}")
+
+
+def _csv_records(lines: Lines) -> Iterator[tuple[int, Any]]:
+    """Rows as objects keyed by the header row; a quoted field keeps its line breaks. A row
+    with more fields than the header is invalid; one with fewer has nulls for the rest."""
+    rows = csv.reader(lines)  # a None line makes it raise csv.Error, then read on
+    header: list[str] | None = None
+    number = 0
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason, lines.problem = lines.problem or f"not CSV: {exc}", None
+            if header is None:
+                raise PermanentError(f"the CSV file's header row cannot be read: {reason}") from exc
+            number += 1
+            yield number, ValueError(reason)
+            continue
+        if not row:
+            continue  # a blank line
+        if header is None:
+            header = row
+            continue
+        number += 1
+        if len(row) > len(header):
+            yield number, ValueError(f"{len(row)} fields; the header names {len(header)}")
+            continue
+        yield number, dict(itertools.zip_longest(header, row))
 
 
 def _upsert_all(engine: sa.Engine, payload: BatchImport, records: Any, tally: Tally) -> None:

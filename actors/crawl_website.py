@@ -14,7 +14,7 @@ honoured between pages and during a fetch.
 """
 
 import fnmatch
-import time
+import re
 from collections import deque
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, fiel
 from pydantic.alias_generators import to_camel
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-from service import db, interruptible, netguard
+from service import bodies, db, interruptible, netguard, storable
 from service.registry import (
     current_job,
     current_settings,
@@ -38,6 +38,11 @@ from service.registry import (
 USER_AGENT = "WarrenCrawler/1.0"
 MAX_TEXT = 100_000
 MAX_BODY = 5_000_000
+#: The most of a robots.txt that is read, as Google's crawler reads it.
+MAX_ROBOTS = 500_000
+#: The longest pause between pages a robots.txt `Crawl-delay` gets; a site asking for more is
+#: crawled at this pace, as `delayMs` allows at most.
+MAX_CRAWL_DELAY = 60.0
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS crawled_pages (
@@ -59,6 +64,7 @@ _STORE = sa.text(
     ON CONFLICT (job_id, url) DO NOTHING
     """
 )
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})""", re.I)
 _STORED = sa.text("SELECT url, links FROM crawled_pages WHERE job_id = :job_id")
 
 
@@ -111,15 +117,19 @@ class Robots:
         self.rules: dict[str, Protego | None] = {}
 
     def of(self, url: str) -> Protego | None:
+        """The rules for `url`'s origin; None (everything allowed) when its robots.txt is
+        missing, unreachable, or redirects where Warren may not go."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self.rules:
+            self.rules[origin] = None
             try:
-                answer = self.client.get(origin + "/robots.txt")
-                ok = answer.status_code == 200
-                self.rules[origin] = Protego.parse(answer.text) if ok else None
-            except httpx.HTTPError:
-                self.rules[origin] = None
+                with self.client.stream("GET", origin + "/robots.txt") as answer:
+                    if answer.status_code == 200:
+                        text = bodies.head(answer, MAX_ROBOTS).decode(errors="replace")
+                        self.rules[origin] = Protego.parse(text)
+            except (httpx.HTTPError, netguard.ForbiddenURL, bodies.AnswerRefused):
+                pass
         return self.rules[origin]
 
     def allows(self, url: str) -> bool:
@@ -128,7 +138,8 @@ class Robots:
 
     def delay(self, url: str) -> float:
         rules = self.of(url)
-        return float(rules.crawl_delay(USER_AGENT) or 0) if rules is not None else 0.0
+        asked = float(rules.crawl_delay(USER_AGENT) or 0) if rules is not None else 0.0
+        return min(asked, MAX_CRAWL_DELAY)
 
 
 @job_type("crawl-website", payload=CrawlWebsite, max_attempts=3, timeout_seconds=3600)
@@ -163,13 +174,13 @@ def crawl_website(payload: CrawlWebsite) -> dict[str, Any]:
                 continue
             else:
                 if tally["fetched"]:
-                    time.sleep(max(payload.delay_ms / 1000, robots.delay(url)))
+                    interruptible.sleep(max(payload.delay_ms / 1000, robots.delay(url)))
                 try:
                     page = interruptible.call(lambda u=url: _fetch(client, u), abort=client.close)
-                except netguard.ForbiddenURL:
+                except (netguard.ForbiddenURL, bodies.AnswerRefused):
                     if url == start:
                         raise  # the crawl itself is refused: a permanent failure
-                    page = None  # a link, or a redirect, to where Warren may not go
+                    page = None  # a link or a redirect where Warren may not go, or a bomb
                 if page is None:
                     tally["errors"] += 1
                     continue
@@ -194,19 +205,28 @@ def _fetch(client: httpx.Client, url: str) -> dict[str, Any] | None:
             content_type = answer.headers.get("Content-Type", "")
             body = b""
             if content_type.startswith("text/html"):
-                for chunk in answer.iter_bytes():
-                    body += chunk
-                    if len(body) > MAX_BODY:
-                        break
+                body = bodies.head(answer, MAX_BODY)
             final = urldefrag(str(answer.url))[0]
             status = answer.status_code
+            charset = answer.charset_encoding
     except httpx.HTTPError:  # a refused address (netguard.ForbiddenURL) is not one: it fails
         return None
-    page: dict[str, Any] = {"status": status, "content_type": content_type or None}
+    page: dict[str, Any] = {"status": status, "content_type": storable.clean(content_type) or None}
     page |= {"title": None, "text": None, "links": []}
     if body and status == 200:
-        page |= _parsed(body.decode("utf-8", errors="replace"), final)
+        page |= _parsed(_decoded(body, charset), final)
     return page
+
+
+def _decoded(body: bytes, charset: str | None) -> str:
+    """The page's text in the charset its answer names, else the one a `<meta>` near its top
+    names, else UTF-8 (also for a charset Python does not know)."""
+    if charset is None and (meta := _META_CHARSET.search(body[:2048])) is not None:
+        charset = meta.group(1).decode("ascii")
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
 
 
 def _parsed(html: str, base: str) -> dict[str, Any]:
@@ -221,12 +241,7 @@ def _parsed(html: str, base: str) -> dict[str, Any]:
             links.append(link)
     text = body.text(separator=" ", strip=True) if body is not None else ""
     return {
-        "title": title.text(strip=True)[:1000] if title is not None else None,
-        "text": _storable(text[:MAX_TEXT]),
-        "links": [_storable(link) for link in links[:1000]],
+        "title": storable.clean(title.text(strip=True)[:1000]) if title is not None else None,
+        "text": storable.clean(text[:MAX_TEXT]),
+        "links": [storable.clean(link) for link in links[:1000]],
     }
-
-
-def _storable(text: str) -> str:
-    """`text` without the characters PostgreSQL cannot store."""
-    return text.replace("\x00", "")

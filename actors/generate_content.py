@@ -7,17 +7,16 @@ configuration, not the caller's, so it is not put through the SSRF guard.
 
 A 429 or 5xx answer, a timeout or a connection error is retried, not before the server's
 `Retry-After`; any other 4xx fails the job at once; an answer that is not a chat completion is
-retried (a proxy's error page), and fails with the job's last attempt. The request runs
-through `service.interruptible`, so a cancel stops the job within a second.
+retried (a proxy's error page), and fails with the job's last attempt. `service.upstream`
+makes the request: a cancel stops it within a second, and an answer is read up to a bound.
 """
 
 from typing import Annotated, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from service import interruptible, upstream
+from service import upstream
 from service.registry import current_settings, job_type
 
 TIMEOUT_SECONDS = 120
@@ -79,22 +78,19 @@ def generate_content(payload: GenerateContent) -> dict[str, Any]:
     if settings.llm_api_key is not None:
         headers["Authorization"] = f"Bearer {settings.llm_api_key.get_secret_value()}"
     url = settings.llm_url.rstrip("/") + "/chat/completions"
+    data = upstream.post_json(
+        url,
+        body,
+        headers=headers,
+        timeout=TIMEOUT_SECONDS,
+        server="the model server",
+        failed=ModelFailed,
+    )
+    return _completion(data)
 
-    client = httpx.Client(timeout=TIMEOUT_SECONDS, headers=headers, follow_redirects=False)
+
+def _completion(data: Any) -> dict[str, Any]:
     try:
-        with client:
-            answer = interruptible.call(lambda: client.post(url, json=body), abort=client.close)
-    except httpx.TimeoutException as exc:
-        raise ModelFailed(f"the model server did not answer within {TIMEOUT_SECONDS}s") from exc
-    except httpx.TransportError as exc:
-        raise ModelFailed(f"could not reach the model server at {url}: {exc}") from exc
-    return _completion(answer)
-
-
-def _completion(answer: httpx.Response) -> dict[str, Any]:
-    upstream.raise_for_status(answer, "the model server", ModelFailed)
-    try:
-        data = answer.json()
         [choice] = data["choices"][:1]
         usage = data.get("usage") or {}
         return {
@@ -107,5 +103,5 @@ def _completion(answer: httpx.Response) -> dict[str, Any]:
                 "totalTokens": usage.get("total_tokens"),
             },
         }
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
         raise ModelFailed(f"the model server's answer is not a chat completion: {exc!r}") from exc

@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field
 from pydantic.alias_generators import to_camel
 
-from service import interruptible
+from service import interruptible, storable
 from service.errors import PermanentError
 from service.registry import current_job, current_settings, job_type
 
@@ -313,7 +313,9 @@ def _quit(smtp: smtplib.SMTP) -> None:
 
 
 def _reply(code: int, text: bytes | str) -> str:
-    return f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+    """A server's reply as kept in the result or the error; the server chose its bytes."""
+    said = text.decode(errors="replace") if isinstance(text, bytes) else text
+    return storable.clean(f"{code} {said}")
 
 
 @job_type("send-email", payload=SendEmail, max_attempts=5, timeout_seconds=60)

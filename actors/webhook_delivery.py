@@ -64,7 +64,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from service import interruptible, netguard
+from service import bodies, interruptible, netguard, storable
 from service.errors import PermanentError
 from service.registry import current_job, current_settings, enqueueing, job_type
 from service.settings import Settings
@@ -286,14 +286,10 @@ def _job_id() -> str | None:
 def _excerpt(response: httpx.Response) -> str:
     """The first EXCERPT_BYTES of the body as text, reading no more of a huge body than
     needed. Bounded in bytes, not characters, so that what is kept stays small whatever the
-    encoding; a character cut in two at the end is left out."""
-    data = bytearray()
-    for chunk in response.iter_bytes():
-        data += chunk[: EXCERPT_BYTES - len(data)]
-        if len(data) >= EXCERPT_BYTES:
-            break
+    encoding; a character cut in two at the end is left out, and what PostgreSQL cannot store
+    (a NUL) is replaced."""
     decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
-    return decoder.decode(bytes(data), final=False)
+    return storable.clean(decoder.decode(bodies.head(response, EXCERPT_BYTES), final=False))
 
 
 def _request_headers(
@@ -347,10 +343,13 @@ def deliver_webhook(payload: WebhookDelivery) -> dict[str, Any]:
     try:
         with client:
             # Closing the client on a cancel releases its connection; see service.interruptible.
+            # `timeoutSeconds` bounds the whole exchange; httpx's bounds each read alone.
             status, excerpt = interruptible.call(
-                lambda: _send(client, payload, content, headers), abort=client.close
+                lambda: _send(client, payload, content, headers),
+                abort=client.close,
+                timeout=payload.timeout_seconds,
             )
-    except httpx.TimeoutException as exc:
+    except (httpx.TimeoutException, TimeoutError) as exc:
         raise WebhookFailed(f"timed out after {payload.timeout_seconds:g}s: {url}") from exc
     except httpx.TransportError as exc:
         raise WebhookFailed(f"could not reach {url}: {exc or type(exc).__name__}") from exc

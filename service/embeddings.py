@@ -18,7 +18,6 @@ import threading
 from functools import cache
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from service import db, upstream
@@ -88,13 +87,16 @@ def _remote(settings: Settings, texts: list[str], model: str) -> list[list[float
     if settings.embeddings_api_key is not None:
         headers["Authorization"] = f"Bearer {settings.embeddings_api_key.get_secret_value()}"
     url = settings.embeddings_url.rstrip("/") + "/embeddings"
+    answer = upstream.post_json(
+        url,
+        {"model": model, "input": texts},
+        headers=headers,
+        timeout=60,
+        server="the embeddings server",
+        failed=EmbeddingFailed,
+    )
     try:
-        answer = httpx.post(url, json={"model": model, "input": texts}, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        raise EmbeddingFailed(f"could not reach the embeddings server at {url}: {exc}") from exc
-    upstream.raise_for_status(answer, "the embeddings server", EmbeddingFailed)
-    try:
-        data = sorted(answer.json()["data"], key=lambda item: item["index"])
+        data = sorted(answer["data"], key=lambda item: item["index"])
         vectors = [[float(x) for x in item["embedding"]] for item in data]
     except (ValueError, KeyError, TypeError) as exc:
         raise EmbeddingFailed(f"the answer is not a list of embeddings: {exc!r}") from exc

@@ -328,6 +328,12 @@ class Lifecycle(Middleware):
             encoded = None if result is None else json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as exc:
             return PermanentError(f"the handler's result is not JSON: {exc}")
+        if encoded is not None and len(encoded) > self.settings.max_result_bytes:
+            return PermanentError(
+                f"the handler's result is {len(encoded):,} bytes of JSON, more than"
+                f" WARREN_MAX_RESULT_BYTES ({self.settings.max_result_bytes:,}): keep it"
+                " elsewhere (a file, a table) and return where"
+            )
         try:
             storable.check(result, "result")
         except (ValidationFailed, BadRequest) as exc:
@@ -385,7 +391,7 @@ class Lifecycle(Middleware):
                 metrics.job_cancelled(claim)
             return
         error = describe(exc, self._retryable(claim, exc))
-        trace = "".join(traceback.format_exception(exc))
+        trace = storable.clean("".join(traceback.format_exception(exc)))
         if error["retryable"] and claim.number < claim.max_attempts:
             delay = self._policy(claim).delay(claim.number)
             if isinstance(exc, RetryLater):
@@ -481,7 +487,7 @@ def describe(exc: BaseException, retryable: bool) -> dict[str, Any]:
     message = str(exc) or name
     if isinstance(exc, TimeLimitExceeded):
         message = "the attempt ran past its timeoutSeconds"
-    return {"type": name, "message": message[:2000], "retryable": retryable}
+    return {"type": name, "message": storable.clean(message[:2000]), "retryable": retryable}
 
 
 def _is_interrupt(exc: BaseException) -> bool:

@@ -41,6 +41,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from service import bodies
 from service.errors import PermanentError
 from service.settings import Settings
 
@@ -250,7 +251,8 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
 class GuardedTransport(httpx.HTTPTransport):
     """httpx's transport with its connection pool on the guarded backend; every request it
-    sends (each redirect hop is one) has its URL checked first."""
+    sends (each redirect hop is one) has its URL checked first, and every answer its encoding
+    (`bodies.AnswerRefused` for more than one)."""
 
     def __init__(self, guard: NetworkGuard, verify: ssl.SSLContext | bool = True) -> None:
         context = httpx.create_ssl_context(verify=verify)
@@ -267,7 +269,10 @@ class GuardedTransport(httpx.HTTPTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.guard.check_url(request.url)
-        return super().handle_request(request)
+        response = super().handle_request(request)
+        response.request = request
+        bodies.check_encoding(response)  # before any reader decodes a byte of it
+        return response
 
 
 def client(

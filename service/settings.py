@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # Bearer tokens: `token` (full access) or `name:token:scope`; see `parse_api_token`.
     api_tokens: Annotated[list[str], NoDecode] = []
     max_payload_bytes: int = 131072
+    # The largest result a handler may return, as JSON; PostgreSQL's own bound is 256 MB.
+    max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=128 * 1024 * 1024)
 
     smtp_url: str = "smtp://127.0.0.1:1025"
     # Where `warren run`'s development mail catcher keeps what it caught (`warren mail`).

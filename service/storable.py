@@ -36,6 +36,13 @@ def text_problem(text: str) -> str | None:
     return "contains a lone UTF-16 surrogate, which is not text"
 
 
+def clean(text: str) -> str:
+    """`text` with what PostgreSQL cannot store (a NUL, a lone surrogate) replaced by U+FFFD:
+    for text Warren keeps as it came from outside, a server's answer or an exception's
+    message, where refusing it would lose the rest of what it says."""
+    return _UNSTORABLE.sub("\ufffd", text)
+
+
 def check_params(params: Mapping[str, Any]) -> None:
     """Raise `BadRequest` naming the first query parameter whose name or value (or one of its
     values) PostgreSQL cannot store. For every reader of filters: the API, the Python client

@@ -177,6 +177,18 @@ def nul_result(payload: Empty) -> dict:
     return {"text": "before\x00after"}
 
 
+class Size(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int
+
+
+@job_type("test-big-result", payload=Size, max_attempts=3)
+def big_result(payload: Size) -> dict:
+    """Return a result of about `size` bytes of JSON."""
+    return {"text": "x" * payload.size}
+
+
 class Steps(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -2,9 +2,11 @@
 127.0.0.1, plus a port nothing listens on, one where nothing answers, and a stand-in for a
 running job."""
 
+import gzip
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,13 +92,19 @@ ANSWERS: dict[str, tuple[int, dict[str, str], bytes]] = {
     "/missing": (404, {}, b"no such hook"),
     "/throttle": (429, {"Retry-After": "30"}, b"slow down"),
     "/moved": (302, {"Location": "/ok"}, b""),
+    # A server's answer holding what PostgreSQL cannot store.
+    "/nul-error": (404, {}, b"no hook\x00here"),
+    "/nul-ok": (200, {"Content-Type": "text/plain"}, b"fine\x00"),
+    # A decompression bomb: 10 MB of zeros, gzipped twice into a few hundred bytes.
+    "/bomb": (200, {"Content-Encoding": "gzip, gzip"}, gzip.compress(gzip.compress(bytes(10**7)))),
 }
 
 
 @pytest.fixture
 def webhook_server() -> Iterator[WebhookReceiver]:
     """An HTTP server that records every request and answers by path (see ANSWERS);
-    /slow waits up to SLOW_SECONDS before answering."""
+    /slow waits up to SLOW_SECONDS before answering, /trickle sends a byte at a time for as
+    long."""
     lock = threading.Lock()
     receiver: WebhookReceiver
 
@@ -115,6 +123,9 @@ def webhook_server() -> Iterator[WebhookReceiver]:
             if self.path == "/slow":
                 receiver.release.wait(SLOW_SECONDS)
                 status, headers, body = ANSWERS["/ok"]
+            elif self.path == "/trickle":
+                self._trickle()
+                return
             else:
                 status, headers, body = ANSWERS.get(self.path, (404, {}, b"unknown path"))
             try:
@@ -126,6 +137,19 @@ def webhook_server() -> Iterator[WebhookReceiver]:
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up waiting, which is what /slow is for
+
+        def _trickle(self) -> None:
+            """A byte every 0.2 s for SLOW_SECONDS: no single read ever waits long."""
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            deadline = time.monotonic() + SLOW_SECONDS
+            try:
+                while not receiver.release.wait(0.2) and time.monotonic() < deadline:
+                    self.wfile.write(b".")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 

@@ -3,6 +3,7 @@ a file on a local server; counts that a re-run does not double."""
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from actors.batch_import import BatchImport, batch_import
 from service import db
-from service.errors import PermanentError, ValidationFailed
+from service.errors import JobCancelled, PermanentError, ValidationFailed
 from tests.helpers import wait_for
 
 ROWS = 100_000
@@ -39,6 +40,32 @@ def files() -> Iterator[dict[str, Any]]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield served
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def stalled_file() -> Iterator[str]:
+    """A URL whose server sends two NDJSON lines and then holds the rest for 30 s."""
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.wfile.write(b'{"key": 1}\n{"key": 2}\n')
+            self.wfile.flush()
+            release.wait(30)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/stalls.ndjson"
+    release.set()
     server.shutdown()
     server.server_close()
 
@@ -100,6 +127,73 @@ def test_a_csv_file_with_its_key_field(settings, running_job, stored, files):
 
     assert (result["inserted"], result["invalid"]) == (2, 1)
     assert stored("csv")["b@example.com"] == {"email": "b@example.com", "name": "Bob"}
+
+
+def test_a_spreadsheet_export_imports_as_written(settings, running_job, stored, files):
+    """What Excel and friends write: a byte order mark, CR LF line ends, and a quoted field
+    holding a line break."""
+    running_job(settings=settings)
+    rows = '\ufeffemail,note\r\na@example.com,"two\r\nlines"\r\nb@example.com,plain\r\n'
+    files["/export.csv"] = rows.encode()
+
+    result = batch_import(
+        BatchImport(namespace="sheet", url=files["base"] + "/export.csv", keyField="email")
+    )
+
+    assert (result["inserted"], result["invalid"]) == (2, 0)
+    assert stored("sheet")["a@example.com"] == {"email": "a@example.com", "note": "two\r\nlines"}
+
+
+def test_unreadable_csv_rows_are_counted_and_the_rest_imported(
+    settings, running_job, stored, files
+):
+    running_job(settings=settings)
+    huge = "x" * 200_000
+    lines = [b"key,name", b"a,Ann", b"b,Bob,extra", b"c," + huge.encode(), b"d,\xff\xfe", b"e,Eve"]
+    files["/rows.csv"] = b"\n".join(lines) + b"\n"
+
+    result = batch_import(BatchImport(namespace="rows", url=files["base"] + "/rows.csv"))
+
+    assert set(stored("rows")) == {"a", "e"}
+    reasons = {r["record"]: r["reason"] for r in result["invalidRecords"]}
+    assert result["invalid"] == 3 and set(reasons) == {2, 3, 4}
+    assert reasons[2] == "3 fields; the header names 2"
+    assert "field limit" in reasons[3] and "not UTF-8" in reasons[4]
+
+
+def test_ndjson_lines_end_at_line_feeds_only(settings, running_job, stored, files):
+    """A byte order mark is dropped; U+2028 and U+0085 inside a record are its data, not line
+    ends; a line past the limit is one invalid record, and the next line reads on."""
+    running_job(settings=settings)
+    long_line = json.dumps({"key": "long", "text": "y" * 1_100_000}).encode()
+    records = [
+        b"\xef\xbb\xbf" + json.dumps({"key": "first"}).encode(),
+        json.dumps({"key": "sep", "text": "a\u2028b\u0085c"}, ensure_ascii=False).encode(),
+        long_line,
+        json.dumps({"key": "after"}).encode(),
+    ]
+    files["/lines.ndjson"] = b"\n".join(records)
+
+    result = batch_import(BatchImport(namespace="nd", url=files["base"] + "/lines.ndjson"))
+
+    assert set(stored("nd")) == {"first", "sep", "after"}
+    assert stored("nd")["sep"]["text"] == "a\u2028b\u0085c"
+    assert result["invalidRecords"] == [
+        {"record": 3, "reason": "a line longer than 1,048,576 bytes"}
+    ]
+
+
+def test_a_cancel_stops_a_download_that_stalls(settings, running_job, stored, stalled_file):
+    """The server sends a few lines and then nothing, for longer than any read timeout: the
+    cancel still ends the job within a second."""
+    job = running_job(settings=settings)
+    threading.Timer(0.5, job.cancel_requested.set).start()
+    started = time.monotonic()
+
+    with pytest.raises(JobCancelled):
+        batch_import(BatchImport(namespace="stall", url=stalled_file))
+
+    assert time.monotonic() - started < 2.0
 
 
 def test_a_missing_file_fails_at_once(settings, running_job, stored, files):

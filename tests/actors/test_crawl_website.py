@@ -1,7 +1,9 @@
 """crawl-website against a local site on 127.0.0.1: robots.txt, a link loop, a 404, a
 redirect, a PDF, more pages than maxPages, and a retried crawl that resumes."""
 
+import gzip
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -9,9 +11,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from actors.crawl_website import CrawlWebsite, crawl_website
-from service import db
-from service.errors import ValidationFailed
+from actors.crawl_website import MAX_CRAWL_DELAY, CrawlWebsite, Robots, crawl_website
+from service import db, netguard
+from service.errors import JobCancelled, ValidationFailed
 from service.netguard import ForbiddenURL
 
 
@@ -21,49 +23,61 @@ def page(title: str, *links: str) -> bytes:
     return f"{head}<body><p>{title} text</p>{anchors}</body></html>".encode()
 
 
-SITE: dict[str, tuple[int, str, bytes]] = {
-    "/robots.txt": (200, "text/plain", b"User-agent: *\nDisallow: /private\n"),
-    "/": (200, "text/html", page("Home", "/a", "/b", "/private/secret", "/missing", "/old",
-                                 "/file.pdf", "mailto:x@example.com", "/a#section")),
-    "/a": (200, "text/html", page("A", "/", "/b")),  # a loop back home
-    "/b": (200, "text/html", page("B", "/deep/1")),
-    "/deep/1": (200, "text/html", page("Deep 1", "/deep/2")),
-    "/deep/2": (200, "text/html", page("Deep 2", "/deep/3")),
-    "/deep/3": (200, "text/html", page("Deep 3")),
-    "/private/secret": (200, "text/html", page("Secret")),
-    "/file.pdf": (200, "application/pdf", b"%PDF-1.4 not parsed"),
+HTML = {"Content-Type": "text/html"}
+SITE: dict[str, tuple[int, dict[str, str], bytes]] = {
+    "/robots.txt": (200, {"Content-Type": "text/plain"}, b"User-agent: *\nDisallow: /private\n"),
+    "/": (200, HTML, page("Home", "/a", "/b", "/private/secret", "/missing", "/old", "/file.pdf",
+                          "mailto:x@example.com", "/a#section")),
+    "/a": (200, HTML, page("A", "/", "/b")),  # a loop back home
+    "/b": (200, HTML, page("B", "/deep/1")),
+    "/deep/1": (200, HTML, page("Deep 1", "/deep/2")),
+    "/deep/2": (200, HTML, page("Deep 2", "/deep/3")),
+    "/deep/3": (200, HTML, page("Deep 3")),
+    "/private/secret": (200, HTML, page("Secret")),
+    "/file.pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.4 not parsed"),
+    "/old": (301, {"Location": "/a"}, b""),
 }  # fmt: skip
 
 
 @pytest.fixture
-def site() -> Iterator[dict[str, Any]]:
-    hits: list[str] = []
+def serve() -> Iterator[Any]:
+    """Starts a site answering `routes` (path -> status, headers, body), 404 elsewhere, and
+    recording the paths asked for in `hits`: `serve(routes, hits)` returns its base URL."""
+    servers: list[ThreadingHTTPServer] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(self.path)
-            if self.path == "/old":
-                self.send_response(301)
-                self.send_header("Location", "/a")
-                self.send_header("Content-Length", "0")
+    def start(
+        routes: dict[str, tuple[int, dict[str, str], bytes]], hits: list | None = None
+    ) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if hits is not None:
+                    hits.append(self.path)
+                status, headers, body = routes.get(self.path, (404, HTML, b"not here"))
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                return
-            status, content_type, body = SITE.get(self.path, (404, "text/html", b"not here"))
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+                self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield {"base": f"http://127.0.0.1:{server.server_address[1]}", "hits": hits}
-    server.shutdown()
-    server.server_close()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def site(serve) -> dict[str, Any]:
+    hits: list[str] = []
+    return {"base": serve(SITE, hits), "hits": hits}
 
 
 @pytest.fixture
@@ -155,3 +169,69 @@ def test_on_a_worker_a_crawl_completes_with_its_tally(warren, worker, site, page
     result = warren.get(job_id).result
     assert result["pages"] == 6 and result["refusedByRobots"] == 1  # home and its five links
     assert len(pages(str(job_id))) == 6
+
+
+# -- hostile sites --------------------------------------------------------------------------
+
+
+def test_a_page_is_read_in_the_charset_it_names(settings, running_job, serve, pages):
+    running_job(JOB, settings=settings)
+    latin = "<html><head><title>Caf\xe9</title></head><body>cr\xe8me</body></html>"
+    meta = '<html><head><meta charset="windows-1252"><title>\x93Quoted\x94</title></head></html>'
+    base = serve({
+        "/": (200, HTML, page("Home", "/latin", "/meta")),
+        "/latin": (200, {"Content-Type": "text/html; charset=iso-8859-1"}, latin.encode("latin-1")),
+        "/meta": (200, HTML, meta.encode("latin-1")),
+    })  # fmt: skip
+
+    crawl_website(CrawlWebsite(url=base + "/"))
+
+    stored = pages(JOB)
+    assert stored[base + "/latin"].title == "Café"
+    assert stored[base + "/meta"].title == "\u201cQuoted\u201d"
+
+
+def test_what_postgresql_cannot_store_is_replaced_not_fatal(settings, running_job, serve, pages):
+    running_job(JOB, settings=settings)
+    base = serve({"/": (200, HTML, b"<title>nul\x00title</title><a href='/x\x00y'>x</a>")})
+
+    result = crawl_website(CrawlWebsite(url=base + "/", maxDepth=0))
+
+    assert result["fetched"] == 1 and pages(JOB)[base + "/"].title == "nul\ufffdtitle"
+
+
+def test_refused_answers_count_as_errors_and_the_crawl_goes_on(settings, running_job, serve, pages):
+    """A link that redirects to cloud metadata, a page gzipped twice (a decompression bomb)
+    and a robots.txt that redirects to a private address: each is an error or no rules, not
+    the end of the crawl."""
+    running_job(JOB, settings=settings)
+    bomb = gzip.compress(gzip.compress(bytes(10**7)))
+    base = serve({
+        "/robots.txt": (302, {"Location": "http://10.0.0.1/robots.txt"}, b""),
+        "/": (200, HTML, page("Home", "/metadata", "/bomb", "/fine")),
+        "/metadata": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""),
+        "/bomb": (200, {**HTML, "Content-Encoding": "gzip, gzip"}, bomb),
+        "/fine": (200, HTML, page("Fine")),
+    })  # fmt: skip
+
+    result = crawl_website(CrawlWebsite(url=base + "/"))
+
+    assert (result["fetched"], result["errors"]) == (2, 2)
+    assert set(pages(JOB)) == {base + "/", base + "/fine"}
+
+
+def test_a_crawl_delay_of_a_day_is_capped_and_a_cancel_ends_it(settings, running_job, serve):
+    """robots.txt asks for a day between pages: the crawler waits at most MAX_CRAWL_DELAY, and
+    a cancel during that wait stops the job at once."""
+    job = running_job(JOB, settings=settings)
+    robots = (200, {"Content-Type": "text/plain"}, b"User-agent: *\nCrawl-delay: 86400\n")
+    base = serve({"/robots.txt": robots, "/": (200, HTML, page("Home", "/next"))})
+    with netguard.client(settings) as client:
+        assert Robots(client).delay(base + "/") == MAX_CRAWL_DELAY
+    threading.Timer(0.5, job.cancel_requested.set).start()
+    started = time.monotonic()
+
+    with pytest.raises(JobCancelled):
+        crawl_website(CrawlWebsite(url=base + "/"))
+
+    assert time.monotonic() - started < 2.0

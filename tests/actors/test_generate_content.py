@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from actors.generate_content import GenerateContent, ModelFailed, generate_content
+from service.bodies import AnswerRefused
 from service.errors import PermanentError, RetryLater
 from service.settings import Settings
+from service.upstream import MAX_ANSWER_BYTES
 from tests.helpers import wait_for
 
 COMPLETION = {
@@ -149,7 +151,7 @@ def test_an_answer_that_is_not_a_completion_is_retried(model_server, running_job
     running_job(settings=settings_for(model_server))
     model_server.answer(200, answer)
 
-    with pytest.raises(ModelFailed, match="not a chat completion"):
+    with pytest.raises(ModelFailed, match=r"not JSON|not a chat completion"):
         generate_content(GenerateContent(prompt="x"))
 
 
@@ -179,3 +181,12 @@ def test_on_a_worker_a_429_waits_for_its_retry_after_then_completes(
     first, second = warren.attempts(job_id)
     assert first.error["type"] == "RetryLater"
     assert (second.started_at - first.finished_at).total_seconds() >= 1.9
+
+
+def test_an_answer_past_the_bound_is_refused_unread(model_server, running_job):
+    """A model server (or whatever answers in its place) cannot fill the worker's memory."""
+    running_job(settings=settings_for(model_server))
+    model_server.answer(200, b'{"choices": ["' + b"x" * (MAX_ANSWER_BYTES + 1) + b'"]}')
+
+    with pytest.raises(AnswerRefused, match="larger than 33,554,432 bytes"):
+        generate_content(GenerateContent(prompt="x"))

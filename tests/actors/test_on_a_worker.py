@@ -50,6 +50,17 @@ def test_a_webhook_is_delivered_and_signed(warren, start_worker, webhook_server)
     assert not verify_signature("other", request.headers["Warren-Signature"], request.body)
 
 
+def test_a_failure_whose_message_holds_a_nul_is_recorded_at_once(warren, worker, webhook_server):
+    """The receiver's 404 says `no hook\\0here`; PostgreSQL stores no NUL. The job fails with
+    the rest of the message kept, instead of staying `processing` until its lease runs out."""
+    job_id = warren.enqueue("webhook-delivery", {"url": webhook_server.url("/nul-error")}).id
+
+    job = final(warren, job_id, timeout=10)
+
+    assert job.status == "failed"
+    assert job.error["message"].endswith("no hook\ufffdhere")
+
+
 def test_a_webhook_answered_with_5xx_is_retried_until_attempts_run_out(
     warren, worker, webhook_server
 ):

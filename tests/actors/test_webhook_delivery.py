@@ -21,6 +21,7 @@ from actors.webhook_delivery import (
     verify_signature,
 )
 from service import netguard
+from service.bodies import AnswerRefused
 from service.errors import JobCancelled, PermanentError
 from service.netguard import ForbiddenAddress, ForbiddenURL
 from service.registry import Enqueueing, registry
@@ -620,3 +621,29 @@ def test_a_cancel_stops_a_request_whose_answer_is_held(webhook_server, running_j
         deliver(url=webhook_server.url("/slow"), timeoutSeconds=30)
 
     assert time.monotonic() - asked[0] < 1.0
+
+
+# -- hostile receivers --------------------------------------------------------------------
+
+
+def test_a_nul_in_the_answer_is_kept_as_a_replacement_character(webhook_server) -> None:
+    """PostgreSQL stores no NUL: the result keeps the rest of what the receiver said."""
+    assert deliver(url=webhook_server.url("/nul-ok"))["response"] == "fine\ufffd"
+    with pytest.raises(PermanentError, match="no hook\ufffdhere"):
+        deliver(url=webhook_server.url("/nul-error"))
+
+
+def test_an_answer_encoded_twice_is_refused_unread(webhook_server) -> None:
+    """gzip over gzip would decode a few hundred bytes into gigabytes."""
+    with pytest.raises(AnswerRefused, match="'gzip, gzip'"):
+        deliver(url=webhook_server.url("/bomb"))
+
+
+def test_timeout_seconds_bounds_the_whole_exchange(webhook_server) -> None:
+    """/trickle never lets a single read wait a second, for ten seconds in all."""
+    started = time.monotonic()
+
+    with pytest.raises(WebhookFailed, match="timed out after 1s"):
+        deliver(url=webhook_server.url("/trickle"), timeoutSeconds=1)
+
+    assert time.monotonic() - started < 2.0

@@ -201,6 +201,18 @@ def test_a_result_postgresql_cannot_store_fails_the_job_at_once(warren, worker):
     assert "result.text contains a NUL character" in job.error["message"]
 
 
+def test_a_result_past_the_bound_fails_the_job_at_once_with_what_to_do(warren, start_worker):
+    """Left to PostgreSQL, a result past its bound would read as an outage, and the job would
+    run again and again."""
+    start_worker(max_result_bytes=1024)
+    job_id = warren.enqueue("test-big-result", {"size": 2000}).id
+
+    job = final(warren, job_id)
+
+    assert (job.status, job.attempts) == ("failed", 1)
+    assert "more than WARREN_MAX_RESULT_BYTES (1,024)" in job.error["message"]
+
+
 def test_a_job_a_dead_worker_held_unmarked_is_marked_durably_before_it_runs_again(
     warren, settings, engine
 ):
