@@ -44,6 +44,8 @@ from service.registry import current_job, current_settings, job_type
 
 CONNECT_TIMEOUT_SECONDS = 30
 MAX_RECIPIENTS = 100  # what most relays accept per message (RFC 5321 section 4.5.3.1.8)
+MAX_REPLY_LINE = 8192  # smtplib's own bound on a line
+MAX_REPLY_BYTES = 65_536  # a reply, all its lines: an EHLO reply is some hundred bytes
 
 # An RFC 5322 dot-atom address on any host name. The sender may be a local name such as
 # warren@localhost, which the relay accepts but email-validator rejects as special-use.
@@ -261,17 +263,59 @@ def _compose(payload: SendEmail, job_id: str | None) -> EmailMessage:
         raise PermanentError(f"cannot compose the message: {exc}") from exc
 
 
+class _Replies:
+    """The server's side of the conversation as `smtplib` reads it, each reply at most
+    `MAX_REPLY_BYTES` and each line at most `MAX_REPLY_LINE`. smtplib bounds a line but not
+    the lines of a reply, so a server could send `250-` lines until the worker's memory runs
+    out. Past either bound the read fails as a broken connection does (the job retries),
+    rather than as the "500 Line too long" smtplib would make up in the server's name."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.left = MAX_REPLY_BYTES
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.file.readline(size)
+        if len(line) > MAX_REPLY_LINE:
+            raise OSError(f"the server sent a reply line longer than {MAX_REPLY_LINE:,} bytes")
+        self.left -= len(line)
+        if self.left < 0:
+            raise OSError(f"the server sent a reply longer than {MAX_REPLY_BYTES:,} bytes")
+        return line
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's client, reading the server's replies through `_Replies`."""
+
+    def getreply(self) -> tuple[int, bytes]:
+        if self.file is None and self.sock is not None:  # again after STARTTLS
+            self.file = _Replies(self.sock.makefile("rb"))
+        if isinstance(self.file, _Replies):
+            self.file.left = MAX_REPLY_BYTES
+        return super().getreply()
+
+
+class _SMTPSSL(_SMTP, smtplib.SMTP_SSL):
+    pass
+
+
 def _client(server: SmtpServer) -> smtplib.SMTP:
     """A client not connected yet: made in the job's thread, so that a cancel can reach its
     socket while the conversation runs in another (see `_abort`)."""
     if server.implicit_tls:
         context = ssl.create_default_context()
-        return smtplib.SMTP_SSL(timeout=CONNECT_TIMEOUT_SECONDS, context=context)
-    return smtplib.SMTP(timeout=CONNECT_TIMEOUT_SECONDS)
+        return _SMTPSSL(timeout=CONNECT_TIMEOUT_SECONDS, context=context)
+    return _SMTP(timeout=CONNECT_TIMEOUT_SECONDS)
 
 
 def _connect(smtp: smtplib.SMTP, server: SmtpServer) -> None:
-    smtp.connect(server.host, server.port)
+    code, greeting = smtp.connect(server.host, server.port)
+    if code != 220:  # 554: no service here (RFC 5321 section 3.1); smtplib would carry on
+        smtp.close()
+        raise smtplib.SMTPConnectError(code, greeting)
     try:
         if server.starttls:
             smtp.starttls(context=ssl.create_default_context())

@@ -1,9 +1,13 @@
 """The "send-email" job type against a real aiosmtpd server on 127.0.0.1."""
 
 import base64
+import contextlib
 import json
 import os
 import re
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
@@ -150,6 +154,53 @@ def test_nothing_listening_is_retryable(closed_port, monkeypatch) -> None:
     monkeypatch.setenv("WARREN_SMTP_URL", f"smtp://127.0.0.1:{closed_port}")
     where = re.escape(f"127.0.0.1:{closed_port}")
     with pytest.raises(EmailDeferred, match=f"could not deliver via {where}"):
+        send(to="alice@example.com", subject="Hi", body="hello")
+
+
+@pytest.fixture
+def raw_smtp(monkeypatch) -> Iterator[Callable[[Callable[[socket.socket], None]], None]]:
+    """Points WARREN_SMTP_URL at a server on 127.0.0.1 that `talk(connection)` plays by hand."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    monkeypatch.setenv("WARREN_SMTP_URL", f"smtp://127.0.0.1:{listener.getsockname()[1]}")
+
+    def serve(talk: Callable[[socket.socket], None]) -> None:
+        def run() -> None:
+            connection, _ = listener.accept()
+            with connection, contextlib.suppress(OSError):
+                talk(connection)
+
+        threading.Thread(target=run, daemon=True).start()
+
+    yield serve
+    listener.close()
+
+
+def test_a_server_that_greets_with_554_fails_the_job_at_once(raw_smtp) -> None:
+    raw_smtp(lambda c: (c.sendall(b"554 no mail service here\r\n"), c.recv(100)))
+
+    with pytest.raises(PermanentError, match="replied 554 no mail service here"):
+        send(to="alice@example.com", subject="Hi", body="hello")
+
+
+def test_a_reply_that_never_ends_is_cut_off_and_retried(raw_smtp) -> None:
+    """`250-` lines without end: the worker reads 64 KiB of them, not its memory's worth."""
+
+    def endless_ehlo(connection: socket.socket) -> None:
+        connection.sendall(b"220 hello\r\n")
+        connection.recv(100)
+        while True:
+            connection.sendall(b"250-" + b"x" * 1000 + b"\r\n")
+
+    raw_smtp(endless_ehlo)
+
+    with pytest.raises(EmailDeferred, match="a reply longer than 65,536 bytes"):
+        send(to="alice@example.com", subject="Hi", body="hello")
+
+
+def test_a_reply_line_past_smtplib_bound_is_not_the_servers_500(raw_smtp) -> None:
+    raw_smtp(lambda c: (c.sendall(b"220 " + b"x" * 9000 + b"\r\n"), c.recv(100)))
+
+    with pytest.raises(EmailDeferred, match="a reply line longer than 8,192 bytes"):
         send(to="alice@example.com", subject="Hi", body="hello")
 
 
