@@ -14,8 +14,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from service.broker import Dispatch
-from service.errors import NotFound
+from service.errors import Conflict, NotFound
+from service.models import JobStatus
 from service.store import jobs
+from service.store.sql import status_in
 
 _VARIABLE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # uuids
@@ -92,24 +94,43 @@ def _where(selection: Selection) -> tuple[str, dict[str, Any]]:
     return "true", {}
 
 
+# A letter whose job retention deleted, or that a person already started again, stays put.
+_REPLAYABLE = (
+    "EXISTS (SELECT FROM jobs WHERE jobs.id = dead_letters.job_id"
+    f" AND {status_in(JobStatus.FAILED)})"
+)
+
+
 def take_for_replay(
     conn: Connection, selection: Selection, *, for_relay: bool = False
 ) -> list[Dispatch]:
-    """Remove the selected dead letters and start a new life of each of their failed jobs.
-    Returns the jobs to publish, or with `for_relay` flags them for the scheduler's relay
-    (`jobs.revive`). Raises `NotFound` naming ids not in the DLQ."""
+    """Remove the selected dead letters whose jobs are still `failed` and start a new life of
+    each of those jobs. Returns the jobs to publish, or with `for_relay` flags them for the
+    scheduler's relay (`jobs.revive`). A letter whose job is gone (deleted by retention) is
+    kept. Raises `NotFound` naming ids not in the DLQ, `Conflict` naming those whose jobs are
+    gone; nothing is replayed then."""
     where, params = _where(selection)
     if selection.job_ids is not None:
-        selected = sa.text(f"SELECT job_id FROM dead_letters WHERE {where}")
-        present = set(conn.scalars(selected, params))
-        missing = [str(i) for i in selection.job_ids if i not in present]
-        if missing:
-            raise NotFound(f"not in the dead-letter queue: {', '.join(missing)}")
+        _check_named(conn, selection.job_ids, where, params)
     taken = conn.scalars(
-        sa.text(f"DELETE FROM dead_letters WHERE {where} AND job_id IS NOT NULL RETURNING job_id"),
+        sa.text(f"DELETE FROM dead_letters WHERE {where} AND {_REPLAYABLE} RETURNING job_id"),
         params,
     )
     return jobs.revive(conn, list(taken), for_relay=for_relay)
+
+
+def _check_named(
+    conn: Connection, job_ids: list[uuid.UUID], where: str, params: dict[str, Any]
+) -> None:
+    selected = sa.text(f"SELECT job_id, {_REPLAYABLE} FROM dead_letters WHERE {where}")
+    replayable = dict(conn.execute(selected, params).all())
+    if missing := [str(i) for i in job_ids if i not in replayable]:
+        raise NotFound(f"not in the dead-letter queue: {', '.join(missing)}")
+    if gone := [str(i) for i in job_ids if not replayable[i]]:
+        raise Conflict(
+            f"the jobs of these dead letters are no longer failed or were deleted by retention,"
+            f" so they cannot be replayed (purge the letters): {', '.join(gone)}"
+        )
 
 
 def purge(conn: Connection, selection: Selection) -> int:

@@ -7,6 +7,7 @@ import uuid
 
 import pika
 import pytest
+import sqlalchemy as sa
 
 from service.broker import Dispatch, pika_parameters
 from service.enqueue import build_row, parse
@@ -111,6 +112,30 @@ def test_replaying_an_id_not_in_the_dlq_is_404_and_replays_nothing(client, pipel
     assert response.status_code == 404
     assert response.json["error"]["code"] == "not_found"
     assert dlq(client)["count"] == 1
+
+
+def test_a_letter_whose_job_retention_deleted_is_kept_not_lost_by_a_replay(
+    client, warren, engine, pipeline
+):
+    """Failed jobs and dead letters are kept for their own number of days: a letter can
+    outlive its job. Replaying it would start nothing; the letter stays for a person to see."""
+    job_id = fail_for_good(client)
+    dead(client, job_id)
+    with engine.begin() as conn:  # the job finished 40 days ago; its letter is new
+        conn.execute(
+            sa.text("UPDATE jobs SET created_at = now() - interval '40 days',"
+                    " completed_at = now() - interval '40 days' WHERE id = :id"),
+            {"id": job_id},
+        )  # fmt: skip
+    assert warren.prune()["failed"] == 1
+
+    by_id = client.simulate_post("/dlq/replay", json={"jobIds": [job_id]})
+    everything = client.simulate_post("/dlq/replay", json={"all": True})
+
+    assert by_id.status_code == 409 and by_id.json["error"]["code"] == "conflict"
+    assert "deleted by retention" in by_id.json["error"]["message"]
+    assert (everything.status_code, everything.json["replayed"]) == (202, 0)
+    assert [m["jobId"] for m in dlq(client)["messages"]] == [job_id]
 
 
 def test_purge_removes_dead_letters_and_leaves_the_job_failed(client, warren, pipeline):
