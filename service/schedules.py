@@ -3,8 +3,9 @@
 A schedule is declared in code, beside its job type (`schedule(...)` in an `actors/` module,
 synced into the database when the scheduler starts), or at runtime (`POST /schedules`). Cron
 expressions are read by `cronsim` (five fields, and `@hourly`, `@daily`, `@weekly`,
-`@monthly`, `@yearly`), in the schedule's IANA time zone: a slot in a daylight-saving gap fires
-at the end of the gap, a slot in a repeated hour fires once.
+`@monthly`, `@yearly`), in the schedule's IANA time zone: a slot at a fixed time in a
+daylight-saving gap fires at the end of the gap, one in a repeated hour fires once; as in
+Vixie cron, an expression whose minute or hour field starts with `*` follows the clock.
 
 The scheduler fires what is due each tick (`service.firing`), up to `LEAD` seconds ahead (the job
 is then due at its slot): with the schedule's row locked, it inserts the job and moves
@@ -19,8 +20,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -61,6 +63,11 @@ _JOB_OPTIONS = ("priority", "max_attempts", "timeout_seconds", "retry")
 _camel = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+@cache
+def _zones() -> frozenset[str]:
+    return (frozenset(available_timezones()) - {"localtime"}) | {"UTC"}
+
+
 def slots(cron: str, timezone: str, after: datetime) -> CronSim:
     """The slots of `cron` in `timezone` strictly after `after`, as aware datetimes."""
     return CronSim(ALIASES.get(cron, cron), after.astimezone(ZoneInfo(timezone)))
@@ -95,6 +102,8 @@ class ScheduleFields(BaseModel):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
+        if value not in ALIASES and len(value.split()) != 5:
+            raise ValueError("five fields: minute hour day month weekday")
         try:
             CronSim(ALIASES.get(value, value), datetime.now(UTC))
         except CronSimError as exc:
@@ -106,10 +115,8 @@ class ScheduleFields(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise ValueError("not an IANA time zone, such as Europe/Berlin or UTC") from None
+        if value not in _zones():  # ZoneInfo would also take localtime and posix/... files
+            raise ValueError("not an IANA time zone, such as Europe/Berlin or UTC")
         return value
 
 

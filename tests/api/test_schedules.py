@@ -44,7 +44,11 @@ def test_a_taken_name_is_a_409(client, warren):
     [
         ({"cron": "61 * * * *"}, "cron"),
         ({"cron": "@sometimes"}, "cron"),
+        ({"cron": "* * * * * *"}, "cron"),  # seconds: cronsim would fire every second
+        ({"cron": "0 0 * *"}, "cron"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"timezone": "localtime"}, "timezone"),  # the server's zone, whatever it is
+        ({"timezone": "posix/Europe/Berlin"}, "timezone"),
         ({"catchUp": "some"}, "catchUp"),
         ({"name": "no spaces please"}, "name"),
         ({"priority": 11}, "priority"),

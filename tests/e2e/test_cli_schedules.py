@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
+
 from tests.e2e.test_cli import ok, one_error_line
+
+pytestmark = pytest.mark.usefixtures("clean")  # no schedule left by an earlier test
 
 
 def test_a_schedule_from_add_to_delete(run_cli):

@@ -2,6 +2,7 @@
 `catchUp`, time zones keep their hours across daylight-saving changes. A test clock (the
 `now` the scheduler fires at) stands in for waiting."""
 
+import itertools
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -117,6 +118,23 @@ def test_a_berlin_schedule_keeps_its_hour_across_dst(day, local, utc):
 
     assert next(following).astimezone(UTC) == utc, local
     assert next(following).astimezone(UTC) - utc >= timedelta(hours=23)  # once that day
+
+
+@pytest.mark.parametrize(
+    ("day", "fired"),
+    [
+        ("2026-03-29", []),  # no 02:00 to 02:59 that night
+        ("2026-10-25", ["00:00", "00:30", "01:00", "01:30"]),  # 02:00 to 02:59 twice
+    ],
+)
+def test_a_schedule_every_n_minutes_follows_the_clock_as_cron_does(day, fired):
+    """`*/30 2 * * *` is every half hour the clock shows 2: none on the night the clocks go
+    forward, four on the night they go back (Vixie cron and cronie do the same)."""
+    midnight = datetime.fromisoformat(f"{day}T00:00:00+00:00") - timedelta(hours=3)
+    following = schedules.slots("*/30 2 * * *", "Europe/Berlin", midnight)
+
+    slots = itertools.takewhile(lambda t: t < midnight + timedelta(hours=12), following)
+    assert [t.astimezone(UTC).strftime("%H:%M") for t in slots] == fired
 
 
 def test_a_berlin_schedule_fires_once_on_the_day_the_clocks_go_back(warren, engine, schedulers):
