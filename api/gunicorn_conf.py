@@ -4,6 +4,8 @@ Warren process (`service.logs`). Access lines come from the app (`api.requestids
 `WARREN_ACCESS_LOG=false` turns them off."""
 
 import gc
+import os
+import secrets
 
 from gunicorn import glogging
 
@@ -30,6 +32,9 @@ def post_worker_init(worker: object) -> None:
 
 
 _settings = Settings()
+if _settings.secret_key is None and not _settings.api_tokens:
+    # The dashboard's CSRF key, drawn here in the master so that every worker shares it.
+    os.environ.setdefault("WARREN_UI_CSRF_KEY", secrets.token_urlsafe(32))
 logconfig_dict = logs.dict_config(
     logs.resolve(_settings.log_format), access_log=_settings.access_log
 )

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     embeddings_api_key: SecretStr | None = None
     embeddings_model: str = "all-MiniLM-L6-v2"
     secret_key: SecretStr | None = None
+    # The dashboard's CSRF key when neither `secret_key` nor `api_tokens` is set: `warren api`
+    # draws one per start for its workers to share (see api.ui.access).
+    ui_csrf_key: SecretStr | None = None
     # Per-destination webhook secrets: "host" or "name@host" (a payload's secretRef) -> secret.
     webhook_secrets: Annotated[dict[str, str], NoDecode] = {}
     # Networks that URL-taking job types may reach though not public (see service.netguard).

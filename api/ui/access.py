@@ -6,7 +6,7 @@ allowed by that token's scope, the same rule as the API's (`api.auth.Tokens.requ
 the route the action mirrors). Without tokens the dashboard is open, as the API is.
 
 Every browser also gets a random session cookie. Its CSRF token is an HMAC of that cookie
-under a key derived from the deployment's tokens and `WARREN_SECRET_KEY`: forms carry it in a
+under a key derived from the deployment's secrets (`csrf_key`): forms carry it in a
 hidden field, htmx requests in the `X-CSRF-Token` header, and every POST is refused (403)
 unless it matches, compared in constant time. With SameSite=Strict a cross-site form sends no
 cookie at all, and without the cookie no CSRF token can match.
@@ -30,6 +30,18 @@ CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 PATH = "/ui"
 _SESSION_SHAPE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def csrf_key(settings: Settings) -> bytes:
+    """The key of the CSRF tokens: from the deployment's secrets, so that every API process
+    and host agrees. With none configured, `WARREN_UI_CSRF_KEY` (`warren api` draws one per
+    start, for the workers it forks), else a random key of this process: never one that
+    anybody could compute, which a cookie planted from a sibling site would then defeat."""
+    secrets_ = [s.get_secret_value() for s in (settings.secret_key, settings.ui_csrf_key) if s]
+    if not secrets_ and not settings.api_tokens:
+        return secrets.token_bytes(32)
+    material = "\0".join(["warren-ui-csrf", *secrets_, *settings.api_tokens])
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).digest()
 
 
 class SignInRequired(Unauthorized):
@@ -62,9 +74,7 @@ class Access:
 
     def __init__(self, settings: Settings) -> None:
         self.tokens = Tokens.from_settings(settings)
-        secret = settings.secret_key.get_secret_value() if settings.secret_key else ""
-        material = "\0".join(["warren-ui-csrf", secret, *settings.api_tokens])
-        self._key = hashlib.sha256(material.encode("utf-8", "surrogatepass")).digest()
+        self._key = csrf_key(settings)
 
     def visitor(self, req: falcon.Request, resp: falcon.Response) -> Visitor:
         """The visitor of `req`; gives the browser a session cookie when it has none."""

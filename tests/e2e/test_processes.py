@@ -141,3 +141,37 @@ def test_a_retry_right_after_a_failure_gets_all_its_fresh_attempts(api, spawn, f
     letters = wait_for(lambda: api.get("/dlq").json()["messages"], timeout=30, what="the DLQ")
     assert [letter["jobId"] for letter in letters] == [job_id]
     assert deliveries == [job_id] * 4
+
+
+def test_a_dashboard_form_is_accepted_by_every_worker_of_the_api(spawn):
+    """With no secret configured, `warren api` draws the dashboard's CSRF key once, for all
+    its workers: a form rendered by one is accepted by another."""
+    port = free_port()
+    spawn("api", "--port", str(port), "--workers", "2", "--threads", "2")
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(base + "/health"), timeout=30, what="warren api to answer")
+    with httpx.Client(base_url=base, timeout=10) as browser:
+        page = browser.get("/ui")
+        csrf = page.text.split('"X-CSRF-Token": "', 1)[1].split('"', 1)[0]
+        ids = [
+            browser.post(
+                "/jobs", json={"type": "test-noop", "payload": {}, "delaySeconds": 3600}
+            ).json()["jobId"]
+            for _ in range(12)
+        ]
+        for job_id in ids:  # a new connection each: the kernel spreads them over the workers
+            answer = httpx.post(
+                f"{base}/ui/jobs/{job_id}/cancel",
+                data={"csrf": csrf},
+                cookies=dict(browser.cookies),
+            )
+            assert answer.status_code in (200, 303), answer.text
+        statuses = {browser.get(f"/jobs/{i}").json()["job"]["status"] for i in ids}
+    assert statuses == {"cancelled"}
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

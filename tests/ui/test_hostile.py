@@ -1,6 +1,9 @@
 """Hostile requests to the dashboard get a 4xx or a clean page, never a 5xx, and change
 nothing. Over Falcon's test client: no browser sends these."""
 
+import hashlib
+import hmac
+
 import pytest
 from falcon import testing
 
@@ -91,6 +94,25 @@ def test_a_post_from_another_session_is_refused(client, warren):
         body=f"csrf={their_csrf}",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
         cookies=my_cookies,
+    )
+
+    assert response.status_code == 403
+    assert warren.get(job_id).status == "pending"
+
+
+def test_with_no_secret_configured_nobody_can_compute_a_csrf_token(client, warren):
+    """An attacker who plants a session cookie (from a sibling subdomain, say) knows the
+    cookie; the key must still be unknown. It used to be a constant of the source code."""
+    job_id = warren.enqueue("test-noop", {}, delay_seconds=3600).id
+    planted = "A" * 43
+    public_key = hashlib.sha256(b"warren-ui-csrf\0").digest()
+    forged = hmac.new(public_key, planted.encode(), hashlib.sha256).hexdigest()
+
+    response = client.simulate_post(
+        f"/ui/jobs/{job_id}/cancel",
+        body=f"csrf={forged}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        cookies={"warren_ui_session": planted},
     )
 
     assert response.status_code == 403
