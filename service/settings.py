@@ -10,6 +10,8 @@ from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RetryStrategy = Literal["exponential", "linear", "fixed"]
+#: The longest retention a `WARREN_RETAIN_*_DAYS` may set: a century.
+MAX_RETAIN_DAYS = 36_525
 
 
 class Settings(BaseSettings):
@@ -84,11 +86,12 @@ class Settings(BaseSettings):
     stranded_after_seconds: float = 5.0
     republish_after_seconds: float = 3600.0
 
-    # How long finished work is kept before the scheduler deletes it (see service.retention).
-    retain_completed_days: float = Field(default=7.0, gt=0)
-    retain_cancelled_days: float = Field(default=7.0, gt=0)
-    retain_failed_days: float = Field(default=30.0, gt=0)
-    retain_dead_letter_days: float = Field(default=30.0, gt=0)
+    # How long finished work is kept before the scheduler deletes it (see service.retention);
+    # at most a century, past which PostgreSQL's dates would overflow computing the cutoff.
+    retain_completed_days: float = Field(default=7.0, gt=0, le=MAX_RETAIN_DAYS)
+    retain_cancelled_days: float = Field(default=7.0, gt=0, le=MAX_RETAIN_DAYS)
+    retain_failed_days: float = Field(default=30.0, gt=0, le=MAX_RETAIN_DAYS)
+    retain_dead_letter_days: float = Field(default=30.0, gt=0, le=MAX_RETAIN_DAYS)
     prune_interval_seconds: float = 60.0
 
     retry_strategy: RetryStrategy = "exponential"

@@ -126,8 +126,13 @@ class Overview(Page):
             ]
             context["workers"] = self.warren.workers()
             context["paused"] = self.warren.paused()
-            types = {*self.warren.registry.names(), *context["stats"]["byType"]}
-            context["job_types"] = sorted(types)
+            # A type no longer registered still shows while it has jobs or a pause to resume;
+            # only a registered one can be paused.
+            context["registered"] = set(self.warren.registry.names())
+            paused_types = context["paused"].types
+            context["job_types"] = sorted(
+                {*context["registered"], *context["stats"]["byType"], *paused_types}
+            )
         return context
 
 
@@ -142,7 +147,7 @@ class Jobs(Page):
     def show(self, req: falcon.Request) -> dict[str, Any]:
         shown = {k: v for k, v in query_params(req).items() if v != "" and k not in NOTICE_PARAMS}
         params = job_filters(shown)
-        form = {k: v for k, v in shown.items() if k != "cursor"}
+        form = {k: v for k, v in shown.items() if k not in ("cursor", "offset")}
         context = {
             "form": form,
             "filters": {k: v for k, v in form.items() if k not in queries.PAGING},

@@ -3,10 +3,12 @@ pending and processing jobs never are; the kept counts stay exact."""
 
 import pytest
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from service import retention
 from service.broker import Publisher, build_broker
 from service.scheduler import Scheduler
+from service.settings import MAX_RETAIN_DAYS, Settings
 from service.store import dead_letters
 from tests.service.test_counts import assert_exact
 
@@ -117,3 +119,23 @@ def test_a_prune_goes_in_batches_and_a_tick_stops_after_a_few(
     assert warren.prune()["completed"] == 3
     assert remaining(engine) == set()
     assert_exact(engine)
+
+
+@pytest.mark.parametrize("days", ["1e8", "inf", "nan", "0"])
+def test_a_retention_past_a_century_is_refused_at_startup(monkeypatch, days):
+    """A value PostgreSQL cannot subtract from now() used to fail every prune instead."""
+    monkeypatch.setenv("WARREN_RETAIN_FAILED_DAYS", days)
+
+    with pytest.raises(ValidationError, match="retain_failed_days"):
+        Settings()
+
+
+def test_a_century_of_retention_prunes_nothing_and_fails_nothing(warren, aged):
+    warren.settings = warren.settings.model_copy(
+        update={
+            f"retain_{kind}_days": MAX_RETAIN_DAYS
+            for kind in ("completed", "cancelled", "failed", "dead_letter")
+        }
+    )
+
+    assert set(warren.prune().values()) == {0}

@@ -1,8 +1,11 @@
 """Operator controls on the dashboard: pausing a tier or a job type from the overview, and
 cancelling or retrying every job of the jobs page's filter after a dry-run count."""
 
+import sqlalchemy as sa
 from playwright.sync_api import Page, expect
 
+from service.enqueue import build_row, parse
+from service.store import jobs
 from tests.helpers import wait_for
 
 
@@ -34,6 +37,24 @@ def test_a_tier_is_paused_and_resumed_from_the_overview(app, warren, page: Page)
     page.locator("th[data-tier=high] button:text('Resume')").click()
     expect(page.locator("th[data-tier=high] .status.paused")).to_have_count(0)
     assert "high" not in warren.paused().tiers
+
+
+def test_a_paused_type_a_deploy_removed_is_shown_and_resumed(app, warren, engine, page: Page):
+    """A type paused, then dropped from the code: its pause still holds its jobs, so the
+    overview shows it with a Resume button. A type known only from its old jobs has no Pause
+    button, which could only answer 404."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO pauses (kind, name) VALUES ('type', 'retired-type')"))
+        row = build_row(parse({"type": "test-noop", "payload": {}}), warren.registry)
+        jobs.insert(conn, [{**row, "type": "gone-type"}])
+    page.goto(app.url("/ui"))
+
+    expect(page.locator("tr[data-type=retired-type] .status.paused")).to_be_visible()
+    expect(page.locator("tr[data-type=gone-type]")).to_be_visible()
+    expect(page.locator("tr[data-type=gone-type] button")).to_have_count(0)
+    page.locator("tr[data-type=retired-type] button:text('Resume')").click()
+    expect(page.locator(".notice")).to_contain_text("Resumed")
+    assert "retired-type" not in warren.paused().types
 
 
 def test_bulk_cancel_counts_first_then_cancels_the_filter_s_jobs(app, warren, page: Page):

@@ -3,6 +3,7 @@ nothing. Over Falcon's test client: no browser sends these."""
 
 import hashlib
 import hmac
+import html
 
 import pytest
 from falcon import testing
@@ -98,6 +99,20 @@ def test_a_post_from_another_session_is_refused(client, warren):
 
     assert response.status_code == 403
     assert warren.get(job_id).status == "pending"
+
+
+def test_the_older_link_of_an_offset_page_opens(client, warren):
+    """`?offset=1&limit=2` is a page of `GET /jobs`; its "older" link goes on by cursor, and
+    carrying the offset along would make it a 400."""
+    for _ in range(5):
+        warren.enqueue("test-noop", {}, delay_seconds=3600)
+    first = client.simulate_get("/ui/jobs", query_string="offset=1&limit=2")
+    older = first.text.split('rel="next" href="/ui/jobs?', 1)[1].split('"', 1)[0]
+
+    second = client.simulate_get("/ui/jobs", query_string=html.unescape(older))
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert "offset" not in older and second.text.count('href="/ui/jobs/') == 2
 
 
 def test_with_no_secret_configured_nobody_can_compute_a_csrf_token(client, warren):
