@@ -223,6 +223,8 @@ def _decoded(body: bytes, charset: str | None) -> str:
     names, else UTF-8 (also for a charset Python does not know)."""
     if charset is None and (meta := _META_CHARSET.search(body[:2048])) is not None:
         charset = meta.group(1).decode("ascii")
+        if charset.lower().startswith("utf-16"):
+            charset = "utf-8"  # a page that could say so in ASCII is not UTF-16 (HTML's rule)
     try:
         return body.decode(charset or "utf-8", errors="replace")
     except LookupError:

@@ -55,7 +55,7 @@ def post_json(
         )
     try:
         return json.loads(content)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past any answer
         raise failed(f"the answer of {server} is not JSON: {exc}") from exc
 
 

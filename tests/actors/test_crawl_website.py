@@ -179,9 +179,10 @@ def test_a_page_is_read_in_the_charset_it_names(settings, running_job, serve, pa
     latin = "<html><head><title>Caf\xe9</title></head><body>cr\xe8me</body></html>"
     meta = '<html><head><meta charset="windows-1252"><title>\x93Quoted\x94</title></head></html>'
     base = serve({
-        "/": (200, HTML, page("Home", "/latin", "/meta")),
+        "/": (200, HTML, page("Home", "/latin", "/meta", "/utf16")),
         "/latin": (200, {"Content-Type": "text/html; charset=iso-8859-1"}, latin.encode("latin-1")),
         "/meta": (200, HTML, meta.encode("latin-1")),
+        "/utf16": (200, HTML, b'<meta charset="utf-16"><title>Plain</title>'),
     })  # fmt: skip
 
     crawl_website(CrawlWebsite(url=base + "/"))
@@ -189,6 +190,7 @@ def test_a_page_is_read_in_the_charset_it_names(settings, running_job, serve, pa
     stored = pages(JOB)
     assert stored[base + "/latin"].title == "Café"
     assert stored[base + "/meta"].title == "\u201cQuoted\u201d"
+    assert stored[base + "/utf16"].title == "Plain"  # HTML: a <meta> never means UTF-16
 
 
 def test_what_postgresql_cannot_store_is_replaced_not_fatal(settings, running_job, serve, pages):
