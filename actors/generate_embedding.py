@@ -7,7 +7,7 @@ its stored vector is reused.
 """
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from service import embeddings
 from service.registry import current_settings, job_type
 
-Text = Field(min_length=1, max_length=8192)
+Key = Annotated[str, Field(min_length=1, max_length=500)]
 
 _KNOWN = sa.text(
     """
@@ -43,8 +43,8 @@ class GenerateEmbedding(BaseModel):
 
     text: str | list[str] = Field()
     namespace: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-    key: str | None = Field(default=None, min_length=1, max_length=500)
-    keys: list[str] | None = Field(default=None, min_length=1, max_length=256)
+    key: Key | None = None
+    keys: list[Key] | None = Field(default=None, min_length=1, max_length=256)
     model: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
@@ -56,6 +56,8 @@ class GenerateEmbedding(BaseModel):
             raise ValueError("key names a single text; use keys for a list")
         if self.keys is not None and len(self.keys) != len(texts):
             raise ValueError("keys must name each text, in order")
+        if self.keys is not None and len(set(self.keys)) != len(self.keys):
+            raise ValueError("keys must be distinct: a repeated key would keep only one vector")
         return self
 
     def texts(self) -> list[str]:

@@ -47,6 +47,7 @@ STATUS = {
     errors.Conflict: falcon.HTTP_409,
     Unauthorized: falcon.HTTP_401,
     Forbidden: falcon.HTTP_403,
+    errors.UpstreamFailed: falcon.HTTP_502,
 }
 
 #: The code of an error raised as an HTTP status (by Falcon, or by gunicorn: see

@@ -13,6 +13,7 @@ type; `nearest()` ranks a namespace's vectors by cosine similarity in SQL, one p
 namespace's rows (fine to some hundred thousand vectors; beyond that, pgvector's index).
 """
 
+import math
 import os
 import threading
 from functools import cache
@@ -21,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from service import db, upstream
-from service.errors import NotFound
+from service.errors import NotFound, PermanentError, RetryLater, UpstreamFailed
 from service.settings import Settings
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
@@ -39,19 +40,26 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """
 _NEAREST = sa.text(
     """
-    SELECT key, (SELECT sum(a * b) / nullif(sqrt(sum(a * a)) * sqrt(sum(b * b)), 0)
-                   FROM unnest(CAST(vector AS float8[]), CAST(:query AS float8[])) AS pair(a, b)
-           ) AS score
-      FROM embeddings WHERE namespace = :namespace AND model = :model
-     ORDER BY score DESC NULLS LAST LIMIT :k
+    SELECT key, score FROM (
+        SELECT key, (SELECT sum(a * b) / nullif(sqrt(sum(a * a)) * sqrt(sum(b * b)), 0)
+                       FROM unnest(CAST(vector AS float8[]), CAST(:query AS float8[])) AS pair(a, b)
+               ) AS score
+          FROM embeddings
+         WHERE namespace = :namespace AND model = :model AND dimensions = :dimensions
+    ) AS scored
+     WHERE score IS NOT NULL
+     ORDER BY score DESC LIMIT :k
     """
 )
 _ANY = sa.text("SELECT 1 FROM embeddings WHERE namespace = :namespace AND model = :model LIMIT 1")
 _lock = threading.Lock()
+#: The largest magnitude a `real` (float4) component can hold.
+_REAL_MAX = 3.4028234663852886e38
 
 
 class EmbeddingFailed(Exception):
-    """The embeddings server could not answer this time; the job is retried."""
+    """The embeddings server could not answer this time, or answered with something that is
+    not one usable vector per text; the job is retried."""
 
 
 def engine(settings: Settings) -> sa.Engine:
@@ -95,27 +103,56 @@ def _remote(settings: Settings, texts: list[str], model: str) -> list[list[float
         server="the embeddings server",
         failed=EmbeddingFailed,
     )
+    return vectors_of(answer, len(texts))
+
+
+def vectors_of(answer: Any, count: int) -> list[list[float]]:
+    """The `count` vectors of an OpenAI-style answer, in input order. Each is a list of finite
+    numbers that fit a `real`, not all zero (a zero vector has no direction to rank by), all
+    of one length, and each input `index` from 0 to count-1 appears once. Raises
+    `EmbeddingFailed` otherwise."""
     try:
         data = sorted(answer["data"], key=lambda item: item["index"])
-        vectors = [[float(x) for x in item["embedding"]] for item in data]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise EmbeddingFailed(f"the answer is not a list of embeddings: {exc!r}") from exc
-    if len(vectors) != len(texts):
-        raise EmbeddingFailed(f"{len(vectors)} embeddings for {len(texts)} texts")
+        indexes = [item["index"] for item in data]
+        vectors = [_vector(item["embedding"]) for item in data]
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        raise EmbeddingFailed(f"the answer is not a list of embeddings: {exc}") from exc
+    if indexes != list(range(count)):
+        raise EmbeddingFailed(f"the answer's indexes are not 0 to {count - 1}, once each")
+    if len({len(vector) for vector in vectors}) != 1:
+        raise EmbeddingFailed("the answer's vectors are not all of one length")
     return vectors
 
 
+def _vector(components: Any) -> list[float]:
+    if not isinstance(components, list) or not components:
+        raise ValueError("an embedding is a non-empty list of numbers")
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in components):
+        raise ValueError("an embedding holds numbers only")
+    vector = [float(x) for x in components]
+    if not all(math.isfinite(x) and abs(x) <= _REAL_MAX for x in vector):
+        raise ValueError("an embedding's numbers are finite and fit a 4-byte float")
+    if not any(vector):
+        raise ValueError("an embedding of zeros has no direction")
+    return vector
+
 def nearest(settings: Settings, namespace: str, text: str, k: int) -> list[dict[str, Any]]:
-    """The `k` stored keys of `namespace` nearest `text`, by cosine similarity, nearest first.
-    Raises `NotFound` when the namespace holds no vector of the model."""
+    """The `k` stored keys of `namespace` nearest `text`, by cosine similarity, nearest first;
+    only vectors of the query's length are ranked. Raises `NotFound` when the namespace holds
+    no vector of the model, `UpstreamFailed` when the text could not be embedded."""
     model = model_name(settings)
     with engine(settings).connect() as conn:
         if conn.scalar(_ANY, {"namespace": namespace, "model": model}) is None:
             raise NotFound(f"no embeddings of {model} in namespace {namespace!r}")
-    [query] = embed(settings, [text], model)
+    try:
+        [query] = embed(settings, [text], model)
+    except (EmbeddingFailed, RetryLater, PermanentError) as exc:
+        raise UpstreamFailed(f"could not embed the text: {exc}") from exc
     with engine(settings).connect() as conn:
         rows = conn.execute(
-            _NEAREST, {"query": query, "namespace": namespace, "model": model, "k": k}
+            _NEAREST,
+            {"query": query, "dimensions": len(query)}
+            | {"namespace": namespace, "model": model, "k": k},
         )
         return [
             {"key": key, "score": round(float(score), 6), "model": model} for key, score in rows

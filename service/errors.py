@@ -39,6 +39,13 @@ class Conflict(WarrenError):
     code = "conflict"
 
 
+class UpstreamFailed(WarrenError):
+    """A server Warren asked on the caller's behalf (the embeddings server of a search) failed
+    or gave an answer that cannot be used; the message says which and how."""
+
+    code = "upstream_failed"
+
+
 class PermanentError(Exception):
     """Raised by a handler when retrying cannot help: the job fails at once, `retryable=false`."""
 

@@ -6,7 +6,7 @@ answer is read up to `MAX_ANSWER_BYTES` (an error's up to `ERROR_EXCERPT` bytes)
 cannot fill the worker's memory. 429 and 5xx are worth retrying, not before the server's
 `Retry-After` (seconds or an HTTP date, up to `MAX_RETRY_AFTER`); any other 4xx will not get
 better, so it fails the job at once. A timeout, a connection error, or an answer that is not
-JSON is retried too.
+strict JSON (`NaN` and `Infinity` are not) is retried too.
 """
 
 import email.utils
@@ -54,9 +54,13 @@ def post_json(
             status, retry_after_header, f"HTTP {status} from {server}: {excerpt}", failed
         )
     try:
-        return json.loads(content)
+        return json.loads(content, parse_constant=_not_json)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested past any answer
         raise failed(f"the answer of {server} is not JSON: {exc}") from exc
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _exchange(

@@ -15,6 +15,8 @@ from pydantic import SecretStr
 from actors.generate_embedding import GenerateEmbedding, generate_embedding
 from api.app import create_app
 from service import db
+from service.client import Warren
+from service.embeddings import EmbeddingFailed
 from service.errors import PermanentError, RetryLater, ValidationFailed
 from service.settings import Settings
 from tests.helpers import wait_for
@@ -165,8 +167,106 @@ def test_the_servers_429_and_4xx(settings, running_job, server, table):
     "payload",
     [{"text": [], "namespace": "n"}, {"text": "x", "namespace": "bad name"},
      {"text": ["a", "b"], "namespace": "n", "key": "k"},
-     {"text": ["a", "b"], "namespace": "n", "keys": ["k"]}, {"text": "x" * 9000, "namespace": "n"}],
+     {"text": ["a", "b"], "namespace": "n", "keys": ["k"]}, {"text": "x" * 9000, "namespace": "n"},
+     {"text": ["a", "b"], "namespace": "n", "keys": ["k", "k"]},
+     {"text": "a", "namespace": "n", "keys": ["k" * 501]}],
 )  # fmt: skip
 def test_a_bad_request_is_refused_at_enqueue(warren, payload):
     with pytest.raises(ValidationFailed):
         warren.enqueue("generate-embedding", payload)
+
+
+def answer(*embeddings: Any, indexes: list[Any] | None = None) -> tuple[int, dict, bytes]:
+    indexes = list(range(len(embeddings))) if indexes is None else indexes
+    data = [{"index": i, "embedding": e} for i, e in zip(indexes, embeddings, strict=True)]
+    return 200, {}, json.dumps({"data": data}).encode()
+
+
+GOOD = [1.0, 2.0]
+
+
+def literal(number: str) -> tuple[int, dict, bytes]:
+    """An answer whose first vector starts with `number`, as written."""
+    data = f'[{{"index": 0, "embedding": [{number}, 1]}}, {{"index": 1, "embedding": [1, 2]}}]'
+    return 200, {}, f'{{"data": {data}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        literal("NaN"),  # not JSON
+        literal("1e400"),  # inf
+        answer([1e300, 1.0], GOOD),  # beyond a real
+        answer([True, 1.0], GOOD),
+        answer(["0.5", 1.0], GOOD),
+        answer([10**400, 1.0], GOOD),
+        answer([0.0, 0.0], GOOD),  # no direction
+        answer([], []),
+        answer(GOOD, [1.0, 2.0, 3.0]),  # ragged
+        answer(GOOD, GOOD, indexes=[0, 0]),
+        answer(GOOD, GOOD, indexes=[0, 2]),
+        answer(GOOD),  # one vector for two texts
+        (200, {}, b'{"data": "everything"}'),
+        (200, {}, b"[1, 2]"),
+    ],
+)  # fmt: skip
+def test_an_answer_that_is_not_one_usable_vector_per_text_is_retried_and_stores_nothing(
+    settings, running_job, engine, server, table, reply
+):
+    running_job(settings=remote(settings, server))
+    server.answers.append(reply)
+
+    with pytest.raises(EmbeddingFailed):
+        generate_embedding(GenerateEmbedding(text=["ab", "cd"], namespace="r", keys=["a", "b"]))
+
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM embeddings")) == 0
+
+
+@pytest.fixture
+def remote_api(settings, engine, server, clean) -> Iterator[testing.TestClient]:
+    """The API of a deployment whose embeddings come from `server`."""
+    warren = Warren(remote(settings, server), engine=engine)
+    yield testing.TestClient(create_app(warren=warren))
+    warren.publisher.close()
+
+
+def test_search_ranks_only_vectors_of_the_querys_length_and_answers_valid_json(
+    settings, running_job, engine, server, table, remote_api
+):
+    settings = remote(settings, server)
+    running_job(settings=settings)
+    server.answers.append(answer([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]))
+    generate_embedding(GenerateEmbedding(text=["x", "y"], namespace="r", keys=["x", "y"]))
+    server.answers.append(answer([1.0, 1.0]))  # another deployment of the model: 2 dimensions
+    generate_embedding(GenerateEmbedding(text="z", namespace="r", key="z"))
+    with engine.begin() as conn:  # a zero vector stored before vectors were checked
+        conn.execute(
+            sa.text(
+                "INSERT INTO embeddings (namespace, key, model, dimensions, vector, text_sha256)"
+                " VALUES ('r', 'zero', 'text-embedding-3-small', 3, '{0,0,0}', 'h')"
+            )
+        )
+    server.answers.append(answer([2.0, 0.5, 0.0]))
+
+    found = remote_api.simulate_get("/embeddings/search", params={"namespace": "r", "text": "q"})
+
+    assert found.status_code == 200, found.text
+    assert [r["key"] for r in json.loads(found.text)["results"]] == ["x", "y"]  # strict JSON
+
+
+@pytest.mark.parametrize(
+    "reply", [(500, {}, b"model crashed"), (401, {}, b"bad key"), answer([0.0, 0.0, 0.0])]
+)
+def test_search_says_502_when_the_embeddings_server_fails(
+    settings, running_job, server, table, remote_api, reply
+):
+    running_job(settings=remote(settings, server))
+    generate_embedding(GenerateEmbedding(text="x", namespace="r", key="x"))
+    server.answers.append(reply)
+
+    failed = remote_api.simulate_get("/embeddings/search", params={"namespace": "r", "text": "q"})
+
+    assert failed.status_code == 502
+    assert failed.json["error"]["code"] == "upstream_failed"
+    assert "could not embed the text" in failed.json["error"]["message"]
