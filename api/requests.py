@@ -1,7 +1,6 @@
 """Reading requests: JSON bodies declared as JSON and within the size limit, and query strings
 that are text PostgreSQL can store."""
 
-import json
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -11,6 +10,7 @@ from gunicorn.http.errors import NoMoreData, ParseException
 from api.errors import PayloadTooLarge, UnsupportedMediaType
 from service import storable
 from service.errors import BadRequest
+from service.strict import json_value
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -64,18 +64,10 @@ def read_body(req: falcon.Request, limit: int, too_large: str) -> bytes:
 
 
 def _parse(raw: bytes) -> Any:
-    """Strict JSON: `NaN` and `Infinity` are not JSON (RFC 8259) and are refused, as is nesting
-    too deep for Python's parser."""
     try:
-        return json.loads(raw, parse_constant=_not_json)
-    except RecursionError:
-        raise BadRequest(f"the JSON nests deeper than {storable.MAX_DEPTH} levels") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        return json_value(raw)
+    except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 def query_params(req: falcon.Request) -> dict[str, str]:

@@ -6,7 +6,6 @@ line is enqueued. Each batch is stored all or nothing, so when PostgreSQL fails 
 lines before the failed batch are enqueued and none after: the summary says which.
 """
 
-import json
 import re
 import sys
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from rich.progress import (
 from cli.common import describe, fail, print_json
 from service.client import Warren
 from service.errors import UnknownJobType, ValidationFailed
+from service.strict import json_value
 
 #: Lines per `Warren.submit` call: one INSERT and one publish round each.
 BATCH = 500
@@ -76,11 +76,9 @@ def parse_line(raw: bytes | None, limit: int) -> dict[str, Any] | str:
     except UnicodeDecodeError:
         return "not UTF-8 text"
     try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"not JSON ({exc.msg} at column {exc.colno})"
-    except RecursionError:
-        return "not JSON (nested too deeply)"
+        body = json_value(text)
+    except ValueError as exc:
+        return f"not JSON ({exc})"
     if not isinstance(body, dict):
         return "not a JSON object"
     return body

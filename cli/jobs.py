@@ -1,7 +1,6 @@
 """Jobs for admin scripts: `warren enqueue`, `jobs show | list | retry | reschedule | cancel`
 (`warren stats` is in cli/stats.py, `jobs tail` in cli/tail.py)."""
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +25,7 @@ from cli.enqueue_file import enqueue_file
 from service.errors import ValidationFailed
 from service.models import JobStatus
 from service.queries import Filters
+from service.strict import json_value
 
 # -- enqueue ----------------------------------------------------------------------------------
 
@@ -44,8 +44,8 @@ OPTIONS = {
 
 def parse_payload(text: str) -> dict[str, Any]:
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
+        payload = json_value(text)
+    except ValueError as exc:
         fail(f"--payload is not valid JSON: {exc}")
     if not isinstance(payload, dict):
         fail("--payload must be a JSON object")

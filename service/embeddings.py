@@ -136,6 +136,7 @@ def _vector(components: Any) -> list[float]:
         raise ValueError("an embedding of zeros has no direction")
     return vector
 
+
 def nearest(settings: Settings, namespace: str, text: str, k: int) -> list[dict[str, Any]]:
     """The `k` stored keys of `namespace` nearest `text`, by cosine similarity, nearest first;
     only vectors of the query's length are ranked. Raises `NotFound` when the namespace holds

@@ -29,7 +29,7 @@ from service import storable
 from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES, message_of
 from service.errors import BadRequest, NotFound
 from service.models import STATUSES, AttemptStatus, Job, JobAttempt, JobStatus
-from service.strict import moment, whole_number
+from service.strict import json_value, moment, whole_number
 
 jobs = Job.__table__
 attempts_table = JobAttempt.__table__
@@ -363,16 +363,11 @@ def payload_matches(name: str, value: str, payload: sa.ColumnElement) -> sa.Colu
     Written as JSON containment (`@>`), which the payload's GIN index answers, rather than
     comparing `payload->>name`, which reads every row when nothing matches."""
     candidates: list[object] = [value]
-    with contextlib.suppress(ValueError, RecursionError):
-        parsed = json.loads(value, parse_constant=_not_a_number)
+    with contextlib.suppress(ValueError):  # NaN and Infinity: not JSON, and jsonb cannot hold them
+        parsed = json_value(value)
         if isinstance(parsed, bool | int) or (isinstance(parsed, float) and math.isfinite(parsed)):
             candidates.append(parsed)
     return sa.or_(*(payload.contains({name: shape}) for c in candidates for shape in (c, [c])))
-
-
-def _not_a_number(constant: str) -> object:
-    """`NaN` and `Infinity` read as text: they are not JSON, and `jsonb` cannot hold them."""
-    raise ValueError(constant)
 
 
 def _encode_cursor(job: Job) -> str:

@@ -12,6 +12,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 RetryStrategy = Literal["exponential", "linear", "fixed"]
 #: The longest retention a `WARREN_RETAIN_*_DAYS` may set: a century.
 MAX_RETAIN_DAYS = 36_525
+DAY = 86_400
+#: Counts and sizes (processes, threads, a port) are positive and bounded; durations are
+#: finite and bounded too, since a NaN or an infinity set by mistake would turn a timer into a
+#: busy loop or a wait that never ends (and `NaN > 0` is false, so it passes a lone check).
+Count = Annotated[int, Field(ge=1, le=1024)]
 
 
 class Settings(BaseSettings):
@@ -31,12 +36,12 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(default="warren", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
-    api_workers: int = 2
-    api_threads: int = 8
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_workers: Count = 2
+    api_threads: Count = 8
     # Bearer tokens: `token` (full access) or `name:token:scope`; see `parse_api_token`.
     api_tokens: Annotated[list[str], NoDecode] = []
-    max_payload_bytes: int = 131072
+    max_payload_bytes: int = Field(default=131072, ge=1024, le=64 * 1024 * 1024)
     # The largest result a handler may return, as JSON; PostgreSQL's own bound is 256 MB.
     max_result_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=128 * 1024 * 1024)
 
@@ -72,19 +77,19 @@ class Settings(BaseSettings):
     access_log: bool = True
 
     job_modules: Annotated[list[str], NoDecode] = ["actors"]
-    worker_processes: int = 2
-    worker_threads: int = 8
+    worker_processes: Count = 2
+    worker_threads: Count = 8
     # Messages a worker process holds per thread (Celery's `worker_prefetch_multiplier`). Its
     # jobs are claimed at delivery, so up to (prefetch - 1) per thread wait as `processing`;
     # a worker that dies gives them back unspent (no start mark). 1 suits long jobs, where a
     # waiting job should rather go to an idle worker.
     worker_prefetch: int = Field(default=8, ge=1, le=100)
 
-    delay_horizon_seconds: float = 600.0
-    lease_seconds: float = 30.0
-    dispatch_interval_seconds: float = 1.0
-    stranded_after_seconds: float = 5.0
-    republish_after_seconds: float = 3600.0
+    delay_horizon_seconds: float = Field(default=600.0, gt=0, le=DAY)
+    lease_seconds: float = Field(default=30.0, ge=1, le=DAY)
+    dispatch_interval_seconds: float = Field(default=1.0, ge=0.01, le=3600)
+    stranded_after_seconds: float = Field(default=5.0, ge=0, le=DAY)
+    republish_after_seconds: float = Field(default=3600.0, gt=0, le=7 * DAY)
 
     # How long finished work is kept before the scheduler deletes it (see service.retention);
     # at most a century, past which PostgreSQL's dates would overflow computing the cutoff.
@@ -92,12 +97,12 @@ class Settings(BaseSettings):
     retain_cancelled_days: float = Field(default=7.0, gt=0, le=MAX_RETAIN_DAYS)
     retain_failed_days: float = Field(default=30.0, gt=0, le=MAX_RETAIN_DAYS)
     retain_dead_letter_days: float = Field(default=30.0, gt=0, le=MAX_RETAIN_DAYS)
-    prune_interval_seconds: float = 60.0
+    prune_interval_seconds: float = Field(default=60.0, ge=1, le=DAY)
 
     retry_strategy: RetryStrategy = "exponential"
-    retry_base_seconds: float = 5.0
-    retry_max_seconds: float = 3600.0
-    retry_jitter: float = 0.1
+    retry_base_seconds: float = Field(default=5.0, ge=0, le=7 * DAY)
+    retry_max_seconds: float = Field(default=3600.0, ge=0, le=7 * DAY)
+    retry_jitter: float = Field(default=0.1, ge=0, le=1)
 
     @field_validator("api_tokens", "job_modules", "allowed_networks", mode="before")
     @classmethod

@@ -4,9 +4,11 @@ Python and pydantic are generous readers: `int()` takes `+5`, `5_0`, ` 5 ` and A
 digits; pydantic's lax mode reads `"10"` and `true` as numbers and `0` or `"1767225600"` as a
 time. A client that sends those has made a mistake, and guessing what it meant hides the
 mistake, so Warren refuses them: a whole number is ASCII digits, a number is a JSON number, a
-time is ISO 8601 text with a time zone that still is a time once converted to UTC.
+time is ISO 8601 text with a time zone that still is a time once converted to UTC, and JSON is
+RFC 8259's.
 """
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,3 +44,21 @@ def moment(value: Any) -> Any:
     except OverflowError:
         raise ValueError("is outside the years 1 to 9999 in UTC") from None
     return parsed
+
+
+def json_value(raw: str | bytes) -> Any:
+    """Strict JSON (RFC 8259): `NaN` and `Infinity` are not JSON. Raises `ValueError` saying
+    why for anything else Python's parser refuses, whatever the exception it raised: nesting
+    deeper than its recursion limit, an integer of more than 4,300 digits, bytes not UTF-8."""
+    try:
+        return json.loads(raw, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("it nests too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")

@@ -10,7 +10,6 @@ strict JSON (`NaN` and `Infinity` are not) is retried too.
 """
 
 import email.utils
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +17,7 @@ import httpx
 
 from service import bodies, interruptible, storable
 from service.errors import PermanentError, RetryLater
+from service.strict import json_value
 
 #: At most this long a `Retry-After` is honoured; a longer one waits for the retry policy.
 MAX_RETRY_AFTER = 3600.0
@@ -54,13 +54,9 @@ def post_json(
             status, retry_after_header, f"HTTP {status} from {server}: {excerpt}", failed
         )
     try:
-        return json.loads(content, parse_constant=_not_json)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested past any answer
+        return json_value(content)
+    except ValueError as exc:
         raise failed(f"the answer of {server} is not JSON: {exc}") from exc
-
-
-def _not_json(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
 
 
 def _exchange(

@@ -79,8 +79,11 @@ def test_enqueue_of_an_unknown_type_names_the_known_ones(run_cli):
     assert line.count("known types") == 1  # the detail naming `type` is not repeated
 
 
-def test_enqueue_with_invalid_json(run_cli):
-    line = one_error_line(run_cli("enqueue", "test-noop", "--payload", "{not json"))
+@pytest.mark.parametrize(
+    "payload", ["{not json", '{"n": NaN}', '{"n": ' + "9" * 5000 + "}", "[" * 5000 + "]" * 5000]
+)
+def test_enqueue_with_invalid_json(run_cli, payload):
+    line = one_error_line(run_cli("enqueue", "test-noop", "--payload", payload))
 
     assert "--payload is not valid JSON" in line
 

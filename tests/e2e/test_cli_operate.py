@@ -69,6 +69,12 @@ def test_api_with_a_malformed_token_setting_stops_with_one_line(run_cli):
     assert "hunter2" not in line
 
 
+def test_scheduler_with_a_nan_interval_stops_with_one_line(run_cli):
+    result = run_cli("scheduler", env={"WARREN_DISPATCH_INTERVAL_SECONDS": "nan"})
+
+    assert "WARREN_DISPATCH_INTERVAL_SECONDS:" in one_error_line(result)
+
+
 # -- enqueue --file ---------------------------------------------------------------------------
 
 
@@ -87,6 +93,9 @@ def test_enqueue_file_enqueues_the_good_lines_and_names_the_bad_ones(run_cli, en
         json.dumps({"type": "no-such-type", "payload": {}}),
         json.dumps({"type": "send-email", "payload": {"to": "a@example.com"}}),
         json.dumps({"type": "test-record", "payload": {"tag": "x" * 200_000}}),
+        '{"type": "test-noop", "payload": {"n": ' + "9" * 5000 + "}}",  # Python's limit: 4,300
+        '{"type": "test-noop", "payload": {"n": ' + "[" * 5000 + "]" * 5000 + "}}",
+        '{"type": "test-noop", "payload": {"n": NaN}}',
     ]
     lines = [*good[:600], *bad, *good[600:]]
     path = tmp_path / "jobs.ndjson"
@@ -95,16 +104,20 @@ def test_enqueue_file_enqueues_the_good_lines_and_names_the_bad_ones(run_cli, en
     result = run_cli("enqueue", "--file", str(path), timeout=120)
 
     assert result.returncode == 1
-    assert result.stdout.strip() == "enqueued 1200 jobs; refused 5 lines"
+    assert result.stdout.strip() == "enqueued 1200 jobs; refused 8 lines"
     refused = result.stderr.strip().splitlines()
     assert [line.split(":")[0] for line in refused] == [
-        "line 601", "line 603", "line 604", "line 605", "line 606"
+        "line 601", "line 603", "line 604", "line 605", "line 606", "line 607", "line 608",
+        "line 609"
     ]  # fmt: skip
     assert refused[0].startswith("line 601: not JSON")
     assert refused[1] == "line 603: not a JSON object"
     assert "unknown job type" in refused[2].lower() or "no-such-type" in refused[2]
     assert "payload.subject: Field required" in refused[3]
     assert refused[4] == "line 606: longer than 131072 bytes (WARREN_MAX_PAYLOAD_BYTES)"
+    assert refused[5].startswith("line 607: not JSON (Exceeds the limit (4300 digits)")
+    assert refused[6] == "line 608: not JSON (it nests too deeply)"
+    assert refused[7] == "line 609: not JSON (NaN is not a JSON value)"
     assert job_types(engine) == {"test-noop": 1200}
 
 
