@@ -4,10 +4,12 @@ A job type writes at most one file per job with `write()`; `GET /jobs/{id}/artif
 `Warren.artifact()` find it with `find()`. The name is the job's id and the format's
 extension, never anything a caller sent, so no path from a request reaches the file system.
 A file is written to a temporary name and renamed, so a reader never sees half of one.
+Retention deletes a job's file, or what a killed worker left of it, with the job's row.
 """
 
 import os
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from service.errors import NotFound
@@ -24,7 +26,7 @@ def write(settings: Settings, job_id: str, extension: str, content: bytes) -> Pa
     folder = Path(settings.files_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.UUID(job_id)}.{extension}"
-    partial = path.with_suffix(f".{extension}.partial")
+    partial = _partial(path)
     partial.write_bytes(content)
     os.replace(partial, path)
     return path
@@ -37,3 +39,19 @@ def find(settings: Settings, job_id: uuid.UUID) -> tuple[Path, str]:
         if path.is_file():
             return path, media_type
     raise NotFound(f"job {job_id} wrote no file")
+
+
+def discard(settings: Settings, job_ids: Iterable[object]) -> None:
+    """Delete what these jobs wrote, whole or partial; a job that wrote nothing is skipped."""
+    folder = Path(settings.files_dir)
+    if not folder.is_dir():
+        return
+    for job_id in job_ids:
+        for extension in MEDIA_TYPES:
+            path = folder / f"{job_id}.{extension}"
+            path.unlink(missing_ok=True)
+            _partial(path).unlink(missing_ok=True)
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")

@@ -2,19 +2,22 @@
 
 What is kept, and for how long (`WARREN_RETAIN_*_DAYS`): completed and cancelled jobs 7 days,
 failed jobs 30 days, dead letters 30 days. Pending and processing jobs are never deleted. A
-job goes with its attempts; its dead letter follows its own retention.
+job goes with its attempts and its artifact (the file it wrote, `service.artifacts`), so the
+process that prunes (the scheduler) needs the workers' `WARREN_FILES_DIR`; its dead letter
+follows its own retention.
 
 The scheduler prunes every `prune_interval_seconds`; `warren prune` does the same at once, or
 with `--dry-run` only counts. Each batch is one short transaction of at most `BATCH` rows, so
 no lock is held for long, and several schedulers can prune side by side (`SKIP LOCKED`).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
 from sqlalchemy.engine import Connection, Engine
 
+from service import artifacts
 from service.models import JobStatus
 from service.settings import Settings
 from service.store import dead_letters, jobs
@@ -29,8 +32,9 @@ class Kept:
     """One kind of finished work and how to delete what is past its retention."""
 
     name: str
-    delete: Callable[[Connection], int]  # one batch; returns how many
+    delete: Callable[[Connection], Sequence[object]]  # one batch; returns the ids deleted
     count: Callable[[Connection], int]  # how many are past retention
+    jobs: bool = True  # the ids are jobs', whose artifacts go with them
 
 
 def kinds(settings: Settings) -> list[Kept]:
@@ -54,6 +58,7 @@ def kinds(settings: Settings) -> list[Kept]:
             "deadLetters",
             partial(dead_letters.prune, age=age, limit=BATCH),
             partial(dead_letters.prunable, age=age),
+            jobs=False,
         )
     )
     return kept
@@ -69,10 +74,12 @@ def prune(engine: Engine, settings: Settings, max_batches: int | None = None) ->
         batches = 0
         while max_batches is None or batches < max_batches:
             with engine.begin() as conn:
-                n = kind.delete(conn)
-            deleted[kind.name] += n
+                gone = kind.delete(conn)
+            if kind.jobs:
+                artifacts.discard(settings, gone)
+            deleted[kind.name] += len(gone)
             batches += 1
-            if n < BATCH:
+            if len(gone) < BATCH:
                 break
     return deleted
 

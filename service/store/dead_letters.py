@@ -146,14 +146,15 @@ _PRUNE = sa.text(
         SELECT id FROM dead_letters WHERE {_OLDER_THAN} ORDER BY id LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
+    RETURNING id
     """
 )
 _PRUNABLE = sa.text(f"SELECT count(*) FROM dead_letters WHERE {_OLDER_THAN}")
 
 
-def prune(conn: Connection, age: float, limit: int) -> int:
-    """Delete up to `limit` dead letters recorded more than `age` seconds ago."""
-    return conn.execute(_PRUNE, {"age": age, "limit": limit}).rowcount
+def prune(conn: Connection, age: float, limit: int) -> list[int]:
+    """Delete up to `limit` dead letters recorded more than `age` seconds ago; their ids."""
+    return list(conn.scalars(_PRUNE, {"age": age, "limit": limit}))
 
 
 def prunable(conn: Connection, age: float) -> int:

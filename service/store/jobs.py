@@ -362,18 +362,19 @@ _PRUNE = sa.text(
     DELETE FROM jobs WHERE id IN (
         SELECT id FROM jobs WHERE {_FINISHED_BEFORE} LIMIT :limit FOR UPDATE SKIP LOCKED
     )
+    RETURNING id
     """
 )
 _PRUNABLE = sa.text(f"SELECT count(*) FROM jobs WHERE {_FINISHED_BEFORE}")
 
 
-def prune(conn: Connection, status: JobStatus, age: float, limit: int) -> int:
+def prune(conn: Connection, status: JobStatus, age: float, limit: int) -> list[uuid.UUID]:
     """Delete up to `limit` jobs in this final status that finished more than `age` seconds
-    ago, with their attempts. Returns how many. The kept counts follow (a statement trigger
+    ago, with their attempts. Returns their ids. The kept counts follow (a statement trigger
     records every delete)."""
     if not status.is_final:
         raise ValueError(f"{status} jobs are never pruned")
-    return conn.execute(_PRUNE, {"status": status, "age": age, "limit": limit}).rowcount
+    return list(conn.scalars(_PRUNE, {"status": status, "age": age, "limit": limit}))
 
 
 def prunable(conn: Connection, status: JobStatus, age: float) -> int:

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from tests.e2e.test_cli import enqueue, ok
 
 
-def test_prune_dry_run_then_prune(run_cli, engine):
+def test_prune_dry_run_then_prune(run_cli, engine, clean):
     job_id = enqueue(run_cli, "test-noop", {}, "--delay", "3600")
     with engine.begin() as conn:
         conn.execute(

@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from service import retention
+from service import artifacts, retention
 from service.broker import Publisher, build_broker
 from service.scheduler import Scheduler
 from service.settings import MAX_RETAIN_DAYS, Settings
@@ -84,6 +84,22 @@ def test_a_prune_deletes_only_what_is_past_its_retention(warren, engine, aged):
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM dead_letters")) == 1
     assert_exact(engine)
+
+
+def test_a_pruned_job_takes_its_file_with_it_and_a_kept_job_keeps_its_own(
+    warren, settings, aged
+):
+    files = {job_id: artifacts.write(settings, str(job_id), "csv", b"a,b\n") for job_id in aged}
+    [gone, *_] = [job_id for job_id, kept in aged.items() if not kept]
+    leftover = files[gone].with_name(files[gone].name + ".partial")  # a worker killed mid-write
+    leftover.write_bytes(b"a,")
+
+    warren.prune()
+
+    assert {job_id for job_id, path in files.items() if path.exists()} == {
+        job_id for job_id, kept in aged.items() if kept
+    }
+    assert not leftover.exists()
 
 
 def test_a_dry_run_counts_and_deletes_nothing(warren, engine, aged):
