@@ -45,6 +45,10 @@ _REPORT = sa.text(
 )
 
 
+#: By default a period is the 7 days before its end.
+DEFAULT_DAYS = timedelta(days=7)
+
+
 class GenerateReport(BaseModel):
     """`format` (`json` by default, or `csv`), and the period: `from` and `to`."""
 
@@ -62,11 +66,19 @@ class GenerateReport(BaseModel):
     def _a_period(self) -> "GenerateReport":
         if self.from_ is not None and self.to is not None and self.from_ >= self.to:
             raise ValueError("from must be before to")
+        if self.to is None and self.from_ is not None and self.from_ >= datetime.now(UTC):
+            raise ValueError("from must be in the past, or give to as well")
+        if (
+            self.from_ is None
+            and self.to is not None
+            and self.to < datetime.min.replace(tzinfo=UTC) + DEFAULT_DAYS
+        ):
+            raise ValueError("to must be 7 days after 0001-01-01, or give from as well")
         return self
 
     def period(self, now: datetime) -> tuple[datetime, datetime]:
         end = self.to or now
-        return self.from_ or end - timedelta(days=7), end
+        return self.from_ or end - DEFAULT_DAYS, end
 
 
 @job_type("generate-report", payload=GenerateReport, max_attempts=3, timeout_seconds=600)

@@ -71,7 +71,9 @@ def test_a_job_without_a_file_is_a_404(warren, client, history):
 @pytest.mark.parametrize(
     "payload",
     [{"format": "pdf"}, {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
-     {"from": "yesterday"}, {"path": "/etc/passwd"}],
+     {"from": "yesterday"}, {"path": "/etc/passwd"},
+     {"to": "0001-01-02T00:00:00Z"},  # its default start would be before the year 1
+     {"from": "9999-01-01T00:00:00Z"}],  # after its default end: now
 )  # fmt: skip
 def test_a_bad_report_request_is_refused(warren, payload):
     with pytest.raises(ValidationFailed):
