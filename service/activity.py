@@ -13,10 +13,13 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from service.errors import BadRequest
 from service.store import counts as store_counts
 from service.store import processes
 from service.store.sql import PROCESSING
 
+#: The most minutes `per_minute` reads back: the day of history `store.counts` keeps.
+MAX_MINUTES = 1440
 _RUNNING = sa.text(
     f"""
     SELECT worker, count(*) AS jobs FROM jobs
@@ -49,7 +52,10 @@ class Worker:
 
 def per_minute(conn: Connection, minutes: int = 60, now: datetime | None = None) -> list[Minute]:
     """Each of the last `minutes` minutes, oldest first, the current one last; minutes with
-    nothing finished are zeros, so callers can draw the list as it is."""
+    nothing finished are zeros, so callers can draw the list as it is. The history is a day
+    long, so `minutes` is 1 to `MAX_MINUTES`; `BadRequest` otherwise."""
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise BadRequest(f"minutes is 1 to {MAX_MINUTES} (the history kept is a day)")
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     first = now - timedelta(minutes=minutes - 1)
     counts: dict[tuple[datetime, str], int] = {}

@@ -80,6 +80,9 @@ def _problems(value: Any, prefix: str) -> list[tuple[str, str]]:
                 found.append((path, "is a number beyond the range of a double"))
         elif isinstance(item, dict):
             for key, child in item.items():
+                if not isinstance(key, str):  # a Python caller's; JSON's keys are text
+                    found.append((path, f"a key is {type(key).__name__}, not text: {key!r:.40}"))
+                    continue
                 if problem := text_problem(key):
                     found.append((path, f"a key {problem}"))
                     continue

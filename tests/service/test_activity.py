@@ -3,6 +3,9 @@ and the jobs finished minute by minute."""
 
 from datetime import UTC, datetime
 
+import pytest
+
+from service.errors import BadRequest
 from tests.helpers import wait_for
 
 
@@ -56,3 +59,9 @@ def test_finished_jobs_are_counted_in_the_minute_they_finished(warren, worker, s
     assert len(minutes) == 60
     assert 0 <= (datetime.now(UTC) - minutes[-1].start).total_seconds() < 120
     assert sum(m.completed + m.failed for m in minutes[:-2]) == 0
+
+
+@pytest.mark.parametrize("minutes", [0, -5, 1441, 10**12])
+def test_per_minute_reads_back_at_most_the_day_kept(warren, minutes):
+    with pytest.raises(BadRequest, match="1 to 1440"):
+        warren.per_minute(minutes)

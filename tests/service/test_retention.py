@@ -86,9 +86,7 @@ def test_a_prune_deletes_only_what_is_past_its_retention(warren, engine, aged):
     assert_exact(engine)
 
 
-def test_a_pruned_job_takes_its_file_with_it_and_a_kept_job_keeps_its_own(
-    warren, settings, aged
-):
+def test_a_pruned_job_takes_its_file_with_it_and_a_kept_job_keeps_its_own(warren, settings, aged):
     files = {job_id: artifacts.write(settings, str(job_id), "csv", b"a,b\n") for job_id in aged}
     [gone, *_] = [job_id for job_id, kept in aged.items() if not kept]
     leftover = files[gone].with_name(files[gone].name + ".partial")  # a worker killed mid-write

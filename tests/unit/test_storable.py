@@ -17,6 +17,7 @@ from service.queries import Filters
         ({"deep": [{"x": "\ud800"}]}, "jobs[2].payload.deep[0].x"),
         ({"n": float("inf")}, "jobs[2].payload.n"),
         ({"k\x00": 1}, "jobs[2].payload"),
+        ({"inner": {1: "one"}}, "jobs[2].payload.inner"),  # a Python caller's dict
     ],
 )
 def test_enqueue_refuses_what_postgres_cannot_store_naming_the_field(payload, field):
