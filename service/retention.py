@@ -34,7 +34,7 @@ class Kept:
     name: str
     delete: Callable[[Connection], Sequence[object]]  # one batch; returns the ids deleted
     count: Callable[[Connection], int]  # how many are past retention
-    jobs: bool = True  # the ids are jobs', whose artifacts go with them
+    has_files: bool = True  # the ids are jobs', whose artifacts go with them
 
 
 def kinds(settings: Settings) -> list[Kept]:
@@ -58,7 +58,7 @@ def kinds(settings: Settings) -> list[Kept]:
             "deadLetters",
             partial(dead_letters.prune, age=age, limit=BATCH),
             partial(dead_letters.prunable, age=age),
-            jobs=False,
+            has_files=False,
         )
     )
     return kept
@@ -75,7 +75,7 @@ def prune(engine: Engine, settings: Settings, max_batches: int | None = None) ->
         while max_batches is None or batches < max_batches:
             with engine.begin() as conn:
                 gone = kind.delete(conn)
-            if kind.jobs:
+            if kind.has_files:
                 artifacts.discard(settings, gone)
             deleted[kind.name] += len(gone)
             batches += 1
