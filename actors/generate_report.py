@@ -47,6 +47,8 @@ _REPORT = sa.text(
 
 #: By default a period is the 7 days before its end.
 DEFAULT_DAYS = timedelta(days=7)
+#: The earliest `to` whose default period still starts within the calendar.
+EARLIEST_END = datetime.min.replace(tzinfo=UTC) + DEFAULT_DAYS
 
 
 class GenerateReport(BaseModel):
@@ -68,11 +70,7 @@ class GenerateReport(BaseModel):
             raise ValueError("from must be before to")
         if self.to is None and self.from_ is not None and self.from_ >= datetime.now(UTC):
             raise ValueError("from must be in the past, or give to as well")
-        if (
-            self.from_ is None
-            and self.to is not None
-            and self.to < datetime.min.replace(tzinfo=UTC) + DEFAULT_DAYS
-        ):
+        if self.from_ is None and self.to is not None and self.to < EARLIEST_END:
             raise ValueError("to must be 7 days after 0001-01-01, or give from as well")
         return self
 

@@ -19,12 +19,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from service import artifacts
 from service.models import JobStatus
-from service.settings import Settings
+from service.settings import DAY, Settings
 from service.store import dead_letters, jobs
 
 #: Rows deleted per transaction.
 BATCH = 1000
-DAY = 86400.0
 
 
 @dataclass(frozen=True)

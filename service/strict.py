@@ -56,8 +56,6 @@ def json_value(raw: str | bytes) -> Any:
         raise ValueError("it nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def _not_json(constant: str) -> Any:
