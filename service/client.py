@@ -258,9 +258,10 @@ class Warren:
             return queries.get(conn, _uuid(job_id))
 
     def artifact(self, job_id: uuid.UUID | str) -> tuple[Path, str]:
-        """The file a job wrote (a report) and its media type. Raises `NotFound`."""
+        """The file a job's recorded result names (a report) and its media type. Raises
+        `NotFound`."""
         job = self.get(job_id)
-        return artifacts.find(self.settings, job.id)
+        return artifacts.find(self.settings, job.id, job.result)
 
     def attempts(self, job_id: uuid.UUID | str) -> list[JobAttempt]:
         with self.engine.connect() as conn:

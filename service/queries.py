@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased
 
@@ -151,6 +152,12 @@ def get(conn: Connection, job_id: uuid.UUID) -> Job:
     if job is None:
         raise NotFound(f"job {job_id} not found")
     return job
+
+
+def existing(conn: Connection, job_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `job_ids` are jobs."""
+    ids = sa.bindparam("ids", job_ids, type_=postgresql.ARRAY(sa.Uuid))
+    return set(conn.scalars(sa.select(jobs.c.id).where(jobs.c.id == sa.any_(ids))))
 
 
 def attempts(conn: Connection, job_id: uuid.UUID) -> list[JobAttempt]:

@@ -2,9 +2,9 @@
 
 What is kept, and for how long (`WARREN_RETAIN_*_DAYS`): completed and cancelled jobs 7 days,
 failed jobs 30 days, dead letters 30 days. Pending and processing jobs are never deleted. A
-job goes with its attempts and its artifact (the file it wrote, `service.artifacts`), so the
-process that prunes (the scheduler) needs the workers' `WARREN_FILES_DIR`; its dead letter
-follows its own retention.
+job goes with its attempts and its files (`service.artifacts`): after the rows, a prune sweeps
+`WARREN_FILES_DIR` for files whose job is gone, so the process that prunes (the scheduler)
+needs the workers' folder. A job's dead letter follows its own retention.
 
 The scheduler prunes every `prune_interval_seconds`; `warren prune` does the same at once, or
 with `--dry-run` only counts. Each batch is one short transaction of at most `BATCH` rows, so
@@ -17,7 +17,7 @@ from functools import partial
 
 from sqlalchemy.engine import Connection, Engine
 
-from service import artifacts
+from service import artifacts, queries
 from service.models import JobStatus
 from service.settings import DAY, Settings
 from service.store import dead_letters, jobs
@@ -33,7 +33,6 @@ class Kept:
     name: str
     delete: Callable[[Connection], Sequence[object]]  # one batch; returns the ids deleted
     count: Callable[[Connection], int]  # how many are past retention
-    has_files: bool = True  # the ids are jobs', whose artifacts go with them
 
 
 def kinds(settings: Settings) -> list[Kept]:
@@ -57,7 +56,6 @@ def kinds(settings: Settings) -> list[Kept]:
             "deadLetters",
             partial(dead_letters.prune, age=age, limit=BATCH),
             partial(dead_letters.prunable, age=age),
-            has_files=False,
         )
     )
     return kept
@@ -74,12 +72,12 @@ def prune(engine: Engine, settings: Settings, max_batches: int | None = None) ->
         while max_batches is None or batches < max_batches:
             with engine.begin() as conn:
                 gone = kind.delete(conn)
-            if kind.has_files:
-                artifacts.discard(settings, gone)
             deleted[kind.name] += len(gone)
             batches += 1
             if len(gone) < BATCH:
                 break
+    with engine.connect() as conn:
+        artifacts.sweep(settings, partial(queries.existing, conn))
     return deleted
 
 

@@ -9,6 +9,7 @@ import pytest
 from falcon import testing
 
 from api.app import create_app
+from service import artifacts
 from service.errors import ValidationFailed
 from tests.helpers import wait_for
 
@@ -50,7 +51,19 @@ def test_a_csv_report_counts_each_type_and_is_served_as_the_artifact(warren, cli
     assert record["failureRate"] == "0.3333"
     assert float(record["p50Seconds"]) >= 0 and float(record["p95Seconds"]) >= 0
     result = warren.get(job_id).result
-    assert result["format"] == "csv" and result["artifact"] == f"{job_id}.csv"
+    assert result["format"] == "csv" and answer.headers["content-disposition"].endswith(
+        f'filename="{result["artifact"]}"'
+    )
+    assert result["artifact"].startswith(job_id) and result["artifact"].endswith(".csv")
+
+
+def test_a_file_a_stale_attempt_writes_later_does_not_replace_the_report(warren, client, history):
+    job_id = report(warren, {"format": "csv"})
+    artifacts.write(warren.settings, job_id, "csv", b"a worker that lost its lease\n")
+
+    answer = client.simulate_get(f"/jobs/{job_id}/artifact")
+
+    assert answer.text.startswith("type,total,")
 
 
 def test_a_json_report_of_a_period_before_the_jobs_is_empty(warren, client, history):

@@ -100,6 +100,17 @@ def test_a_pruned_job_takes_its_file_with_it_and_a_kept_job_keeps_its_own(warren
     assert not leftover.exists()
 
 
+def test_a_file_whose_job_is_gone_goes_with_the_next_prune_and_a_stranger_stays(warren, settings):
+    # as a crash between a prune's commit and the file's deletion leaves it
+    orphan = artifacts.write(settings, "0f6b2d9e-2c3a-4b8e-8f1d-6a7c5e4d3b21", "json", b"{}")
+    stranger = orphan.with_name("notes.txt")
+    stranger.write_bytes(b"not Warren's")
+
+    warren.prune()
+
+    assert not orphan.exists() and stranger.exists()
+
+
 def test_a_dry_run_counts_and_deletes_nothing(warren, engine, aged):
     assert warren.prune(dry_run=True) == {
         "completed": 1,
