@@ -114,6 +114,9 @@ def filters_of(filter: queries.Filters | Mapping[str, Any]) -> queries.Filters:
     no meaning here. Raises `BadRequest` as `GET /jobs` does for a bad filter."""
     if isinstance(filter, queries.Filters):
         return filter
+    if not isinstance(filter, Mapping):
+        kind = type(filter).__name__
+        raise TypeError(f"a filter is a mapping of GET /jobs filters or Filters, not {kind}")
     params = {}
     for name, value in filter.items():
         if name in queries.PAGING:

@@ -35,3 +35,13 @@ def test_a_job_id_that_is_not_a_uuid_names_no_job_and_one_of_another_type_is_a_t
         warren.get(5)
     with pytest.raises(TypeError, match="not NoneType"):
         warren.retry(None)
+
+
+def test_a_bulk_filter_of_another_type_is_a_type_error_and_changes_nothing(warren):
+    job = warren.enqueue("test-record", {}, delay_seconds=600)
+
+    for verb in (warren.cancel_where, warren.retry_where):
+        with pytest.raises(TypeError, match=r"a filter is a mapping .* not NoneType"):
+            verb(None)
+
+    assert warren.get(job.id).status == "pending"
