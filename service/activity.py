@@ -18,8 +18,8 @@ from service.store import counts as store_counts
 from service.store import processes
 from service.store.sql import PROCESSING
 
-#: The most minutes `per_minute` reads back: the day of history `store.counts` keeps.
-MAX_MINUTES = 1440
+#: The most minutes `per_minute` reads back: the history `store.counts` keeps.
+MAX_MINUTES = store_counts.HISTORY_MINUTES
 _RUNNING = sa.text(
     f"""
     SELECT worker, count(*) AS jobs FROM jobs

@@ -52,7 +52,11 @@ _MINUTES = sa.text(
     """
 )
 
-_FORGET_MINUTES = sa.text("DELETE FROM job_minutes WHERE minute < now() - interval '1 day'")
+#: How many minutes of per-minute history the counts keep: a day.
+HISTORY_MINUTES = 1440
+_FORGET_MINUTES = sa.text(
+    f"DELETE FROM job_minutes WHERE minute < now() - make_interval(mins => {HISTORY_MINUTES})"
+)
 
 
 def fold(conn: Connection) -> None:
