@@ -6,7 +6,8 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from service import logs
 from service.db import UNREACHABLE
@@ -44,8 +45,22 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         self.beat({})
         while not self._stop_event.wait(self.interval):
-            self.beat(self.holdings.running())
+            try:
+                self.beat(self.holdings.running())
+            except Exception:  # the leases of every job here depend on the next beat
+                log.exception("heartbeat failed; beating again in %.1f s", self.interval)
         self.leave()
+
+    def _write_progress(self, conn: Connection, reports: list[tuple[int, Any]]) -> None:
+        """Write the reports in a savepoint: one PostgreSQL refuses is dropped, and the
+        beat's renewals stand."""
+        try:
+            with conn.begin_nested():
+                attempts.write_progress(conn, reports)
+        except UNREACHABLE:
+            raise
+        except DBAPIError as exc:
+            log.error("heartbeat: progress not written (%s)", exc.orig)
 
     def _about(self, job: RunningJob) -> dict[str, Any]:
         return logs.about(job.id, job.type, job.attempt, self.worker_name)
@@ -71,7 +86,7 @@ class Heartbeat(threading.Thread):
                 held = attempts.renew_leases(conn, [*running, *waiting], self.lease)
                 # Only to rows renewed here, which this transaction holds: never a wait.
                 reports = [report for report in reports if held.get(report[0]) is not None]
-                attempts.write_progress(conn, reports)
+                self._write_progress(conn, reports)
             for attempt_id, _ in reports:
                 running[attempt_id][1].progress_written = True
         except UNREACHABLE as exc:

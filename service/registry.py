@@ -6,6 +6,7 @@ the broker they built, which turns each job type into a Dramatiq actor.
 """
 
 import importlib
+import math
 import pkgutil
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import dramatiq
 from pydantic import BaseModel, ValidationError, ValidationInfo
 
-from service import sealing
+from service import sealing, storable
 from service.errors import PermanentError, UnknownJobType
 from service.retries import RetryPolicy
 from service.settings import Settings
@@ -181,17 +182,30 @@ def is_cancelled() -> bool:
 
 def report_progress(done: float, total: float | None = None, message: str | None = None) -> None:
     """Say how far the running job has come: `GET /jobs/{id}` shows it as `progress`. Cheap to
-    call often: the worker's heartbeat writes the latest report at most once a beat."""
+    call often: the worker's heartbeat writes the latest report at most once a beat. `done`
+    and `total` are finite numbers (else `ValueError`, here, where the mistake is); the message
+    keeps its first 500 characters, with what PostgreSQL cannot store (a NUL) replaced."""
     job = getattr(_current, "job", None)
     if job is None:
         return
     job.progress = {
-        "done": done,
-        "total": total,
-        "message": None if message is None else str(message)[:500],
+        "done": _finite("done", done),
+        "total": None if total is None else _finite("total", total),
+        "message": None if message is None else storable.clean(str(message)[:500]),
         "updatedAt": datetime.now(UTC).isoformat(),
     }
     job.progress_written = False
+
+
+def _finite(name: str, value: object) -> float:
+    """`value`, a number JSON and PostgreSQL can hold; else `ValueError` naming it."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            if math.isfinite(value):
+                return value
+        except OverflowError:  # an int past a double
+            pass
+    raise ValueError(f"report_progress: {name} is a finite number, not {value!r}")
 
 
 def current_settings() -> Settings:

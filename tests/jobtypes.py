@@ -194,13 +194,18 @@ class Steps(BaseModel):
 
     steps: int = 10
     seconds: float = 30.0
+    unstorable: bool = False
 
 
 @job_type("test-progress", payload=Steps, max_attempts=1, timeout_seconds=60)
 def progress(payload: Steps) -> dict:
-    """Report 3 of `steps` done, then wait (until cancelled, or `seconds`)."""
+    """Report 3 of `steps` done, then wait (until cancelled, or `seconds`). With `unstorable`,
+    the report is one PostgreSQL refuses (NaN), as one that slipped past `report_progress`'s
+    checks would be."""
     report_progress(1, payload.steps, "warming up")
     report_progress(3, payload.steps, "three done")
+    if payload.unstorable:
+        current_job().progress = {"done": float("nan")}
     deadline = time.monotonic() + payload.seconds
     while time.monotonic() < deadline and not is_cancelled():
         time.sleep(0.05)
