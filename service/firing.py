@@ -2,8 +2,10 @@
 
 A schedule's row is locked while its slots fire (`store.schedules.due` skips the rows another
 scheduler holds), and its jobs are inserted and `next_run_at` moved on in the caller's
-transaction, so each slot fires once however many schedulers run. Which missed slots fire
-follows the schedule's `catchUp` (`service.schedules`).
+transaction, so each slot fires once however many schedulers run; a slot that has its job
+already (a schedule enabled again, re-timed or re-created within the `LEAD` it fired ahead)
+is skipped, and the other schedules' slots fire. Which missed slots fire follows the
+schedule's `catchUp` (`service.schedules`).
 """
 
 import logging
@@ -68,8 +70,7 @@ def fire_due(
     jobs needs, to be published after the commit, and whether more schedules may be due."""
     now = now or datetime.now(UTC)
     due = store.due(conn, now + LEAD, limit)
-    rows: list[dict[str, Any]] = []
-    moves: list[tuple[str, datetime, Any]] = []
+    fired: list[tuple[str, datetime, list[dict[str, Any]]]] = []
     for schedule in due:
         chosen, following = due_slots(schedule, now)
         try:
@@ -77,8 +78,12 @@ def fire_due(
         except (UnknownJobType, ValidationFailed) as exc:  # a deploy retired or changed its type
             log.error("schedule %s: slot skipped, its job is refused: %s", schedule.name, exc)
             made = []
-        rows += made
-        moves.append((schedule.name, following, made[-1]["id"] if made else None))
-    jobs.insert(conn, rows)
+        fired.append((schedule.name, following, made))
+    inserted = jobs.insert_slots(conn, [row for _, _, made in fired for row in made])
+    moves, rows = [], []
+    for name, following, made in fired:
+        kept = [row for row in made if row["id"] in inserted]  # not a slot that had its job
+        rows += kept
+        moves.append((name, following, kept[-1]["id"] if kept else None))
     store.advance(conn, moves, now)
     return [dispatch_of_row(row) for row in rows], len(due) == limit

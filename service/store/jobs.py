@@ -75,6 +75,13 @@ _INSERT_ONE = f"""
     VALUES ({", ".join(f"%({c})s::{t}" for c, t in _INSERT_COLUMNS.items())})
     {_ON_CONFLICT}
 """
+# A schedule's slots: one job each, whoever fires it and however often.
+_INSERT_SLOTS = f"""
+    INSERT INTO jobs ({", ".join(_INSERT_COLUMNS)})
+    SELECT * FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _INSERT_COLUMNS.items())})
+    ON CONFLICT (schedule_name, scheduled_for) WHERE schedule_name IS NOT NULL DO NOTHING
+    RETURNING id
+"""
 _FIRST_WITH_KEY = sa.text(
     "SELECT idempotency_key, id FROM jobs WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
 )
@@ -91,12 +98,7 @@ def insert(
     statement (see `sql.driven`)."""
     if not rows:
         return []
-    columns = {
-        name: [json_text(r[name]) if name in _JSON_COLUMNS else r[name] for r in rows]
-        for name in _INSERT_COLUMNS
-        if name != "for_relay"
-    }
-    columns["for_relay"] = [for_relay] * len(rows)
+    columns = _columns(rows, for_relay)
     if len(rows) == 1:
         statement, params = _INSERT_ONE, {name: values[0] for name, values in columns.items()}
     else:
@@ -108,6 +110,26 @@ def insert(
         (r["id"], True) if r["id"] in inserted else (existing[r["idempotency_key"]], False)
         for r in rows
     ]
+
+
+def insert_slots(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Insert the jobs of schedules' slots; return the ids inserted. A slot that has its job
+    already is skipped: a schedule moved back onto a slot it fired (enabled again, re-timed,
+    or deleted and created again, all within the lead it fires ahead) fires it once."""
+    if not rows:
+        return set()
+    return {job_id for (job_id,) in driven(conn, _INSERT_SLOTS, _columns(rows, False))}
+
+
+def _columns(rows: Sequence[dict[str, Any]], for_relay: bool) -> dict[str, list[Any]]:
+    """The rows as one list of values per column, JSON columns as text."""
+    columns = {
+        name: [json_text(r[name]) if name in _JSON_COLUMNS else r[name] for r in rows]
+        for name in _INSERT_COLUMNS
+        if name != "for_relay"
+    }
+    columns["for_relay"] = [for_relay] * len(rows)
+    return columns
 
 
 _LOCKED = sa.text("SELECT * FROM jobs WHERE id = :id FOR UPDATE")

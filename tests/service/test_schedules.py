@@ -102,6 +102,25 @@ def test_catch_up_none_still_fires_a_slot_on_time(warren, engine, schedulers):
     assert fire(schedulers(), T0 + timedelta(seconds=2)) == 1
 
 
+def test_a_schedule_moved_back_onto_a_slot_it_fired_fires_it_once_and_blocks_no_other(
+    warren, engine, schedulers
+):
+    create(warren, name="daily", cron="0 8 * * *")
+    start_at(engine, "daily", T0)
+    scheduler = schedulers()
+    assert fire(scheduler, T0 - timedelta(seconds=4)) == 1  # fired ahead, within the lead
+    start_at(engine, "daily", T0)  # enabled again within the lead: back onto the fired slot
+    create(warren, catchUp="none")
+    start_at(engine, "every-minute", T0 + timedelta(minutes=1))
+
+    fired = fire(scheduler, T0 + timedelta(minutes=1))
+
+    assert fired == 1  # every-minute's slot; the daily one had its job
+    assert slots_fired(engine, "daily") == [T0]
+    assert slots_fired(engine, "every-minute") == [T0 + timedelta(minutes=1)]
+    assert warren.schedules.get("daily").next_run_at == T0 + timedelta(days=1)
+
+
 @pytest.mark.parametrize(
     ("day", "local", "utc"),
     [
