@@ -123,7 +123,9 @@ BEGIN
         ORDER BY id
     ), changed AS (
         UPDATE jobs SET
-               status = CASE w.kind WHEN 'done' THEN {COMPLETED}
+               -- A success after a cancel was asked for ends cancelled, as asked.
+               status = CASE w.kind WHEN 'done' THEN CASE WHEN cancel_requested_at IS NULL
+                                                          THEN {COMPLETED} ELSE {CANCELLED} END
                                     WHEN 'claim' THEN {PROCESSING} ELSE status END,
                error = CASE w.kind WHEN 'done' THEN NULL ELSE error END,
                completed_at = CASE w.kind WHEN 'done' THEN now() ELSE completed_at END,
@@ -148,16 +150,16 @@ BEGIN
                    WHEN 'claim' THEN jobs.life = w.life AND {IS_PENDING}
                                      AND {DUE_AT} <= now() + interval '1 second'
                    ELSE {IS_PROCESSING} AND jobs.current_attempt_id = w.attempt END
-        RETURNING w.kind, w.attempt, jobs.id, jobs.current_attempt_id, jobs.attempts,
+        RETURNING w.kind, w.attempt, jobs.status, jobs.id, jobs.current_attempt_id, jobs.attempts,
                   jobs.max_attempts, jobs.type, jobs.priority, jobs.timeout_seconds,
                   jobs.retry, jobs.life, jobs.unstarted_losses
     ), counted AS (
         -- The batch's moves, netted per type: claims go pending -> processing, completions
-        -- processing -> completed. A start mark moves nothing.
+        -- processing -> completed (or cancelled). A start mark moves nothing.
         INSERT INTO job_count_deltas (type, status, delta)
         SELECT moved.type, moved.status, sum(moved.delta) FROM (
             SELECT c.type, {PROCESSING}, -1 FROM changed AS c WHERE c.kind = 'done'
-            UNION ALL SELECT c.type, {COMPLETED}, 1 FROM changed AS c WHERE c.kind = 'done'
+            UNION ALL SELECT c.type, c.status, 1 FROM changed AS c WHERE c.kind = 'done'
             UNION ALL SELECT c.type, {PENDING}, -1 FROM changed AS c WHERE c.kind = 'claim'
             UNION ALL SELECT c.type, {PROCESSING}, 1 FROM changed AS c WHERE c.kind = 'claim'
         ) AS moved(type, status, delta)

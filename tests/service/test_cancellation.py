@@ -22,6 +22,22 @@ def assert_no_message_left(warren, worker) -> None:
     assert {q: depths[q]["messages"] for q in family} == dict.fromkeys(family, 0)
 
 
+def test_a_job_that_finishes_before_its_worker_hears_of_the_cancel_still_ends_cancelled(
+    warren, start_worker, engine
+):
+    worker = start_worker(threads=2, lease_seconds=30.0)  # a heartbeat every 10 s
+    job_id = warren.enqueue("test-record", {"seconds": 1.5}).id
+    wait_for(lambda: runs(engine, job_id), what="the job to start")
+
+    warren.cancel(job_id)
+
+    job = wait_for(lambda: (j := warren.get(job_id)).status != "processing" and j, timeout=10)
+    assert job.status == "cancelled"
+    assert job.result is not None  # what the handler did before it could be stopped
+    assert warren.stats()["cancelled"] == 1
+    assert_no_message_left(warren, worker)
+
+
 def test_a_running_job_asked_to_cancel_stops_and_ends_cancelled(warren, start_worker, engine):
     worker = start_worker(threads=2)
     job_id = warren.enqueue("test-record", {"seconds": 30}).id
