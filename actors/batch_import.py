@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from service import db, interruptible, netguard, storable
 from service.errors import BadRequest, PermanentError, ValidationFailed
+from service.fencing import fence
 from service.registry import (
     current_settings,
     enqueueing,
@@ -280,6 +281,7 @@ def _upsert(
     last = dict(zip(keys, data, strict=True))
     duplicates = len(keys) - len(last)
     with engine.begin() as conn:
+        fence(conn)
         written = (
             conn.execute(
                 _UPSERT, {"namespace": namespace, "keys": list(last), "data": list(last.values())}

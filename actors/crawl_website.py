@@ -8,9 +8,11 @@ links; other content types are recorded, not parsed. Redirects are followed (at 
 each hop checked by the SSRF guard, as the first request is.
 
 Pages go to `crawled_pages(job_id, url, status, content_type, title, text, links,
-fetched_at)`, a table of this job type's own, created when first used. A retried crawl skips
-the pages its earlier attempts stored and follows their stored links instead. A cancel is
-honoured between pages and during a fetch.
+fetched_at)`, a table of this job type's own, created when first used. A crawl's later
+attempt skips the pages its earlier attempts stored and follows their stored links instead;
+a new life (a retry by hand, a DLQ replay) crawls afresh. Each page is written fenced by the
+attempt (`service.fencing`): one that lost the job writes nothing more. A cancel is honoured
+between pages and during a fetch.
 """
 
 import fnmatch
@@ -27,6 +29,7 @@ from pydantic.alias_generators import to_camel
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
 from service import bodies, db, interruptible, netguard, storable
+from service.fencing import fence
 from service.registry import (
     current_job,
     current_settings,
@@ -66,6 +69,7 @@ _STORE = sa.text(
 )
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]{1,40})""", re.I)
 _STORED = sa.text("SELECT url, links FROM crawled_pages WHERE job_id = :job_id")
+_FORGET = sa.text("DELETE FROM crawled_pages WHERE job_id = :job_id")
 
 
 class CrawlWebsite(BaseModel):
@@ -147,8 +151,12 @@ def crawl_website(payload: CrawlWebsite) -> dict[str, Any]:
     """Crawl; return `{"pages", "fetched", "resumed", "refusedByRobots", "errors"}`."""
     settings = current_settings()
     engine = db.job_type_engine(settings.database_url, "crawled_pages", TABLE)
-    job_id = current_job().id
-    with engine.connect() as conn:
+    job = current_job()
+    job_id = job.id
+    with engine.begin() as conn:
+        fence(conn)
+        if job.attempt == 1:  # a life's first attempt: what an earlier life stored goes
+            conn.execute(_FORGET, {"job_id": job_id})
         stored = dict(conn.execute(_STORED, {"job_id": job_id}).all())
     start = urldefrag(str(payload.url))[0]
     start_host = urlsplit(start).hostname
@@ -186,6 +194,7 @@ def crawl_website(payload: CrawlWebsite) -> dict[str, Any]:
                     continue
                 links = page["links"]
                 with engine.begin() as conn:
+                    fence(conn)
                     conn.execute(_STORE, {"job_id": job_id, "url": url, **page})
                 tally["fetched"] += 1
             tally["pages"] += 1

@@ -274,6 +274,7 @@ class Lifecycle(Middleware):
             id=str(claim.job_id),
             attempt=claim.number,
             max_attempts=claim.max_attempts,
+            attempt_id=claim.attempt_id,
             settings=self.settings,
             type=claim.type,
         )

@@ -150,6 +150,9 @@ class RunningJob:
     id: str
     attempt: int
     max_attempts: int
+    #: The attempt's id, which fences the handler's own writes (`service.fencing`); None
+    #: outside a worker.
+    attempt_id: int | None = None
     settings: Settings | None = None
     renewed_at: float = field(default_factory=time.monotonic)
     cancel_requested: threading.Event = field(default_factory=threading.Event)

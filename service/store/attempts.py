@@ -435,3 +435,17 @@ def write_progress(conn: Connection, reports: Sequence[tuple[int, dict[str, Any]
     if reports:
         params = [{"attempt": a, "progress": json.dumps(p)} for a, p in reports]
         conn.execute(_PROGRESS, params)
+
+
+_HOLD = sa.text(
+    f"""
+    SELECT 1 FROM jobs WHERE id = :job AND current_attempt_id = :attempt AND status = {PROCESSING}
+       FOR SHARE
+    """
+)
+
+
+def hold(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> bool:
+    """Whether the attempt still holds its job. If it does, the job's row stays as it is (no
+    takeover, completion or new life) until `conn`'s transaction ends."""
+    return conn.execute(_HOLD, {"job": job_id, "attempt": attempt_id}).first() is not None

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from actors.batch_import import BatchImport, batch_import
 from service import db
-from service.errors import JobCancelled, PermanentError, ValidationFailed
+from service.errors import JobCancelled, LeaseLost, PermanentError, ValidationFailed
+from service.store import attempts
 from tests.helpers import wait_for
 
 ROWS = 100_000
@@ -101,6 +102,31 @@ def test_items_are_upserted_and_a_rerun_counts_them_unchanged(settings, running_
     assert "no 'key'" in first["invalidRecords"][0]["reason"]
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 1, 1)
     assert stored("people") == {"a": {"key": "a", "n": 1}, "b": {"key": "b", "n": 20}}
+
+
+def test_an_attempt_that_lost_its_job_writes_nothing_and_the_one_that_holds_it_writes(
+    warren, engine, settings, running_job, stored
+):
+    job_id = warren.enqueue("test-noop", {}, delay_seconds=600, max_attempts=3).id
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE jobs SET scheduled_at = NULL WHERE id = :id"), {"id": job_id})
+        first = attempts.claim(conn, job_id, 1, "test:1", lease=30)
+    with engine.begin() as conn:  # its lease ran out and another worker took the job over
+        expire = "UPDATE jobs SET lease_until = now() - interval '1 s' WHERE id = :id"
+        conn.execute(sa.text(expire), {"id": job_id})
+        assert attempts.release_expired(conn, job_id, first.attempt_id)
+        second = attempts.claim(conn, job_id, 1, "test:2", lease=30)
+    stale = running_job(str(job_id), settings=settings)
+    stale.attempt_id = first.attempt_id
+    items = [{"key": "a", "v": "stale"}]
+
+    with pytest.raises(LeaseLost):
+        batch_import(BatchImport(namespace="fenced", items=items))
+    assert stored("fenced") == {}
+
+    stale.attempt_id = second.attempt_id
+    batch_import(BatchImport(namespace="fenced", items=[{"key": "a", "v": "current"}]))
+    assert stored("fenced") == {"a": {"key": "a", "v": "current"}}
 
 
 def test_a_large_ndjson_file_is_streamed_in_chunks(settings, running_job, stored, files):

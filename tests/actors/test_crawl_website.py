@@ -120,18 +120,30 @@ def test_a_crawl_obeys_robots_and_records_what_it_met(settings, running_job, sit
     assert site["hits"].count("/a") == 2  # once itself, once behind the redirect: no loop
 
 
-def test_max_pages_stops_the_crawl_and_a_retry_resumes(settings, running_job, site, pages):
-    running_job(JOB, settings=settings)
+def test_max_pages_stops_the_crawl_and_a_later_attempt_resumes(settings, running_job, site, pages):
+    job = running_job(JOB, settings=settings)
     base = site["base"]
 
     first = crawl_website(CrawlWebsite(url=base + "/", maxPages=3, maxDepth=5))
     assert first["pages"] == 3 and len(pages(JOB)) == 3
 
+    job.attempt = 2
     again = crawl_website(CrawlWebsite(url=base + "/", maxPages=6, maxDepth=5))
 
     assert again["resumed"] == 3 and again["fetched"] == 3
     assert site["hits"].count("/") == site["hits"].count("/b") == 1  # not fetched again
     assert len(pages(JOB)) == 6
+
+
+def test_a_new_life_crawls_afresh(settings, running_job, site, pages):
+    running_job(JOB, settings=settings)
+    base = site["base"]
+    crawl_website(CrawlWebsite(url=base + "/", maxPages=3, maxDepth=5))
+
+    again = crawl_website(CrawlWebsite(url=base + "/", maxPages=2, maxDepth=5))  # attempt 1
+
+    assert again["resumed"] == 0 and again["fetched"] == 2
+    assert site["hits"].count("/") == 2 and len(pages(JOB)) == 2
 
 
 def test_include_and_exclude_patterns(settings, running_job, site, pages):
