@@ -5,8 +5,9 @@ running a handler while another worker runs the job again, or a person has start
 of it. What it writes to Warren's tables is fenced by the store; what a job type writes to
 tables of its own (imported items, crawled pages) is fenced by `fence()`. Called in the
 transaction that writes, it checks that the running attempt still holds its job, and keeps the
-job's row as it is until that transaction ends: nothing can take the job over between the
-check and the write, so a stale attempt never overwrites a newer one's work.
+job with it until that transaction ends (a row lock that takeovers wait for and the lease's
+renewals do not): nothing can take the job over between the check and the write, so a stale
+attempt never overwrites a newer one's work.
 """
 
 import uuid

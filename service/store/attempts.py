@@ -440,12 +440,14 @@ def write_progress(conn: Connection, reports: Sequence[tuple[int, dict[str, Any]
 _HOLD = sa.text(
     f"""
     SELECT 1 FROM jobs WHERE id = :job AND current_attempt_id = :attempt AND status = {PROCESSING}
-       FOR SHARE
+       FOR KEY SHARE
     """
 )
 
 
 def hold(conn: Connection, job_id: uuid.UUID, attempt_id: int) -> bool:
-    """Whether the attempt still holds its job. If it does, the job's row stays as it is (no
-    takeover, completion or new life) until `conn`'s transaction ends."""
+    """Whether the attempt still holds its job. If it does, the job stays with it until
+    `conn`'s transaction ends: every move (`sql.move`: a takeover, a cancel) locks the row
+    `FOR UPDATE`, which waits for this lock, while the heartbeat's renewals, which lock
+    `FOR NO KEY UPDATE` and skip rows they would wait for, go on renewing the lease."""
     return conn.execute(_HOLD, {"job": job_id, "attempt": attempt_id}).first() is not None

@@ -3,6 +3,7 @@ one job twice at once."""
 
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from service.store import attempts
@@ -75,3 +76,27 @@ def test_a_renewal_never_waits_for_a_row_another_transaction_holds(warren, engin
     with engine.begin() as conn:
         again = attempts.renew_leases(conn, [busy_attempt, free_attempt], 60)
     assert again == {free_attempt: False, busy_attempt: False}
+
+
+def test_a_fenced_write_holds_off_a_takeover_and_never_a_renewal(warren, engine):
+    job_id = warren.enqueue("test-noop", {}, max_attempts=3).id
+    with engine.begin() as conn:
+        claim = attempts.claim(conn, job_id, 1, "test:1", lease=30)
+    with engine.connect() as writer, writer.begin():
+        assert attempts.hold(writer, job_id, claim.attempt_id)  # a handler's write, uncommitted
+
+        with engine.begin() as beat:
+            assert attempts.renew_leases(beat, [claim.attempt_id], 30) == {claim.attempt_id: False}
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("UPDATE jobs SET lease_until = now() - interval '1 s' WHERE id = :id"),
+                {"id": job_id},
+            )
+        with engine.begin() as taker, pytest.raises(sa.exc.OperationalError, match="lock"):
+            taker.execute(sa.text("SET LOCAL lock_timeout = '300ms'"))
+            attempts.release_expired(taker, job_id, claim.attempt_id)
+
+    with engine.begin() as taker:  # the write committed: now the takeover goes through
+        assert attempts.release_expired(taker, job_id, claim.attempt_id)
+    with engine.begin() as conn:
+        assert not attempts.hold(conn, job_id, claim.attempt_id)
