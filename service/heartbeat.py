@@ -54,6 +54,8 @@ class Heartbeat(threading.Thread):
     def _write_progress(self, conn: Connection, reports: list[tuple[int, Any]]) -> None:
         """Write the reports in a savepoint: one PostgreSQL refuses is dropped, and the
         beat's renewals stand."""
+        if not reports:
+            return
         try:
             with conn.begin_nested():
                 attempts.write_progress(conn, reports)
