@@ -23,7 +23,7 @@ from cli.common import (
 from service import db, devmail, logs, metrics, sealing
 from service.broker import TIERS, Publisher, build_broker
 from service.scheduler import Scheduler
-from service.settings import Settings
+from service.settings import MAX_COUNT, Settings
 from service.worker import prefetch_env
 
 # -- processes --------------------------------------------------------------------------------
@@ -135,8 +135,12 @@ def on_stop_signals(handler) -> None:
 def api(
     host: Annotated[str | None, typer.Option(help="Address [default: WARREN_API_HOST]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: WARREN_API_PORT]")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Gunicorn processes")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Threads per process")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=MAX_COUNT, help="Gunicorn processes")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, max=MAX_COUNT, help="Threads per process")
+    ] = None,
     insecure: InsecureOption = False,
 ) -> None:
     """Serve the HTTP API with gunicorn; beyond loopback only with tokens (or --insecure)."""
@@ -156,8 +160,12 @@ def api(
 
 @app.command()
 def worker(
-    processes: Annotated[int | None, typer.Option(min=1, help="Worker processes")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="Threads per process")] = None,
+    processes: Annotated[
+        int | None, typer.Option(min=1, max=MAX_COUNT, help="Worker processes")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, max=MAX_COUNT, help="Threads per process")
+    ] = None,
     queues: Annotated[str, typer.Option(help="Tiers to consume, comma-separated")] = (
         "high,normal,low"
     ),

@@ -16,7 +16,9 @@ DAY = 86_400
 #: Counts and sizes (processes, threads, a port) are positive and bounded; durations are
 #: finite and bounded too, since a NaN or an infinity set by mistake would turn a timer into a
 #: busy loop or a wait that never ends (and `NaN > 0` is false, so it passes a lone check).
-Count = Annotated[int, Field(ge=1, le=1024)]
+#: The most processes or threads a setting may ask for.
+MAX_COUNT = 1024
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
 
 
 class Settings(BaseSettings):

@@ -209,6 +209,10 @@ def test_database_unreachable_is_one_line(cli_env):
         (("enqueue", "test-noop", "extra"), "unexpected extra argument", "warren enqueue"),
         (("jobs", "list", "--limit", "many"), "'--limit'", "warren jobs list"),
         (("--colour",), "No such option: --colour", "warren"),
+        # a count past 1,024 once forked that many worker processes
+        (("worker", "--processes", "99999999999999999999"), "'--processes'", "warren worker"),
+        (("worker", "--threads", "1025"), "'--threads'", "warren worker"),
+        (("api", "--workers", "5000"), "'--workers'", "warren api"),
     ],
 )
 def test_a_command_line_that_does_not_parse_is_one_line_naming_the_help(
