@@ -185,11 +185,13 @@ def _current_status(conn: Connection, job_id: uuid.UUID) -> str:
     return status
 
 
-# A new life: fresh attempts, due now; messages of the old life no longer match it.
+# A new life: fresh attempts, due now; messages of the old life no longer match it. What the
+# old life ended with (its error, its worker, when it started) stays in its attempts' rows.
 _NEW_LIFE = f"""
     status = {PENDING}, life = life + 1, attempts = 0, scheduled_at = NULL,
-    next_attempt_at = NULL, published_at = NULL, completed_at = NULL,
-    cancel_requested_at = NULL, current_attempt_id = NULL, result = NULL, progress = NULL
+    next_attempt_at = NULL, published_at = NULL, completed_at = NULL, started_at = NULL,
+    cancel_requested_at = NULL, current_attempt_id = NULL, result = NULL, progress = NULL,
+    error = NULL, worker = NULL
 """
 _RETRY = sa.text(
     move(f"id = :id AND {status_in(JobStatus.FAILED, JobStatus.CANCELLED)}", _NEW_LIFE)

@@ -1,5 +1,5 @@
 """Progress: what a running handler reports is on its job within a heartbeat, the latest
-report only; a new life starts without it."""
+report only; a new life starts without it, and without the old life's error and worker."""
 
 import math
 
@@ -55,3 +55,18 @@ def test_a_message_keeps_what_postgresql_can_store(running):
 
     assert running.progress["message"] == "file\ufffdname" + "x" * 491
     assert (running.progress["done"], running.progress["total"]) == (2, None)
+
+
+def test_a_new_life_starts_without_the_old_one_s_error_and_worker_which_its_attempts_keep(
+    warren, worker
+):
+    job_id = warren.enqueue("test-record", {"failTimes": 1, "permanent": True}).id
+    wait_for(lambda: warren.get(job_id).status == "failed", what="the job to fail")
+    worker.stop()
+
+    warren.retry(job_id)
+
+    job = warren.get(job_id)
+    assert (job.status, job.error, job.worker, job.started_at) == ("pending", None, None, None)
+    [ended] = warren.attempts(job_id)
+    assert ended.status == "failed" and ended.error["retryable"] is False and ended.worker
