@@ -61,6 +61,8 @@ def _cursor(value: str) -> str:
 
 Whole = BeforeValidator(whole_number)
 Time = Annotated[AwareDatetime, BeforeValidator(moment)]
+#: A job type's or a schedule's name: an empty one would select nothing, not everything.
+Named = Annotated[str, Field(min_length=1)]
 
 
 class JobQuery(BaseModel):
@@ -73,7 +75,7 @@ class JobQuery(BaseModel):
         Annotated[str, AfterValidator(_status), Field(json_schema_extra={"enum": list(STATUSES)})]
         | None
     ) = None
-    type: str | None = None
+    type: Named | None = None
     priority: (
         Annotated[
             int,
@@ -84,7 +86,7 @@ class JobQuery(BaseModel):
     ) = None
     created_after: Time | None = None
     created_before: Time | None = None
-    schedule: str | None = None
+    schedule: Named | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT), Whole] = DEFAULT_LIMIT
     offset: Annotated[int, Field(ge=0, le=10**9), Whole] | None = None
     cursor: Annotated[str, AfterValidator(_cursor)] | None = None

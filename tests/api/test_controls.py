@@ -156,8 +156,9 @@ def test_a_payload_filter_selects_as_on_get_jobs(client, warren):
 
 @pytest.mark.parametrize(
     "bad_filter",
-    [{"colour": "red"}, {"status": "lost"}, {"priority": 11}, {"createdAfter": "yesterday"}],
-)
+    [{"colour": "red"}, {"status": "lost"}, {"priority": 11}, {"createdAfter": "yesterday"},
+     {"type": ""}, {"schedule": ""}],  # an empty name once selected every job
+)  # fmt: skip
 def test_a_bad_filter_is_400_as_on_get_jobs(client, warren, bad_filter):
     enqueue_later(warren, 1)
     listed = client.simulate_get("/jobs", params={k: str(v) for k, v in bad_filter.items()})

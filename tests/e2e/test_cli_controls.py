@@ -109,6 +109,8 @@ def test_cancel_and_retry_by_filter_with_a_dry_run(run_cli, engine, clean):
         (("cancel", "--all", "--type", "test-noop"), 2),
         (("retry", "--status", "lost"), 1),
         (("cancel", "--colour", "red"), 2),
+        (("cancel", "--type", ""), 1),  # an empty name once selected every job
+        (("retry", "--schedule", ""), 1),
     ],
 )
 def test_a_bulk_command_without_a_clear_filter_changes_nothing(run_cli, engine, clean, args, code):
