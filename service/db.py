@@ -94,7 +94,7 @@ def create_database(url: str) -> bool:
             )
             if exists:
                 return False
-            conn.execute(sa.text(f'CREATE DATABASE "{target.database}"'))
+            conn.execute(sa.text(f"CREATE DATABASE {_quoted(conn, target.database)}"))
             return True
     finally:
         admin.dispose()
@@ -106,9 +106,15 @@ def drop_database(url: str) -> None:
     admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+            name = _quoted(conn, target.database)
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     finally:
         admin.dispose()
+
+
+def _quoted(conn: sa.Connection, name: str | None) -> str:
+    """A database's name as an SQL identifier, whatever characters it holds."""
+    return conn.dialect.identifier_preparer.quote_identifier(name or "")
 
 
 def upgrade(settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """service.db's engines: a pooled connection that PostgreSQL ended while it sat in the pool is
-replaced as it is checked out, so the caller's statement never meets it."""
+replaced as it is checked out, so the caller's statement never meets it; a database is created
+and dropped by its name, whatever characters it holds."""
 
 import sqlalchemy as sa
 
@@ -44,3 +45,18 @@ def test_an_idle_pooled_connection_is_kept(settings):
         pooled.dispose()
 
     assert second == first
+
+
+def test_a_database_name_is_an_identifier_whatever_it_holds(settings):
+    name = f'{settings.queue_prefix}_x" TEMPLATE template0 --'
+    url = sa.make_url(settings.database_url).set(database=name).render_as_string(False)
+    try:
+        assert db.create_database(url)
+
+        with sa.create_engine(sa.make_url(settings.database_url)).connect() as conn:
+            created = conn.scalar(
+                sa.text("SELECT datname FROM pg_database WHERE datname = :n"), {"n": name}
+            )
+        assert created == name  # the whole text is its name, none of it SQL
+    finally:
+        db.drop_database(url)
