@@ -134,7 +134,9 @@ def on_stop_signals(handler) -> None:
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(help="Address [default: WARREN_API_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: WARREN_API_PORT]")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port [default: WARREN_API_PORT]")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, max=MAX_COUNT, help="Gunicorn processes")
     ] = None,

@@ -213,6 +213,7 @@ def test_database_unreachable_is_one_line(cli_env):
         (("worker", "--processes", "99999999999999999999"), "'--processes'", "warren worker"),
         (("worker", "--threads", "1025"), "'--threads'", "warren worker"),
         (("api", "--workers", "5000"), "'--workers'", "warren api"),
+        (("api", "--port", "99999"), "'--port'", "warren api"),
     ],
 )
 def test_a_command_line_that_does_not_parse_is_one_line_naming_the_help(
