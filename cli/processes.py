@@ -23,7 +23,7 @@ from cli.common import (
 from service import db, devmail, logs, metrics, sealing
 from service.broker import TIERS, Publisher, build_broker
 from service.scheduler import Scheduler
-from service.settings import MAX_COUNT, Settings
+from service.settings import MAX_COUNT, MAX_PORT, Settings
 from service.worker import prefetch_env
 
 # -- processes --------------------------------------------------------------------------------
@@ -106,6 +106,10 @@ def check_exposure(host: str, settings: Settings, insecure: bool) -> None:
         )
 
 
+ThreadsOption = Annotated[
+    int | None, typer.Option(min=1, max=MAX_COUNT, help="Threads per process")
+]
+
 InsecureOption = Annotated[
     bool,
     typer.Option("--insecure", help="Listen beyond loopback even without WARREN_API_TOKENS."),
@@ -135,14 +139,12 @@ def on_stop_signals(handler) -> None:
 def api(
     host: Annotated[str | None, typer.Option(help="Address [default: WARREN_API_HOST]")] = None,
     port: Annotated[
-        int | None, typer.Option(min=1, max=65535, help="Port [default: WARREN_API_PORT]")
+        int | None, typer.Option(min=1, max=MAX_PORT, help="Port [default: WARREN_API_PORT]")
     ] = None,
     workers: Annotated[
         int | None, typer.Option(min=1, max=MAX_COUNT, help="Gunicorn processes")
     ] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, max=MAX_COUNT, help="Threads per process")
-    ] = None,
+    threads: ThreadsOption = None,
     insecure: InsecureOption = False,
 ) -> None:
     """Serve the HTTP API with gunicorn; beyond loopback only with tokens (or --insecure)."""
@@ -165,9 +167,7 @@ def worker(
     processes: Annotated[
         int | None, typer.Option(min=1, max=MAX_COUNT, help="Worker processes")
     ] = None,
-    threads: Annotated[
-        int | None, typer.Option(min=1, max=MAX_COUNT, help="Threads per process")
-    ] = None,
+    threads: ThreadsOption = None,
     queues: Annotated[str, typer.Option(help="Tiers to consume, comma-separated")] = (
         "high,normal,low"
     ),

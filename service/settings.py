@@ -19,6 +19,7 @@ DAY = 86_400
 #: The most processes or threads a setting may ask for.
 MAX_COUNT = 1024
 Count = Annotated[int, Field(ge=1, le=MAX_COUNT)]
+MAX_PORT = 65535
 
 
 class Settings(BaseSettings):
@@ -38,7 +39,7 @@ class Settings(BaseSettings):
     queue_prefix: str = Field(default="warren", pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
     api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_port: int = Field(default=8000, ge=1, le=MAX_PORT)
     api_workers: Count = 2
     api_threads: Count = 8
     # Bearer tokens: `token` (full access) or `name:token:scope`; see `parse_api_token`.
