@@ -19,6 +19,7 @@ from dramatiq import Message, Middleware
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.errors import BrokerConnectionError
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from service import coalesce, logs
 from service.acks import Broker
@@ -31,8 +32,15 @@ TIERS = ("high", "normal", "low")
 
 _PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
-#: What a publish raises when RabbitMQ cannot take the message.
-PublishErrors = (BrokerConnectionError, pika.exceptions.AMQPError, OSError)
+#: What a publish raises when RabbitMQ cannot take the message. pika raises its connection
+#: workflow's own errors, which are not `AMQPError`s, when a server takes the TCP connection
+#: but never finishes the AMQP handshake.
+PublishErrors = (
+    BrokerConnectionError,
+    pika.exceptions.AMQPError,
+    AMQPConnectorException,
+    OSError,
+)
 
 # Fail fast when RabbitMQ is away: an enqueue must answer, not hang, during an outage.
 _CONNECTION_DEFAULTS = {

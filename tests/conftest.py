@@ -4,6 +4,7 @@ queue prefix, created here and removed at the end, so two runs never see each ot
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import uuid
@@ -211,6 +212,26 @@ def scheduler(settings: Settings, engine: sa.Engine, clean: None) -> Iterator:
         stop.set()
         thread.join(timeout=10)
         publisher.close()
+
+
+@pytest.fixture
+def mute_broker() -> Iterator[str]:
+    """The URL of a server that takes TCP connections and never speaks AMQP: a RabbitMQ that
+    is starting, or a wrong port. pika gives up on its handshake after a second."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    yield f"amqp://guest:guest@127.0.0.1:{port}/%2F?stack_timeout=1&socket_timeout=1"
+    listener.close()
+    for connection in held:
+        connection.close()
 
 
 @pytest.fixture

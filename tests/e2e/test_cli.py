@@ -243,6 +243,32 @@ def test_worker_rejects_an_unknown_tier(run_cli):
     assert "urgent" in line
 
 
+def test_enqueue_to_a_broker_that_never_answers_keeps_the_job_for_the_scheduler(
+    run_cli, mute_broker, engine
+):
+    result = run_cli("enqueue", "test-noop", env={"WARREN_BROKER_URL": mute_broker})
+
+    job_id = ok(result).strip()  # exit 0: a second run of the command would enqueue it twice
+    assert "the scheduler will retry" in result.stderr
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT status, published_at FROM jobs WHERE id = :id"), {"id": job_id}
+        ).one()
+    assert tuple(row) == ("pending", None)
+
+
+def test_retry_to_a_broker_that_never_answers_keeps_the_retry_for_the_scheduler(
+    run_cli, mute_broker
+):
+    job_id = enqueue(run_cli)
+    ok(run_cli("jobs", "cancel", job_id))
+
+    retried = run_cli("jobs", "retry", job_id, env={"WARREN_BROKER_URL": mute_broker})
+
+    assert f"job {job_id}" in ok(retried)
+    assert show(run_cli, job_id)["job"]["status"] == "pending"
+
+
 def test_scheduler_publishes_a_job_whose_publish_failed(run_cli, spawn, engine):
     offline = Warren(run_settings(broker_url=CLOSED_BROKER))
     try:
