@@ -31,6 +31,9 @@ from service.strict import json_value
 
 #: Lines per `Warren.submit` call: one INSERT and one publish round each.
 BATCH = 500
+#: How far past the payload limit a line may run without an end before the read stops: a
+#: stream with no newlines (`/dev/zero`, a binary file) is not NDJSON, and would never end.
+UNENDING = 64 * 1024 * 1024
 _ITEM = re.compile(r"^jobs\[(\d+)\]\.?(.*)$", re.DOTALL)
 
 
@@ -51,15 +54,26 @@ class Summary:
         }
 
 
+class UnendingLine(Exception):
+    """Line `number` ran UNENDING bytes past the payload limit without a newline."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.number = number
+
+
 def numbered_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None, int]]:
     """`(line number, line, bytes read)`; the line is None when longer than `limit` bytes,
-    which is skipped without holding it in memory."""
+    which is skipped without holding it in memory. Raises UnendingLine for a line that has no
+    end within UNENDING bytes past the limit."""
     number = 0
     while raw := stream.readline(limit + 1):
         number += 1
         size = len(raw)
         if len(raw) > limit and not raw.endswith(b"\n"):
             while raw and not raw.endswith(b"\n"):
+                if size > limit + UNENDING:
+                    raise UnendingLine(number)
                 raw = stream.readline(65536)
                 size += len(raw)
             yield number, None, size
@@ -122,18 +136,26 @@ def enqueue_stream(
     summary = Summary()
     task = progress.add_task("enqueueing", total=total) if progress else None
     batch: list[tuple[int, dict[str, Any]]] = []
-    for number, raw, size in numbered_lines(stream, limit):
-        if raw is not None and not raw.strip():
-            pass  # a blank line: nothing to enqueue
-        elif isinstance(body := parse_line(raw, limit), str):
-            summary.refused.append((number, body))
-        else:
-            batch.append((number, body))
-        if len(batch) >= BATCH:
-            submit_or_fail(warren, batch, summary)
-            batch = []
-        if progress is not None and task is not None:
-            progress.update(task, advance=size)
+    try:
+        for number, raw, size in numbered_lines(stream, limit):
+            if raw is not None and not raw.strip():
+                pass  # a blank line: nothing to enqueue
+            elif isinstance(body := parse_line(raw, limit), str):
+                summary.refused.append((number, body))
+            else:
+                batch.append((number, body))
+            if len(batch) >= BATCH:
+                submit_or_fail(warren, batch, summary)
+                batch = []
+            if progress is not None and task is not None:
+                progress.update(task, advance=size)
+    except UnendingLine as exc:
+        submit_or_fail(warren, batch, summary)
+        fail(
+            f"line {exc.number} has no end within {UNENDING // 2**20} MiB past"
+            " WARREN_MAX_PAYLOAD_BYTES: not an NDJSON file; the jobs of lines before it were"
+            f" enqueued ({summary.enqueued} new), none from line {exc.number} on"
+        )
     submit_or_fail(warren, batch, summary)
     summary.refused.sort()
     return summary

@@ -138,6 +138,21 @@ def test_enqueue_file_reads_stdin_and_reports_json(cli_env, engine):
     assert job_types(engine) == {"test-record": 1}
 
 
+def test_enqueue_file_stops_at_a_line_without_end_and_keeps_the_lines_before_it(
+    run_cli, engine, tmp_path
+):
+    good = json.dumps({"type": "test-noop", "payload": {}}).encode() + b"\n"
+    path = tmp_path / "jobs.ndjson"
+    path.write_bytes(good + bytes(65 * 2**20) + b"\n" + good)  # a line of 65 MiB of NULs
+
+    line = one_error_line(run_cli("enqueue", "--file", str(path), timeout=60))
+
+    assert line.startswith("error: line 2 has no end within 64 MiB")
+    assert "(1 new), none from line 2 on" in line
+    assert job_types(engine) == {"test-noop": 1}
+    assert "line 1 has no end" in one_error_line(run_cli("enqueue", "--file", "/dev/zero"))
+
+
 def test_enqueue_file_that_cannot_be_read_is_one_line(run_cli, tmp_path):
     line = one_error_line(run_cli("enqueue", "--file", str(tmp_path / "missing.ndjson")))
 
