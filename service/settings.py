@@ -4,10 +4,14 @@ import base64
 import binascii
 import json
 from typing import Annotated, Literal, NamedTuple
+from urllib.parse import urlsplit
 
+import pika
 from cryptography.fernet import Fernet
 from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 RetryStrategy = Literal["exponential", "linear", "fixed"]
 #: The longest retention a `WARREN_RETAIN_*_DAYS` may set: a century.
@@ -106,6 +110,36 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=5.0, ge=0, le=7 * DAY)
     retry_max_seconds: float = Field(default=3600.0, ge=0, le=7 * DAY)
     retry_jitter: float = Field(default=0.1, ge=0, le=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql(cls, url: str) -> str:
+        """A PostgreSQL URL, driven by psycopg 3 (the one driver installed): `postgresql://`
+        and `postgres://` are taken to mean it; any other database is refused at startup."""
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ValueError("not a database URL (postgresql://user@host:port/name)") from None
+        backend, _, driver = parsed.drivername.partition("+")
+        if backend not in ("postgresql", "postgres"):
+            raise ValueError("Warren keeps its jobs in PostgreSQL: a postgresql:// URL")
+        if driver not in ("psycopg", ""):
+            raise ValueError("Warren drives PostgreSQL with psycopg 3: postgresql+psycopg://")
+        if parsed.drivername == "postgresql+psycopg":
+            return url
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _amqp(cls, url: str) -> str:
+        """An AMQP URL as pika reads it, refused at startup rather than at the first publish."""
+        if urlsplit(url).scheme not in ("amqp", "amqps"):
+            raise ValueError("not an amqp:// or amqps:// URL")
+        try:
+            pika.URLParameters(url)
+        except Exception as exc:  # pika raises what its parsing meets: ValueError, IndexError
+            raise ValueError(f"not an AMQP URL pika can use ({exc})") from None
+        return url
 
     @field_validator("api_tokens", "job_modules", "allowed_networks", mode="before")
     @classmethod
