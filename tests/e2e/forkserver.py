@@ -30,8 +30,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-#: Request: one JSON message with two file descriptors (stdout, stderr). Answers: the child's
-#: pid, then its exit status, each a 4-byte signed integer.
+#: Request: the length of a JSON message as a 4-byte signed integer, then the message, with
+#: two file descriptors (stdout, stderr) on the first bytes. Answers: the child's pid, then its
+#: exit status, each a 4-byte signed integer.
 _INT = struct.Struct("!i")
 
 
@@ -45,7 +46,7 @@ def serve(path: str) -> None:
     while True:
         conn, _ = listener.accept()
         with conn:
-            message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+            message, fds = _receive_request(conn)
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
@@ -60,6 +61,19 @@ def serve(path: str) -> None:
             _, status = os.waitpid(pid, 0)
             with contextlib.suppress(OSError):
                 conn.sendall(_INT.pack(os.waitstatus_to_exitcode(status)))
+
+
+def _receive_request(conn: socket.socket) -> tuple[bytes, list[int]]:
+    """The request's message and file descriptors; a stream socket may deliver a long message
+    (an argument of 100 kB) in several reads."""
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)
+    data = bytearray(data)
+    while len(data) < _INT.size or len(data) < _INT.size + _INT.unpack_from(data)[0]:
+        chunk = conn.recv(1 << 20)
+        if not chunk:
+            raise ConnectionError("the caller closed the connection mid-request")
+        data += chunk
+    return bytes(data[_INT.size :]), fds
 
 
 def _run(request: dict[str, Any], stdout: int, stderr: int) -> None:
@@ -110,7 +124,9 @@ class ForkedCommand:
         self.conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.conn.connect(str(socket_path))
         request = json.dumps({"args": args, "env": env, "cwd": str(cwd)}).encode()
-        socket.send_fds(self.conn, [request], [stdout.fileno(), stderr.fileno()])
+        framed = _INT.pack(len(request)) + request
+        sent = socket.send_fds(self.conn, [framed], [stdout.fileno(), stderr.fileno()])
+        self.conn.sendall(framed[sent:])
         self.pid = self._receive_int()
 
     def wait(self, timeout: float) -> int:
