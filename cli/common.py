@@ -21,6 +21,7 @@ from service.client import Warren
 from service.enqueue import message_of
 from service.errors import ValidationFailed, WarrenError
 from service.settings import Settings
+from service.strict import json_value
 
 log = logging.getLogger("warren.cli")
 
@@ -124,6 +125,29 @@ def describe(exc: Exception) -> str:
     if isinstance(exc, sa.exc.SQLAlchemyError):
         return f"database error ({str(exc).strip().splitlines()[0]})"
     return f"{type(exc).__name__}: {exc}"
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """`--payload`: a JSON object (RFC 8259's JSON, `service.strict`) within the size the API
+    takes (`WARREN_MAX_PAYLOAD_BYTES`)."""
+    limit = load_settings().max_payload_bytes
+    if len(text.encode(errors="surrogateescape")) > limit:
+        fail(f"--payload is longer than {limit} bytes (WARREN_MAX_PAYLOAD_BYTES)")
+    try:
+        payload = json_value(text)
+    except ValueError as exc:
+        fail(f"--payload is not valid JSON: {exc}")
+    if not isinstance(payload, dict):
+        fail("--payload must be a JSON object")
+    return payload
+
+
+def priority_of(text: str | None) -> int | str | None:
+    """`--priority` as a request writes it: the digits 0-9 as a number; anything else (high,
+    normal, low, or a mistake such as `٣` or ` 3`) as text, for validation to judge."""
+    if text is not None and text.isascii() and text.isdigit():
+        return int(text)
+    return text
 
 
 def print_json(value: Any) -> None:

@@ -19,6 +19,7 @@ from cli.common import (
     show,
     table,
 )
+from service.deadletters import MAX_ID
 
 # -- dead letters -----------------------------------------------------------------------------
 
@@ -46,7 +47,9 @@ def dlq_list(
     queue: Annotated[str | None, typer.Option(help="Only this queue or tier.")] = None,
     fingerprint: FingerprintOption = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    before: Annotated[int | None, typer.Option(help="Page on: the last id shown.")] = None,
+    before: Annotated[
+        int | None, typer.Option(min=1, max=MAX_ID, help="Page on: the last id shown.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Dead letters, newest first."""

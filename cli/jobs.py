@@ -17,7 +17,9 @@ from cli.common import (
     fail,
     jobs_app,
     named_as_options,
+    parse_payload,
     print_json,
+    priority_of,
     show,
     table,
 )
@@ -25,7 +27,6 @@ from cli.enqueue_file import enqueue_file
 from service.errors import ValidationFailed
 from service.models import JobStatus
 from service.queries import Filters
-from service.strict import json_value
 
 # -- enqueue ----------------------------------------------------------------------------------
 
@@ -40,16 +41,6 @@ OPTIONS = {
     "timeout_seconds": "--timeout",
     "idempotency_key": "--idempotency-key",
 }
-
-
-def parse_payload(text: str) -> dict[str, Any]:
-    try:
-        payload = json_value(text)
-    except ValueError as exc:
-        fail(f"--payload is not valid JSON: {exc}")
-    if not isinstance(payload, dict):
-        fail("--payload must be a JSON object")
-    return payload
 
 
 @app.command()
@@ -83,14 +74,12 @@ def enqueue(
     if delay is not None and scheduled_at is not None:
         fail("--delay and --scheduled-at exclude each other", code=2)
     body = parse_payload(payload)
-    if priority is not None and priority.strip().lstrip("-").isdigit():
-        priority = int(priority)
     with connected() as warren:
         try:
             outcome = warren.enqueue(
                 type,
                 body,
-                priority=priority,
+                priority=priority_of(priority),
                 delay_seconds=delay,
                 scheduled_at=scheduled_at,
                 max_attempts=max_attempts,
@@ -228,7 +217,7 @@ def jobs_reschedule(
         fail("--at and --delay exclude each other", code=2)
     change: dict[str, Any] = {"scheduledAt": at, "delaySeconds": delay}
     if priority is not None:
-        change["priority"] = int(priority) if priority.isdigit() else priority
+        change["priority"] = priority_of(priority)
     with connected() as warren:
         try:
             job = warren.reschedule(job_id, {k: v for k, v in change.items() if v is not None})

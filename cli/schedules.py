@@ -11,9 +11,10 @@ from cli.common import (
     JsonOption,
     app,
     connected,
-    fail,
     named_as_options,
+    parse_payload,
     print_json,
+    priority_of,
     show,
     table,
 )
@@ -81,14 +82,11 @@ def schedules_add(
     as_json: JsonOption = False,
 ) -> None:
     """Create a schedule."""
-    try:
-        body: dict[str, Any] = {"payload": json.loads(payload)}
-    except ValueError as exc:
-        fail(f"--payload is not JSON: {exc}", code=2)
+    body: dict[str, Any] = {"payload": parse_payload(payload)}
     body |= {"name": name, "cron": cron, "type": job_type, "timezone": timezone}
     body |= {"catchUp": catch_up}
     if priority is not None:
-        body["priority"] = int(priority) if priority.isdigit() else priority
+        body["priority"] = priority_of(priority)
     with connected() as warren:
         try:
             schedule = warren.schedules.create(body)

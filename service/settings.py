@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+import importlib.util
 import json
 from typing import Annotated, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -147,6 +148,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("job_modules")
+    @classmethod
+    def _importable(cls, modules: list[str]) -> list[str]:
+        """Each job module exists (a missing one is refused at startup, naming it); what it
+        does when imported is left to the registry, whose errors are the module's own."""
+        for name in modules:
+            try:
+                found = importlib.util.find_spec(name)
+            except (ImportError, ValueError):
+                found = None
+            if found is None:
+                raise ValueError(f"no module named {name!r} (is it on PYTHONPATH?)")
+        return modules
 
     @field_validator("api_tokens")
     @classmethod

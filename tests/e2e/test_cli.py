@@ -88,6 +88,14 @@ def test_enqueue_with_invalid_json(run_cli, payload):
     assert "--payload is not valid JSON" in line
 
 
+def test_enqueue_with_a_payload_past_the_size_the_api_takes_is_refused(run_cli, settings):
+    payload = json.dumps({"tag": "x" * settings.max_payload_bytes})
+
+    line = one_error_line(run_cli("enqueue", "test-record", "--payload", payload))
+
+    assert "--payload is longer than" in line and "WARREN_MAX_PAYLOAD_BYTES" in line
+
+
 def test_enqueue_with_an_invalid_payload_names_the_field(run_cli):
     line = one_error_line(run_cli("enqueue", "test-noop", "--payload", '{"n": "many"}'))
 
@@ -102,6 +110,8 @@ def test_enqueue_with_an_invalid_payload_names_the_field(run_cli):
         ("--timeout", "0"),
         ("--scheduled-at", "tomorrow"),
         ("--priority", "11"),
+        ("--priority", "\u0663"),  # an Arabic-Indic 3, which int() reads
+        ("--priority", " 3"),
         ("--idempotency-key", ""),
     ],
 )
@@ -200,6 +210,12 @@ def test_database_unreachable_is_one_line(cli_env):
     )
 
     assert "database unreachable" in one_error_line(result)
+
+
+def test_a_job_module_that_does_not_exist_is_one_line_naming_it(run_cli):
+    result = run_cli("jobs", "list", env={"WARREN_JOB_MODULES": "actors,billing.jobs"})
+
+    assert "WARREN_JOB_MODULES: no module named 'billing.jobs'" in one_error_line(result)
 
 
 @pytest.mark.parametrize(

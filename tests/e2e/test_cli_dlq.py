@@ -70,3 +70,9 @@ def test_purge_by_fingerprint_leaves_the_job_failed(run_cli, dead_job):
 def test_replay_needs_exactly_one_selection(run_cli):
     one_error_line(run_cli("dlq", "replay"), code=2)
     one_error_line(run_cli("dlq", "purge", "--all", "--fingerprint", "x"), code=2)
+
+
+def test_list_before_an_id_past_postgresql_s_bigint_is_a_usage_error(run_cli):
+    line = one_error_line(run_cli("dlq", "list", "--before", str(2**63)), code=2)
+
+    assert "'--before'" in line  # was a database error

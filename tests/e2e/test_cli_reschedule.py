@@ -2,7 +2,7 @@
 
 import json
 
-from tests.e2e.test_cli import enqueue, ok, one_error_line
+from tests.e2e.test_cli import enqueue, ok, one_error_line, show
 
 
 def test_reschedule_moves_a_pending_job(run_cli):
@@ -28,3 +28,11 @@ def test_a_time_and_a_delay_together_are_a_usage_error(run_cli):
 
     result = run_cli("jobs", "reschedule", job_id, "--at", "2030-01-01T00:00:00Z", "--delay", "5")
     assert one_error_line(result, code=2) == "error: --at and --delay exclude each other"
+
+
+def test_a_priority_not_written_with_the_digits_0_to_9_is_refused(run_cli):
+    job_id = enqueue(run_cli, "test-noop", {}, "--delay", "3600")
+
+    line = one_error_line(run_cli("jobs", "reschedule", job_id, "--priority", "\u0663"))
+    assert "--priority: " in line
+    assert show(run_cli, job_id)["job"]["priority"] == 5

@@ -52,3 +52,19 @@ def test_a_bad_option_is_named_as_typed(run_cli):
     assert "--catch-up: " in line and "--timezone: " in line
     assert "catchUp" not in line
     assert "no schedules" in ok(run_cli("schedules", "list"))
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--payload", "[" * 100_000, "--payload is not valid JSON"),  # was a RecursionError
+        ("--payload", "[1]", "--payload must be a JSON object"),
+        ("--priority", "\u0663", "--priority: "),  # an Arabic-Indic 3, which int() reads
+    ],
+)
+def test_a_bad_payload_or_priority_is_one_error_line_and_adds_nothing(run_cli, option, value, says):
+    add = ("schedules", "add", "nightly", "0 3 * * *", "test-noop")
+    line = one_error_line(run_cli(*add, option, value))
+
+    assert says in line
+    assert "no schedules" in ok(run_cli("schedules", "list"))
