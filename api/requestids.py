@@ -20,6 +20,7 @@ from typing import Any
 import falcon
 
 from service import logs
+from service.printable import printable
 
 HEADER = "X-Request-ID"
 #: What an incoming id may be: 1 to 128 letters, digits and `-_.:@+=/`, as in a UUID, a
@@ -29,13 +30,6 @@ ACCEPTED = re.compile(r"[A-Za-z0-9\-_.:@+=/]{1,128}")
 
 access_log = logging.getLogger("warren.access")
 _LINE = "warren.access_line"  # the environ key under which a request's line waits
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def printable(path: str) -> str:
-    """`path` with its control characters escaped (`\\x0a`): a request's path is the
-    client's text, and a raw line break in it would forge a second line in a text log."""
-    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", path)
 
 
 def request_id(incoming: str | None) -> str:

@@ -16,10 +16,12 @@ import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from service.client import Warren
 from service.enqueue import message_of
 from service.errors import ValidationFailed, WarrenError
+from service.printable import printable
 from service.settings import Settings
 from service.strict import json_value
 
@@ -106,7 +108,7 @@ def named_as_options(exc: ValidationFailed, options: dict[str, str]) -> Validati
 
 def say_error(reason: str) -> None:
     """`reason` as the one `error:` line on stderr, its line breaks and runs of spaces as one."""
-    typer.echo(f"error: {' '.join(reason.split())}", err=True)
+    typer.echo(f"error: {printable(' '.join(reason.split()))}", err=True)
 
 
 def describe(exc: Exception) -> str:
@@ -168,8 +170,18 @@ def compact(value: Any) -> str:
     return str(value)
 
 
-def table(*columns: str, title: str | None = None) -> Table:
-    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+class Rows(Table):
+    """A table whose text cells are shown as written: rich would read `[/bold]` in a payload
+    or an error message as markup (and fail on it), and a terminal would act on its escape
+    sequences (`service.printable`)."""
+
+    def add_row(self, *cells: Any, **options: Any) -> None:
+        shown = (Text(printable(cell)) if isinstance(cell, str) else cell for cell in cells)
+        super().add_row(*shown, **options)
+
+
+def table(*columns: str, title: str | None = None) -> Rows:
+    grid = Rows(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for column in columns:
         grid.add_column(column, no_wrap=column in ("id", "queue", "type"))
     return grid

@@ -11,6 +11,7 @@ import typer
 from api.views import timestamp
 from cli.common import JsonOption, load_settings, mail_app, print_json, show, table
 from service.mailbox import CaughtMail, Mailbox
+from service.printable import printable
 
 
 def mailbox() -> Mailbox:
@@ -58,14 +59,16 @@ def mail_show(
     number: Annotated[int, typer.Argument(metavar="N", help="The number `list` shows")],
     as_json: JsonOption = False,
 ) -> None:
-    """One caught message: its sender, recipients, subject and text."""
+    """One caught message: its sender, recipients, subject and text (its control characters
+    escaped; `--json` has them as JSON escapes)."""
     caught = mailbox().get(number)
+    text = caught.text()  # before any line is printed, should it fail
     if as_json:
-        print_json({**mail_json(caught), "text": caught.text()})
+        print_json({**mail_json(caught), "text": text})
         return
-    typer.echo(f"From: {caught.sender}")
-    typer.echo(f"To: {', '.join(caught.recipients)}")
-    typer.echo(f"Subject: {caught.subject}")
+    typer.echo(f"From: {printable(caught.sender)}")
+    typer.echo(f"To: {printable(', '.join(caught.recipients))}")
+    typer.echo(f"Subject: {printable(caught.subject)}")
     typer.echo(f"Received: {timestamp(caught.received_at)}")
     typer.echo(f"File: {caught.path}\n")
-    typer.echo(caught.text().rstrip("\n"))
+    typer.echo(printable(text.rstrip("\n"), lines=True))

@@ -13,6 +13,7 @@ from api.views import job_json
 from cli.common import connected, describe, every, jobs_app
 from service.changes import Change, Follower, database_now
 from service.client import Warren
+from service.printable import printable
 from service.queries import Filters
 
 
@@ -30,7 +31,7 @@ def change_line(change: Change) -> str:
         parts.append(f"on {job.worker}")
     if job.error and job.status in ("pending", "failed"):
         parts.append(f"error: {' '.join(str(job.error.get('message', '')).split())[:120]}")
-    return "  ".join(parts)
+    return printable("  ".join(parts))
 
 
 class Tail:

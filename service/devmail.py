@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiosmtpd.controller import Controller
 
 from service.mailbox import Mailbox
+from service.printable import printable
 from service.settings import Settings
 
 log = logging.getLogger("warren.devmail")
@@ -66,8 +67,8 @@ class KeepEveryMessage:
         log.info(
             "mail #%d from %s to %s, subject %r (warren mail show %d)",
             mail.number,
-            mail.sender,
-            ", ".join(mail.recipients),
+            printable(mail.sender),
+            printable(", ".join(mail.recipients)),
             mail.subject,
             mail.number,
         )

@@ -36,7 +36,14 @@ class CaughtMail:
     def text(self) -> str:
         """The body a reader sees first: the plain-text part, else the HTML one."""
         body = self.message().get_body(preferencelist=("plain", "html"))
-        return body.get_content() if body is not None else ""
+        if body is None:
+            return ""
+        try:
+            return body.get_content()
+        except (LookupError, ValueError):
+            # A charset Python cannot decode with (x-nonsense, idna): a catcher shows what it
+            # caught, so as UTF-8, its errors replaced.
+            return body.get_payload(decode=True).decode(errors="replace")
 
 
 class Mailbox:
@@ -78,7 +85,8 @@ class Mailbox:
         if not self.directory.is_dir():
             return {}
         found = ((_FILE_NAME.match(path.name), path) for path in self.directory.iterdir())
-        return {int(match[1]): path for match, path in found if match}
+        # a directory or a FIFO named like a message is not one: reading it fails or blocks
+        return {int(match[1]): path for match, path in found if match and path.is_file()}
 
 
 def _parse(data: bytes) -> EmailMessage:

@@ -174,6 +174,16 @@ def test_cancel_then_retry(run_cli):
     assert "only failed or cancelled" in one_error_line(run_cli("jobs", "retry", job_id))
 
 
+def test_show_prints_a_payload_as_written_and_its_escape_sequences_inert(run_cli):
+    job_id = enqueue(run_cli, "test-record", {"tag": "[/bold] [link=http://x]\u001b]0;pwned\u0007"})
+
+    out = ok(run_cli("jobs", "show", job_id))  # rich read `[/bold]` as markup, and failed
+
+    assert "[/bold] [link=http://x]" in out
+    assert "\\u001b]0;pwned\\u0007" in out  # as JSON writes it
+    assert "\x1b" not in out and "\x07" not in out
+
+
 def test_show_of_an_unknown_job(run_cli):
     missing = str(uuid.uuid4())
 
