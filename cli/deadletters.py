@@ -1,5 +1,6 @@
 """The dead-letter queue for admin scripts: `warren dlq list | groups | replay | purge`."""
 
+import uuid
 from typing import Annotated, Any
 
 import typer
@@ -30,6 +31,11 @@ def selection(job_ids: list[str], fingerprint: str | None, everything: bool) -> 
     if sum(given) != 1:
         fail("name the dead letters: job ids, --fingerprint FP, or --all", code=2)
     if job_ids:
+        for job_id in job_ids:
+            try:
+                uuid.UUID(job_id)
+            except ValueError:
+                fail(f"{job_id!r} is not a job id (a UUID, as warren dlq list shows)", code=2)
         return {"jobIds": job_ids}
     if fingerprint is not None:
         return {"fingerprint": fingerprint}

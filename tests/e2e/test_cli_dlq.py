@@ -69,6 +69,7 @@ def test_purge_by_fingerprint_leaves_the_job_failed(run_cli, dead_job):
 
 def test_replay_needs_exactly_one_selection(run_cli):
     one_error_line(run_cli("dlq", "replay"), code=2)
+    assert "'garbage' is not a job id" in one_error_line(run_cli("dlq", "replay", "garbage"), 2)
     one_error_line(run_cli("dlq", "purge", "--all", "--fingerprint", "x"), code=2)
 
 
