@@ -101,6 +101,14 @@ _REPLAYABLE = (
 )
 
 
+# The jobs before their letters, in key order: the drain and a failing worker lock a job, then
+# write its letter, and a replay that took the letters first deadlocked with them.
+_LOCK_JOBS = (
+    f"SELECT FROM jobs WHERE {status_in(JobStatus.FAILED)}"
+    " AND id IN (SELECT job_id FROM dead_letters WHERE {where}) ORDER BY id FOR UPDATE"
+)
+
+
 def take_for_replay(
     conn: Connection, selection: Selection, *, for_relay: bool = False
 ) -> list[Dispatch]:
@@ -112,6 +120,7 @@ def take_for_replay(
     where, params = _where(selection)
     if selection.job_ids is not None:
         _check_named(conn, selection.job_ids, where, params)
+    conn.execute(sa.text(_LOCK_JOBS.format(where=where)), params)
     taken = conn.scalars(
         sa.text(f"DELETE FROM dead_letters WHERE {where} AND {_REPLAYABLE} RETURNING job_id"),
         params,

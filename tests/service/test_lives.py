@@ -5,6 +5,7 @@ fresh attempts. A message of an earlier life (still queued, redelivered, or wait
 `.XQ` queue) must not claim, fail or dead-letter the newer life. The races are reproduced
 deterministically: the scheduler's drain runs only once the new life is committed."""
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +24,7 @@ from service.broker import (
 )
 from service.drain import DRAIN, Drainer
 from service.scheduler import Scheduler
-from service.store import attempts, jobs, publishing
+from service.store import attempts, dead_letters, jobs, publishing
 from tests.conftest import delete_queues
 from tests.helpers import runs, wait_for
 
@@ -100,6 +101,44 @@ def test_a_dlq_replay_is_not_failed_by_a_late_copy_of_the_old_dead_letter(
     [letter] = warren.dlq.list()
     assert letter.message["options"]["life"] == 2
     assert old_message.message["options"]["life"] == 1
+
+
+def test_a_dlq_replay_and_the_drain_of_a_second_letter_of_the_job_both_finish(
+    warren, start_worker, engine, drainer
+):
+    """The drain locks a job, then writes its letter; a replay took the letter first, then
+    the job, and the two deadlocked (PostgreSQL aborted one after a second)."""
+    job_id = failed_for_good(warren, start_worker, engine)
+    assert drainer.drain() == 1
+    letter = warren.dlq.list()[0]
+    replayed: list = []
+
+    with engine.begin() as drain:  # the drain of a duplicate of the letter, half done
+        jobs.locked(drain, job_id)
+        replay = threading.Thread(
+            target=lambda: replayed.append(warren.dlq.replay({"jobIds": [str(job_id)]}))
+        )
+        replay.start()
+        wait_for(lambda: waiting_for_locks(engine) > 0, what="the replay to wait for a lock")
+        dead_letters.record(
+            drain, job_id=job_id, type=letter.type, queue=letter.queue,
+            message=letter.message, error=letter.error,
+        )  # fmt: skip
+    replay.join(timeout=30)
+
+    assert replayed == [1]
+    assert (warren.get(job_id).status, warren.get(job_id).life) == ("pending", 2)
+    assert warren.dlq.list() == []
+
+
+def waiting_for_locks(engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM pg_locks JOIN pg_stat_activity USING (pid)"
+                " WHERE NOT granted AND datname = current_database()"
+            )
+        )
 
 
 def test_cancel_then_retry_is_not_failed_by_the_old_dead_letter(
