@@ -105,7 +105,9 @@ class ScheduleFields(BaseModel):
         if value not in ALIASES and len(value.split()) != 5:
             raise ValueError("five fields: minute hour day month weekday")
         try:
-            CronSim(ALIASES.get(value, value), datetime.now(UTC))
+            next(CronSim(ALIASES.get(value, value), datetime.now(UTC)))
+        except StopIteration:  # `0 0 30 2 *`, `0 0 * 2 5#5`: no day matches
+            raise ValueError("never fires: no time matches it in the next 50 years") from None
         except CronSimError as exc:
             raise ValueError(f"not a cron expression: {exc}") from None
         except Exception:  # whatever else the parser trips on is no cron expression either

@@ -46,6 +46,7 @@ def test_a_taken_name_is_a_409(client, warren):
         ({"cron": "@sometimes"}, "cron"),
         ({"cron": "* * * * * *"}, "cron"),  # seconds: cronsim would fire every second
         ({"cron": "0 0 * *"}, "cron"),
+        ({"cron": "0 0 */30 2 5#5"}, "cron"),  # never fires: a 500 once (cronsim's StopIteration)
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"timezone": "localtime"}, "timezone"),  # the server's zone, whatever it is
         ({"timezone": "posix/Europe/Berlin"}, "timezone"),
@@ -117,6 +118,9 @@ def test_pause_change_and_delete(client, warren):
     assert moved.json["schedule"]["cron"] == "@hourly"
     assert moved.json["schedule"]["nextRunAt"].endswith(":00:00.000Z")
     assert client.simulate_patch("/schedules/nightly-report", json={"cron": "x"}).status_code == 422
+    never = client.simulate_patch("/schedules/nightly-report", json={"cron": "0 0 */30 2 5#5"})
+    assert never.status_code == 422
+    assert "never fires" in never.json["error"]["details"][0]["message"]
 
     assert client.simulate_delete("/schedules/nightly-report").status_code == 200
     assert client.simulate_get("/schedules/nightly-report").status_code == 404
