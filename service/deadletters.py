@@ -67,12 +67,19 @@ class ByFingerprint(BaseModel):
     fingerprint: str = Field(min_length=1)
 
 
+def _a_bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true")
+    return value
+
+
 class Everything(BaseModel):
     """`{"all": true}`: every dead letter."""
 
     model_config = ConfigDict(extra="forbid")
 
-    all: Literal[True]
+    # A bool first: `Literal[True]` alone takes 1 and 1.0 (equal to True), even in strict mode.
+    all: Annotated[Literal[True], BeforeValidator(_a_bool)]
 
 
 #: The body of `POST /dlq/replay` and `DELETE /dlq`: what `Selection.parse` validates and

@@ -150,7 +150,17 @@ def test_purge_removes_dead_letters_and_leaves_the_job_failed(client, warren, pi
 
 
 @pytest.mark.parametrize(
-    "body", [{}, {"jobIds": []}, {"jobIds": ["nope"]}, {"all": False}, {"all": True, "x": 1}]
+    "body",
+    [
+        {},
+        {"jobIds": []},
+        {"jobIds": ["nope"]},
+        {"all": False},
+        {"all": True, "x": 1},
+        {"all": 1},  # replayed or purged every dead letter: 1 == True
+        {"all": 1.0},
+        {"all": "true"},
+    ],
 )
 def test_a_bad_selection_is_400(client, body):
     assert client.simulate_post("/dlq/replay", json=body).status_code == 400
