@@ -118,9 +118,9 @@ def take_for_replay(
     kept. Raises `NotFound` naming ids not in the DLQ, `Conflict` naming those whose jobs are
     gone; nothing is replayed then."""
     where, params = _where(selection)
-    if selection.job_ids is not None:
-        _check_named(conn, selection.job_ids, where, params)
     conn.execute(sa.text(_LOCK_JOBS.format(where=where)), params)
+    if selection.job_ids is not None:  # once locked: a replay that ran meanwhile took them
+        _check_named(conn, selection.job_ids, where, params)
     taken = conn.scalars(
         sa.text(f"DELETE FROM dead_letters WHERE {where} AND {_REPLAYABLE} RETURNING job_id"),
         params,

@@ -23,6 +23,7 @@ from service.broker import (
     queue_family,
 )
 from service.drain import DRAIN, Drainer
+from service.errors import NotFound
 from service.scheduler import Scheduler
 from service.store import attempts, dead_letters, jobs, publishing
 from tests.conftest import delete_queues
@@ -129,6 +130,33 @@ def test_a_dlq_replay_and_the_drain_of_a_second_letter_of_the_job_both_finish(
     assert replayed == [1]
     assert (warren.get(job_id).status, warren.get(job_id).life) == ("pending", 2)
     assert warren.dlq.list() == []
+
+
+def test_of_two_replays_of_one_dead_job_at_once_one_replays_it_and_the_other_finds_it_gone(
+    warren, start_worker, engine, drainer
+):
+    job_id = failed_for_good(warren, start_worker, engine)
+    assert drainer.drain() == 1
+    outcomes: list = []
+
+    def replay() -> None:
+        try:
+            outcomes.append(warren.dlq.replay({"jobIds": [str(job_id)]}))
+        except NotFound as exc:
+            outcomes.append(exc)
+
+    with engine.begin() as holder:  # both replays are under way before either may go on
+        jobs.locked(holder, job_id)
+        replays = [threading.Thread(target=replay) for _ in range(2)]
+        for thread in replays:
+            thread.start()
+        wait_for(lambda: waiting_for_locks(engine) == 2, what="both replays to wait")
+    for thread in replays:
+        thread.join(timeout=30)
+
+    assert [o for o in outcomes if not isinstance(o, NotFound)] == [1]  # it said "replayed 0"
+    assert [type(o) for o in outcomes].count(NotFound) == 1
+    assert warren.get(job_id).life == 2
 
 
 def waiting_for_locks(engine) -> int:
