@@ -9,6 +9,7 @@ RFC 8259's.
 """
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,15 +48,26 @@ def moment(value: Any) -> Any:
 
 
 def json_value(raw: str | bytes) -> Any:
-    """Strict JSON (RFC 8259): `NaN` and `Infinity` are not JSON. Raises `ValueError` saying
-    why for anything else Python's parser refuses, whatever the exception it raised: nesting
-    deeper than its recursion limit, an integer of more than 4,300 digits, bytes not UTF-8."""
+    """Strict JSON (RFC 8259): `NaN` and `Infinity` are not JSON, and an object names each
+    key once (a proxy that reads the first of two `"dryRun"` keys and Warren, which would read
+    the last, would see two different requests). Raises `ValueError` saying why for anything
+    else Python's parser refuses, whatever the exception it raised: nesting deeper than its
+    recursion limit, an integer of more than 4,300 digits, bytes not UTF-8."""
     try:
-        return json.loads(raw, parse_constant=_not_json)
+        return json.loads(raw, parse_constant=_not_json, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise ValueError("it nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        twice = next(key for key, count in counts.items() if count > 1)
+        raise ValueError(f"the key {twice!r} is given more than once")
+    return value
 
 
 def _not_json(constant: str) -> Any:

@@ -129,6 +129,25 @@ def test_json_nested_too_deep_is_400(client, job_count, depth):
     assert job_count() == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/jobs", '{"type": "test-noop", "payload": {}, "type": "test-record"}'),
+        ("/jobs", '{"type": "test-record", "payload": {"tag": "a", "tag": "b"}}'),
+        ("/jobs/cancel", '{"filter": {"type": "nope"}, "dryRun": true, "filter": {}}'),
+        ("/jobs/retry", '{"filter": {"type": "nope"}, "dryRun": true, "dryRun": false}'),
+    ],
+)
+def test_a_key_given_twice_in_a_json_object_is_400(client, warren, job_count, path, raw):
+    kept = warren.enqueue("test-noop", {}).id  # a cancel that read the last key took it
+
+    response = post_raw(client, path, raw)
+
+    assert_refused(response, 400, "bad_request")
+    assert "given more than once" in response.json["error"]["message"]
+    assert job_count() == 1 and warren.get(kept).status == "pending"
+
+
 def test_json_nested_a_little_is_fine(client):
     nested = {"a": {"b": [[{"c": [1, 2, {"d": None}]}]]}}
     body = {"type": "webhook-delivery", "payload": {"url": WEBHOOK, "body": nested}}
