@@ -10,6 +10,7 @@ from service import embeddings
 from service.client import Warren
 from service.errors import BadRequest
 from service.queries import query_error
+from service.strict import Whole
 
 
 class SearchQuery(BaseModel):
@@ -19,7 +20,7 @@ class SearchQuery(BaseModel):
 
     namespace: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
     text: str = Field(min_length=1, max_length=8192)
-    k: Annotated[int, Field(ge=1, le=100)] = 10
+    k: Annotated[int, Field(ge=1, le=100), Whole] = 10
 
 
 class Search:

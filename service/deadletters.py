@@ -27,7 +27,7 @@ from service.models import DeadLetter, Job
 from service.queries import DEFAULT_LIMIT, MAX_LIMIT, query_error
 from service.settings import Settings
 from service.store import dead_letters
-from service.strict import whole_number
+from service.strict import Whole
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,6 @@ class Selection:
 
 #: The largest id PostgreSQL's `bigint` holds: `before` past it is refused, not sent.
 MAX_ID = 2**63 - 1
-
-Whole = BeforeValidator(whole_number)
 
 
 class DeadLetterQuery(BaseModel):

@@ -30,7 +30,7 @@ from service import storable
 from service.enqueue import PRIORITY_INPUT, PRIORITY_NAMES, message_of
 from service.errors import BadRequest, NotFound
 from service.models import STATUSES, AttemptStatus, Job, JobAttempt, JobStatus
-from service.strict import json_value, moment, whole_number
+from service.strict import Whole, json_value, moment, whole_number
 
 jobs = Job.__table__
 attempts_table = JobAttempt.__table__
@@ -59,7 +59,6 @@ def _cursor(value: str) -> str:
     return value
 
 
-Whole = BeforeValidator(whole_number)
 Time = Annotated[AwareDatetime, BeforeValidator(moment)]
 #: A job type's or a schedule's name: an empty one would select nothing, not everything.
 Named = Annotated[str, Field(min_length=1)]

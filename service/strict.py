@@ -13,6 +13,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BeforeValidator
+
 
 def whole_number(value: Any) -> Any:
     """Text of ASCII digits as an int (query strings); an int stays one (Python callers)."""
@@ -23,6 +25,10 @@ def whole_number(value: Any) -> Any:
             raise ValueError("must be a whole number written with the digits 0-9")
         return int(value)
     return value
+
+
+#: A whole number as a query string or a client writes it: `Annotated[int, ..., Whole]`.
+Whole = BeforeValidator(whole_number)
 
 
 def moment(value: Any) -> Any:

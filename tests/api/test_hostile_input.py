@@ -290,3 +290,13 @@ def test_list_integers_are_ascii_digits_only(client, name, value):
 @pytest.mark.parametrize("value", ["5_0", "+5", "\u0665"])
 def test_dlq_integers_are_ascii_digits_only(client, name, value):
     assert_refused(client.simulate_get("/dlq", params={name: value}), 400, "bad_request")
+
+
+@pytest.mark.parametrize("value", ["5_0", "+5", "\u0665", " 5", "5.0"])
+def test_search_k_is_ascii_digits_only(client, value):
+    params = {"namespace": "docs", "text": "hi", "k": value}  # `+5` reached the search
+
+    response = client.simulate_get("/embeddings/search", params=params)
+
+    assert_refused(response, 400, "bad_request")
+    assert "k" in response.json["error"]["message"]
