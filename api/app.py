@@ -1,8 +1,10 @@
 """The HTTP API: `create_app()` is what gunicorn serves (`warren api`)."""
 
 import logging
+from typing import Any
 
 import falcon
+import falcon.inspect
 
 from api import controls, errors, gunicorn_errors, requestids, ui
 from api.auth import BearerTokens, Tokens
@@ -20,16 +22,33 @@ from service.client import Warren
 from service.settings import Settings
 
 
+class Router(falcon.routing.CompiledRouter):
+    """Falcon's router, with HEAD answered wherever GET is (RFC 9110), as monitors probe
+    `HEAD /health`: Falcon sends a HEAD response's headers, Content-Length included, and drops
+    its body."""
+
+    def map_http_methods(self, resource: object, **kwargs: Any) -> dict[str, Any]:
+        methods = super().map_http_methods(resource, **kwargs)
+        if "GET" in methods:
+            methods.setdefault("HEAD", methods["GET"])
+        return methods
+
+
+# falcon.inspect (`falcon-inspect-app`, the OpenAPI test) reads it as the router it extends.
+falcon.inspect.register_router(Router)(falcon.inspect.inspect_compiled_router)
+
+
 def create_app(settings: Settings | None = None, warren: Warren | None = None) -> falcon.App:
     """Build the API on `warren` (or a client made from `settings`, or the environment)."""
     logging.getLogger("pika").setLevel(logging.WARNING)
     warren = warren or Warren(settings or Settings(), relayed=True)
     app = requestids.App(
+        router=Router(),
         middleware=[
             RequestIds(),
             BearerTokens(Tokens.from_settings(warren.settings)),
             StorableQuery(),
-        ]
+        ],
     )
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = True

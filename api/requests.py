@@ -37,6 +37,15 @@ def _require_json(req: falcon.Request) -> None:
         )
 
 
+def _require_plain(req: falcon.Request) -> None:
+    """A body is read as sent: one compressed (`Content-Encoding: gzip`, or a transfer coding
+    besides chunked) would be read as its compressed bytes, so it is refused as such."""
+    content = (req.get_header("Content-Encoding") or "identity").strip().lower()
+    transfer = (req.get_header("Transfer-Encoding") or "").lower().replace(" ", "").split(",")
+    if content != "identity" or set(transfer) - {"", "chunked", "identity"}:
+        raise UnsupportedMediaType("the body must be sent uncompressed (no Content-Encoding)")
+
+
 def read_body(req: falcon.Request, limit: int, too_large: str) -> bytes:
     """The whole body, at most `limit` bytes: `PayloadTooLarge` (saying `too_large`) past it,
     `BadRequest` for a body that ends before it is complete (fewer bytes than its
@@ -44,6 +53,7 @@ def read_body(req: falcon.Request, limit: int, too_large: str) -> bytes:
     valid JSON is not taken for the whole. A chunked body has no Content-Length, so Falcon's
     `bounded_stream` reads it as empty; the server's own input stream ends where the chunks
     end (gunicorn decodes them), so it is read instead, still only `limit + 1` bytes of it."""
+    _require_plain(req)
     if req.content_length is not None and req.content_length > limit:
         raise PayloadTooLarge(too_large)
     chunked = "chunked" in (req.get_header("Transfer-Encoding") or "").lower()

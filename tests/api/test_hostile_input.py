@@ -300,3 +300,34 @@ def test_search_k_is_ascii_digits_only(client, value):
 
     assert_refused(response, 400, "bad_request")
     assert "k" in response.json["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Encoding": "gzip"},  # read as JSON, or as "not valid JSON" once compressed
+        {"Content-Encoding": "br"},
+        {"Transfer-Encoding": "gzip, chunked"},
+    ],
+)
+def test_a_compressed_body_is_415(client, job_count, headers):
+    body = json.dumps({"type": "test-noop", "payload": {}})
+    headers = {"Content-Type": "application/json", **headers}
+
+    response = client.simulate_post("/jobs", body=body, headers=headers)
+
+    assert_refused(response, 415, "unsupported_media_type")
+    assert job_count() == 0
+
+
+@pytest.mark.parametrize("path", ["/health", "/jobs", "/stats", "/openapi.json", "/schedules"])
+def test_head_answers_wherever_get_does_without_a_body(client, path):
+    got = client.simulate_get(path)
+
+    head = client.simulate_head(path)  # a monitor's HEAD /health was a 405
+
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    refused = client.simulate_request("PUT", path)
+    assert refused.status_code == 405 and "HEAD" in refused.headers["Allow"]
