@@ -50,13 +50,26 @@ class PermanentError(Exception):
     """Raised by a handler when retrying cannot help: the job fails at once, `retryable=false`."""
 
 
+#: The longest wait a `RetryLater` may ask for, as the longest retry delay a setting may set.
+MAX_RETRY_LATER_SECONDS = 7 * 86_400
+
+
 class RetryLater(Exception):
     """Raised by a handler for a failure worth retrying, but not before `seconds` (a server's
-    `Retry-After`): the next attempt waits that long, or the retry policy's delay if longer."""
+    `Retry-After`): the next attempt waits that long, or the retry policy's delay if longer.
+    `seconds` is a number from 0 to 7 days: anything else is a `TypeError` or `ValueError`
+    where the handler raises it, which fails the attempt as any bug in a handler would."""
 
     def __init__(self, message: str, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"RetryLater seconds must be a number, not {type(seconds).__name__}")
+        if not 0 <= seconds <= MAX_RETRY_LATER_SECONDS:  # NaN fails this too
+            raise ValueError(
+                f"RetryLater seconds must be from 0 to {MAX_RETRY_LATER_SECONDS} (7 days),"
+                f" not {seconds!r}"
+            )
         super().__init__(message)
-        self.seconds = seconds
+        self.seconds = float(seconds)
 
 
 class JobCancelled(Interrupt):

@@ -317,6 +317,15 @@ class Lifecycle(Middleware):
                 "job %s: could not record its outcome; its lease will expire and it will run again",
                 claim.job_id,
             )
+        except Exception as failure:
+            # An outcome Warren cannot record (a bug, or a value no check foresaw) must not
+            # leave the job `processing` until its lease runs out and it runs again: it fails,
+            # once, saying why.
+            log.exception("job %s: its outcome could not be recorded", claim.job_id)
+            unrecorded = PermanentError(
+                f"Warren could not record this attempt's outcome: {_text_of(failure)}"
+            )
+            self._record_failure(message, claim, running, unrecorded)
 
     def after_skip_message(self, broker, message) -> None:
         self._local.claim = None
@@ -485,10 +494,18 @@ class Lifecycle(Middleware):
 def describe(exc: BaseException, retryable: bool) -> dict[str, Any]:
     """The stored `error` of a failed attempt: `{type, message, retryable}`."""
     name = "TimeoutError" if isinstance(exc, TimeLimitExceeded) else type(exc).__name__
-    message = str(exc) or name
+    message = _text_of(exc) or name
     if isinstance(exc, TimeLimitExceeded):
         message = "the attempt ran past its timeoutSeconds"
     return {"type": name, "message": storable.clean(message[:2000]), "retryable": retryable}
+
+
+def _text_of(exc: BaseException) -> str:
+    """`str(exc)`, or what `traceback` says of an exception whose `__str__` fails."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<exception str() failed: {type(exc).__name__}>"
 
 
 def _is_interrupt(exc: BaseException) -> bool:

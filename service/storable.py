@@ -87,6 +87,6 @@ def _problems(value: Any, prefix: str) -> list[tuple[str, str]]:
                     found.append((path, f"a key {problem}"))
                     continue
                 stack.append((child, f"{path}.{key}" if path else key, depth + 1))
-        elif isinstance(item, list):
+        elif isinstance(item, list | tuple):  # `json.dumps` writes a tuple as a list
             stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
     return sorted(found)

@@ -12,12 +12,13 @@ import signal
 import time
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from service.errors import PermanentError
+from service.errors import PermanentError, RetryLater
 from service.registry import (
     current_job,
     current_settings,
@@ -175,6 +176,28 @@ class Empty(BaseModel):
 def nul_result(payload: Empty) -> dict:
     """Return text PostgreSQL cannot store: a NUL character."""
     return {"text": "before\x00after"}
+
+
+class Misbehaviour(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    how: Literal["tuple-nul", "retry-forever", "unprintable"]
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no text for this one")
+
+
+@job_type("test-misbehave", payload=Misbehaviour, max_attempts=2)
+def misbehave(payload: Misbehaviour) -> Any:
+    """Outcomes a handler may give by mistake, which Warren must record: a NUL inside a tuple
+    of the result, a `RetryLater` of an infinite wait, an exception whose text fails."""
+    if payload.how == "tuple-nul":
+        return {"x": ("before\x00after",)}
+    if payload.how == "retry-forever":
+        raise RetryLater("the server said later", float("inf"))
+    raise _Unprintable()
 
 
 class Size(BaseModel):

@@ -4,6 +4,7 @@ retries with backoff, permanent errors, time limits, duplicates and cancellation
 import itertools
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from service.broker import Dispatch, Publisher, build_broker
@@ -12,6 +13,8 @@ from service.lifecycle import Lifecycle
 from service.registry import Registry
 from service.store import attempts
 from tests.helpers import wait_for
+
+FAST = {"strategy": "fixed", "baseSeconds": 0.1}
 
 
 def final(warren, job_id, timeout=20.0):
@@ -199,6 +202,45 @@ def test_a_result_postgresql_cannot_store_fails_the_job_at_once(warren, worker):
     assert job.status == "failed" and job.attempts == 1
     assert job.error["type"] == "PermanentError"
     assert "result.text contains a NUL character" in job.error["message"]
+
+
+@pytest.mark.parametrize(
+    ("how", "status", "attempts", "error"),
+    [
+        ("tuple-nul", "failed", 1, "result.x[0] contains a NUL character"),
+        ("retry-forever", "failed", 2, "RetryLater seconds must be from 0 to 604800"),
+        ("unprintable", "failed", 2, "<exception str() failed: _Unprintable>"),
+    ],
+)
+def test_a_handler_s_mistaken_outcome_is_recorded_not_left_processing(
+    warren, worker, engine, how, status, attempts, error
+):
+    """Each left the job `processing`: its outcome failed to record, and it ran again when
+    its lease ran out, then ended `failed` as a lost worker's."""
+    job_id = warren.enqueue("test-misbehave", {"how": how}, retry=FAST).id
+
+    job = final(warren, job_id)
+
+    assert (job.status, job.attempts) == (status, attempts)
+    assert error in job.error["message"]
+    assert [a.status for a in warren.attempts(job_id)] == ["failed"] * attempts
+
+
+def test_an_outcome_warren_cannot_record_fails_the_job_once_saying_so(
+    warren, start_worker, monkeypatch
+):
+    def broken(self, claim):
+        raise RuntimeError("a bug in recording")
+
+    monkeypatch.setattr(Lifecycle, "_policy", broken)  # reached only by a retryable failure
+    start_worker()
+    job_id = warren.enqueue("test-record", {"failTimes": 1}).id
+
+    job = final(warren, job_id)
+
+    assert (job.status, job.attempts) == ("failed", 1)
+    assert job.error["type"] == "PermanentError"
+    assert "could not record this attempt's outcome: a bug in recording" in job.error["message"]
 
 
 def test_a_result_past_the_bound_fails_the_job_at_once_with_what_to_do(warren, start_worker):
