@@ -142,6 +142,19 @@ def parse(body: Any, prefix: str = "") -> EnqueueRequest:
         raise ValidationFailed("invalid enqueue request", field_errors(exc, prefix)) from None
 
 
+def _stored(payload: BaseModel, field: str) -> dict[str, Any]:
+    """The payload as the JSON stored, checked as stored: a Python caller's tuple, set or
+    bytes in a field typed `Any` passes validation and becomes JSON only here, and a NUL in
+    it would reach PostgreSQL."""
+    try:
+        stored = payload.model_dump(mode="json", by_alias=True)
+    except ValueError as exc:  # PydanticSerializationError, or an int past 4,300 digits
+        reason = str(exc).splitlines()[0]
+        raise ValidationFailed("invalid payload", [{"field": field, "message": reason}]) from None
+    storable.check(stored, field)
+    return stored
+
+
 def build_row(
     request: EnqueueRequest,
     registry: Registry,
@@ -164,17 +177,17 @@ def build_row(
     except UnknownJobType as exc:
         field = ".".join(p for p in (prefix, "type") if p)
         raise UnknownJobType(exc.message, [{"field": field, "message": exc.message}]) from None
+    field = ".".join(p for p in (prefix, "payload") if p)
     try:
         payload = job.validate(request.payload, context=Enqueueing(settings))
     except ValidationError as exc:
-        field = ".".join(p for p in (prefix, "payload") if p)
         raise ValidationFailed("invalid payload", field_errors(exc, field)) from None
     now = now or datetime.now(UTC)
     scheduled_at = request.scheduled_at
     if request.delay_seconds:
         scheduled_at = now + timedelta(seconds=request.delay_seconds)
     job_id = uuid7()
-    stored = payload.model_dump(mode="json", by_alias=True)
+    stored = _stored(payload, field)
     if job.secret:
         key = Enqueueing(settings).current_settings().sealing_key
         stored = sealing.seal(stored, job.secret, key, str(job_id))

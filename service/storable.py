@@ -24,6 +24,8 @@ from service.errors import BadRequest, ValidationFailed
 MAX_DEPTH = 64
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: The smallest integer Python will not write as JSON (`sys.get_int_max_str_digits()`).
+_TOO_LONG_INT = 10**4300
 
 
 def text_problem(text: str) -> str | None:
@@ -78,6 +80,8 @@ def _problems(value: Any, prefix: str) -> list[tuple[str, str]]:
                 found.append((path, "is not a number (NaN)"))
             elif math.isinf(item):
                 found.append((path, "is a number beyond the range of a double"))
+        elif isinstance(item, int) and abs(item) >= _TOO_LONG_INT:  # a Python caller's
+            found.append((path, "is an integer of more than 4,300 digits"))
         elif isinstance(item, dict):
             for key, child in item.items():
                 if not isinstance(key, str):  # a Python caller's; JSON's keys are text

@@ -45,3 +45,26 @@ def test_a_bulk_filter_of_another_type_is_a_type_error_and_changes_nothing(warre
             verb(None)
 
     assert warren.get(job.id).status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "says"),
+    [
+        (("before\x00after",), "payload.items[0][0]", "NUL"),  # reached PostgreSQL: DataError
+        ({"k": b"\x00"}, "payload.items[0].k", "NUL"),  # bytes become text only when dumped
+        ({"k": b"\xff"}, "payload", "can't decode"),  # a bare UnicodeDecodeError
+        (object(), "payload", "Unable to serialize"),  # pydantic's error, naming no field
+        (10**5000, "payload.items[0]", "more than 4,300 digits"),  # Python's own ValueError
+    ],
+    ids=["tuple", "bytes-nul", "bytes-not-utf8", "object", "huge-int"],
+)
+def test_a_python_value_that_becomes_unstorable_json_is_refused_naming_it(
+    warren, engine, item, field, says
+):
+    with pytest.raises(ValidationFailed) as refused:
+        warren.enqueue("batch-import", {"namespace": "ns", "items": [item]})
+
+    [detail] = refused.value.details
+    assert detail["field"] == field and says in detail["message"]
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM jobs")) == 0
