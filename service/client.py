@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from service import (
     activity,
@@ -200,17 +200,22 @@ class Warren:
         return [Enqueued(*pair) for pair in outcome]
 
     def _publish_after_commit(self, session: Session, rows, outcome) -> None:
-        session.info.setdefault(_PENDING_KEY, []).append((rows, outcome))
+        """Publish the rows once `session` commits; a rollback of the transaction (or the
+        savepoint) they were inserted in forgets them, and only them."""
+        inserted_in = session.get_nested_transaction() or session.get_transaction()
+        session.info.setdefault(_PENDING_KEY, []).append((rows, outcome, inserted_in))
         if not event.contains(session, "after_commit", self._after_commit):
             event.listen(session, "after_commit", self._after_commit)
             event.listen(session, "after_soft_rollback", self._after_rollback)
 
     def _after_commit(self, session: Session) -> None:
-        for rows, outcome in session.info.pop(_PENDING_KEY, []):
+        for rows, outcome, _ in session.info.pop(_PENDING_KEY, []):
             self.publish_new(rows, outcome)
 
-    def _after_rollback(self, session: Session, previous_transaction: Any) -> None:
-        session.info.pop(_PENDING_KEY, None)
+    def _after_rollback(self, session: Session, previous_transaction: SessionTransaction) -> None:
+        pending = session.info.get(_PENDING_KEY, [])
+        kept = [entry for entry in pending if not _within(entry[2], previous_transaction)]
+        session.info[_PENDING_KEY] = kept
 
     def publish_new(
         self, rows: list[dict[str, Any]], outcome: list[tuple[uuid.UUID, bool]]
@@ -414,3 +419,12 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
 
 def _rate(part: int, total: int) -> str:
     return f"{(100 * part / total) if total else 0:.2f}%"
+
+
+def _within(transaction: SessionTransaction | None, outer: SessionTransaction) -> bool:
+    """Whether `transaction` is `outer` or one of its savepoints."""
+    while transaction is not None:
+        if transaction is outer:
+            return True
+        transaction = transaction.parent
+    return False

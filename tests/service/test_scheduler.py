@@ -92,6 +92,23 @@ def test_enqueue_in_the_callers_transaction_publishes_only_on_commit(warren, eng
     assert dropped not in {job.id for job in warren.list().jobs}
 
 
+def test_a_savepoint_rolled_back_forgets_only_the_jobs_enqueued_in_it(warren, engine, worker):
+    """No scheduler runs here: a job runs only if the client published it after the commit.
+    A savepoint's rollback made the client forget every job of the session."""
+    with Session(engine) as session:
+        before = warren.enqueue("test-record", {"tag": "before"}, session=session).id
+        savepoint = session.begin_nested()
+        warren.enqueue("test-record", {"tag": "inside"}, session=session)
+        savepoint.rollback()
+        session.begin_nested().rollback()  # an unrelated one, with nothing enqueued in it
+        after = warren.enqueue("test-record", {"tag": "after"}, session=session).id
+        session.commit()
+
+    assert final(warren, before).status == "completed"
+    assert final(warren, after).status == "completed"
+    assert warren.list({"payload.tag": "inside"}).jobs == []
+
+
 def test_marking_jobs_published_never_waits_for_a_row_another_transaction_holds(warren, engine):
     """A worker's group commit locks its rows in its own order: a batch of marks that waited
     for one of them while holding another could deadlock with it (seen while a Python client
