@@ -204,13 +204,14 @@ class Inspector:
         limit: int = 50,
         before: int | None = None,
     ) -> list[DeadLetter]:
-        storable.check_params({"type": type, "queue": queue, "fingerprint": fingerprint})
-        if queue is not None and "." not in queue:
-            queue = f"{self.settings.queue_prefix}.{queue}"
+        """Dead letters, newest first, as `GET /dlq` lists them; `BadRequest` for a value it
+        would refuse (a limit past 500, text where a number goes)."""
+        given = dict(type=type, queue=queue, fingerprint=fingerprint, limit=limit, before=before)
+        query = DeadLetterQuery.parse({name: v for name, v in given.items() if v is not None})
+        if query.queue is not None and "." not in query.queue:
+            query.queue = f"{self.settings.queue_prefix}.{query.queue}"
         with self.engine.connect() as conn:
-            return page(
-                conn, type=type, queue=queue, fingerprint=fingerprint, limit=limit, before=before
-            )
+            return page(conn, **query.model_dump())
 
     def groups(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

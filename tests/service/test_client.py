@@ -5,7 +5,7 @@ from types import MappingProxyType
 import pytest
 import sqlalchemy as sa
 
-from service.errors import NotFound, ValidationFailed
+from service.errors import BadRequest, NotFound, ValidationFailed
 
 
 @pytest.mark.parametrize("payload", ["to=a@example.com", [["to", "a@example.com"]], None, 5])
@@ -68,3 +68,12 @@ def test_a_python_value_that_becomes_unstorable_json_is_refused_naming_it(
     assert detail["field"] == field and says in detail["message"]
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM jobs")) == 0
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"limit": -1}, {"limit": 2**70}, {"before": 2**63}, {"type": 5}, {"queue": 5}],
+)
+def test_a_dlq_listing_gets_the_checks_of_get_dlq(warren, arguments):
+    with pytest.raises(BadRequest):  # each reached PostgreSQL, or failed in Python
+        warren.dlq.list(**arguments)
