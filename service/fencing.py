@@ -15,7 +15,7 @@ import uuid
 from sqlalchemy.engine import Connection
 
 from service.errors import LeaseLost
-from service.registry import current_job
+from service.registry import running_job
 from service.store import attempts
 
 
@@ -23,8 +23,8 @@ def fence(conn: Connection) -> None:
     """Raise `LeaseLost` unless the running attempt still holds its job, which it then holds
     until `conn`'s transaction ends. Outside a worker (a handler called directly, as a script
     or a test may) there is nothing to fence."""
-    job = current_job()
-    if job.attempt_id is None:
+    job = running_job()
+    if job is None or job.attempt_id is None:
         return
     if not attempts.hold(conn, uuid.UUID(job.id), job.attempt_id):
         raise LeaseLost(f"job {job.id}: attempt {job.attempt} no longer holds it; write dropped")

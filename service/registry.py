@@ -171,15 +171,20 @@ class RunningJob:
 def current_job() -> RunningJob:
     """The job this thread runs. Use `current_job().id` as an idempotency key for outside
     effects: a job may run more than once (at-least-once delivery)."""
-    job = getattr(_current, "job", None)
+    job = running_job()
     if job is None:
         raise RuntimeError("current_job() called outside a running job")
     return job
 
 
+def running_job() -> RunningJob | None:
+    """The job this thread runs, None outside one (a handler called directly)."""
+    return getattr(_current, "job", None)
+
+
 def is_cancelled() -> bool:
     """Whether someone asked the running job to stop; long handlers check it between steps."""
-    job = getattr(_current, "job", None)
+    job = running_job()
     return bool(job and job.is_cancelled())
 
 
@@ -188,7 +193,7 @@ def report_progress(done: float, total: float | None = None, message: str | None
     call often: the worker's heartbeat writes the latest report at most once a beat. `done`
     and `total` are finite numbers (else `ValueError`, here, where the mistake is); the message
     keeps its first 500 characters, with what PostgreSQL cannot store (a NUL) replaced."""
-    job = getattr(_current, "job", None)
+    job = running_job()
     if job is None:
         return
     job.progress = {
@@ -214,7 +219,7 @@ def _finite(name: str, value: object) -> float:
 def current_settings() -> Settings:
     """The settings of the worker running this job; outside a job, read from the environment.
     Handlers read their configuration (SMTP server, webhook secret) from here."""
-    job = getattr(_current, "job", None)
+    job = running_job()
     if job is not None and job.settings is not None:
         return job.settings
     return Settings()
@@ -227,7 +232,7 @@ def set_current(job: RunningJob | None) -> None:
 def _runner(job: JobType) -> Callable[..., None]:
     def run(**payload: Any) -> None:
         if job.secret:
-            running = getattr(_current, "job", None)
+            running = running_job()
             job_id = running.id if running is not None else ""
             payload = sealing.unseal(payload, job.secret, current_settings().sealing_key, job_id)
         try:
@@ -237,7 +242,7 @@ def _runner(job: JobType) -> Callable[..., None]:
         result = job.handler(model)
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json", by_alias=True)
-        running = getattr(_current, "job", None)
+        running = running_job()
         if running is not None:
             running.result = result
 

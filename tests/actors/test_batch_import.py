@@ -129,6 +129,17 @@ def test_an_attempt_that_lost_its_job_writes_nothing_and_the_one_that_holds_it_w
     assert stored("fenced") == {"a": {"key": "a", "v": "current"}}
 
 
+def test_a_handler_called_directly_as_a_script_would_imports_unfenced(
+    settings, stored, monkeypatch
+):
+    monkeypatch.setenv("WARREN_DATABASE_URL", settings.database_url)  # no job: the environment
+
+    result = batch_import(BatchImport(namespace="direct", items=[{"key": "a"}]))  # RuntimeError
+
+    assert result["inserted"] == 1
+    assert stored("direct") == {"a": {"key": "a"}}
+
+
 def test_a_large_ndjson_file_is_streamed_in_chunks(settings, running_job, stored, files):
     running_job(settings=settings)
     lines = [json.dumps({"id": i, "name": f"item {i}"}) for i in range(ROWS)]
