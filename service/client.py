@@ -273,10 +273,8 @@ class Warren:
             return queries.attempts(conn, _uuid(job_id))
 
     def list(self, filters: queries.Filters | Mapping[str, str] | None = None) -> queries.Page:
-        if not isinstance(filters, queries.Filters):
-            filters = queries.Filters.parse(filters or {})
         with self.engine.connect() as conn:
-            return queries.page(conn, filters)
+            return queries.page(conn, queries.Filters.of(filters))
 
     def stats(self) -> dict[str, Any]:
         """Counts by status and type, rates, and RabbitMQ's view of each tier queue."""

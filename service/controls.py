@@ -112,20 +112,9 @@ def parse_bulk(body: Any) -> BulkRequest:
 def filters_of(filter: queries.Filters | Mapping[str, Any]) -> queries.Filters:
     """The filters of `GET /jobs` from a mapping of them; numbers may be numbers. Paging has
     no meaning here. Raises `BadRequest` as `GET /jobs` does for a bad filter."""
-    if isinstance(filter, queries.Filters):
-        return filter
-    if not isinstance(filter, Mapping):
-        kind = type(filter).__name__
-        raise TypeError(f"a filter is a mapping of GET /jobs filters or Filters, not {kind}")
-    params = {}
-    for name, value in filter.items():
-        if name in queries.PAGING:
-            known = ", ".join((*queries.FILTERS, "payload.<field>"))
-            raise BadRequest(f"unknown filter {name!r}; known: {known}")
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            raise BadRequest(f"filter {name!r} must be text or a whole number")
-        params[name] = str(value)
-    return queries.Filters.parse(params)
+    if filter is None:  # `Filters.of` reads None as no filter: here that would be every job
+        raise TypeError("a filter is a mapping of GET /jobs filters or Filters, not NoneType")
+    return queries.Filters.of(filter, paging=False)
 
 
 def cancel_where(engine: Engine, filters: queries.Filters, dry_run: bool = False) -> Bulk:

@@ -113,6 +113,30 @@ class Filters:
     offset: int | None = None
 
     @classmethod
+    def of(cls, given: "Filters | Mapping[str, Any] | None", *, paging: bool = True) -> "Filters":
+        """Filters from a Python caller's mapping of `GET /jobs` parameters, whose numbers may
+        be numbers; without `paging`, `limit`, `cursor` and `offset` are unknown filters.
+        Raises `TypeError` for what is no such mapping, `BadRequest` as `GET /jobs` does."""
+        if isinstance(given, Filters):
+            return given
+        if given is None:
+            given = {}
+        if not isinstance(given, Mapping):
+            kind = type(given).__name__
+            raise TypeError(f"a filter is a mapping of GET /jobs filters or Filters, not {kind}")
+        params = {}
+        for name, value in given.items():
+            if not isinstance(name, str):
+                raise TypeError(f"a filter's name is text, not {type(name).__name__}")
+            if name in PAGING and not paging:
+                known = ", ".join((*FILTERS, "payload.<field>"))
+                raise BadRequest(f"unknown filter {name!r}; known: {known}")
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise BadRequest(f"filter {name!r} must be text or a whole number")
+            params[name] = str(value)
+        return cls.parse(params)
+
+    @classmethod
     def parse(cls, params: Mapping[str, str]) -> "Filters":
         """Filters from query-string parameters. Raises `BadRequest` naming the bad one."""
         storable.check_params(params)

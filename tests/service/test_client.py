@@ -77,3 +77,16 @@ def test_a_python_value_that_becomes_unstorable_json_is_refused_naming_it(
 def test_a_dlq_listing_gets_the_checks_of_get_dlq(warren, arguments):
     with pytest.raises(BadRequest):  # each reached PostgreSQL, or failed in Python
         warren.dlq.list(**arguments)
+
+
+@pytest.mark.parametrize("filters", [{1: "x"}, "status=failed", [("status", "failed")]])
+def test_a_filter_that_is_not_a_mapping_of_names_is_a_type_error(warren, filters):
+    for verb in (warren.list, warren.cancel_where):  # each an AttributeError
+        with pytest.raises(TypeError):
+            verb(filters)
+
+
+def test_a_listing_s_filters_may_be_numbers_as_a_bulk_verb_s_may(warren):
+    job = warren.enqueue("test-noop", {"n": 3})
+
+    assert [j.id for j in warren.list({"payload.n": 3, "limit": 5}).jobs] == [job.id]
