@@ -31,14 +31,14 @@ _NAME = re.compile(
 )
 
 
-def write(settings: Settings, job_id: str, extension: str, content: bytes) -> Path:
-    """Store `content` as a new file of job `job_id`; returns its path, whose name the job's
-    result gives as `"artifact"`."""
+def write(settings: Settings, job_id: uuid.UUID | str, extension: str, content: bytes) -> Path:
+    """Store `content` as a new file of job `job_id` (`current_job().id`, or a UUID); returns
+    its path, whose name the job's result gives as `"artifact"`."""
     if extension not in MEDIA_TYPES:
         raise ValueError(f"artifacts are {', '.join(MEDIA_TYPES)}, not {extension!r}")
     folder = Path(settings.files_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.UUID(job_id)}.{secrets.token_hex(8)}.{extension}"
+    path = folder / f"{uuid.UUID(str(job_id))}.{secrets.token_hex(8)}.{extension}"
     partial = path.with_name(path.name + ".partial")
     partial.write_bytes(content)
     os.replace(partial, path)

@@ -29,6 +29,12 @@ def test_a_later_write_never_replaces_the_file_the_result_names(settings):
     assert media_type == "text/csv; charset=utf-8"
 
 
+def test_a_job_id_may_be_given_as_a_uuid(settings):
+    written = artifacts.write(settings, uuid.UUID(JOB), "json", b"{}")  # an AttributeError
+
+    assert artifacts.find(settings, uuid.UUID(JOB), {"artifact": written.name})[0] == written
+
+
 def test_a_file_named_before_names_had_a_token_is_still_served(settings):
     (old := artifacts.write(settings, JOB, "json", b"{}")).rename(old.with_name(f"{JOB}.json"))
 
