@@ -186,6 +186,8 @@ class Warren:
         )
 
     def _store(self, rows: list[dict[str, Any]], session: Session | None) -> list[Enqueued]:
+        if session is not None and not isinstance(session, Session):
+            raise TypeError(f"session is a SQLAlchemy Session, not {type(session).__name__}")
         if session is not None:
             outcome = jobs.insert(session.connection(), rows)
             self._publish_after_commit(session, rows, outcome)

@@ -90,3 +90,11 @@ def test_a_listing_s_filters_may_be_numbers_as_a_bulk_verb_s_may(warren):
     job = warren.enqueue("test-noop", {"n": 3})
 
     assert [j.id for j in warren.list({"payload.n": 3, "limit": 5}).jobs] == [job.id]
+
+
+def test_a_session_that_is_not_one_is_a_type_error_and_stores_nothing(warren, engine):
+    with pytest.raises(TypeError, match="not str"):  # an AttributeError
+        warren.enqueue("test-noop", {}, session="the session")
+
+    with engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM jobs")) == 0
