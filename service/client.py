@@ -276,7 +276,7 @@ class Warren:
 
     def list(self, filters: queries.Filters | Mapping[str, str] | None = None) -> queries.Page:
         with self.engine.connect() as conn:
-            return queries.page(conn, queries.Filters.of(filters))
+            return queries.page(conn, queries.Filters.of({} if filters is None else filters))
 
     def stats(self) -> dict[str, Any]:
         """Counts by status and type, rates, and RabbitMQ's view of each tier queue."""

@@ -112,8 +112,6 @@ def parse_bulk(body: Any) -> BulkRequest:
 def filters_of(filter: queries.Filters | Mapping[str, Any]) -> queries.Filters:
     """The filters of `GET /jobs` from a mapping of them; numbers may be numbers. Paging has
     no meaning here. Raises `BadRequest` as `GET /jobs` does for a bad filter."""
-    if filter is None:  # `Filters.of` reads None as no filter: here that would be every job
-        raise TypeError("a filter is a mapping of GET /jobs filters or Filters, not NoneType")
     return queries.Filters.of(filter, paging=False)
 
 

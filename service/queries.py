@@ -113,14 +113,12 @@ class Filters:
     offset: int | None = None
 
     @classmethod
-    def of(cls, given: "Filters | Mapping[str, Any] | None", *, paging: bool = True) -> "Filters":
+    def of(cls, given: "Filters | Mapping[str, Any]", *, paging: bool = True) -> "Filters":
         """Filters from a Python caller's mapping of `GET /jobs` parameters, whose numbers may
         be numbers; without `paging`, `limit`, `cursor` and `offset` are unknown filters.
         Raises `TypeError` for what is no such mapping, `BadRequest` as `GET /jobs` does."""
         if isinstance(given, Filters):
             return given
-        if given is None:
-            given = {}
         if not isinstance(given, Mapping):
             kind = type(given).__name__
             raise TypeError(f"a filter is a mapping of GET /jobs filters or Filters, not {kind}")
